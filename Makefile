@@ -1,0 +1,32 @@
+# avatarv — every target installs what it needs on a fresh machine.
+PY ?= python3
+PIP := $(PY) -m pip
+STAMP := .make-stamps
+
+.PHONY: install sysdeps test demo lint info clean
+
+# Debian tools the project relies on (espeak-ng for speech, ffmpeg/sox for media checks).
+sysdeps:
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v sox >/dev/null || \
+	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox >/dev/null)
+
+# CPU torch first and pinned (an unpinned install pulls GBs of CUDA), then the package.
+install: sysdeps
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null || \
+	 $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+
+test: install
+	$(PY) -m pytest -q tests
+
+demo: install
+	$(PY) -m avatarv.cli demo
+
+lint: install
+	$(PY) -m ruff check src tests benchmarks
+
+info: install
+	$(PY) -m avatarv.cli info
+
+clean:
+	rm -rf build dist .pytest_cache out

@@ -1,0 +1,71 @@
+"""The ``avatarv`` command line.
+
+Each part registers its commands here by name → ``"module:attribute"``; the attribute is a
+``typer.Typer`` (a command group such as ``world`` or ``voice``) or a plain function (a single command
+such as ``info``). Modules are imported when the CLI starts so a broken part fails loudly in the tests.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from avatarv.errors import AvatarvError
+
+# name -> "module:attribute". Groups are typer.Typer objects, commands are functions.
+COMMANDS: dict[str, str] = {
+    "info": "avatarv.info:info",
+}
+
+
+def _load(target: str):
+    module_name, attr = target.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="avatarv",
+        help="Video-reference talking-avatar generation.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for name, target in COMMANDS.items():
+        obj = _load(target)
+        if isinstance(obj, typer.Typer):
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns ``AvatarvError`` into one line on stderr and exit code 2."""
+    app = build_app()
+    try:
+        app(args=argv, standalone_mode=False)
+    except AvatarvError as err:
+        print(f"avatarv: {err}", file=sys.stderr)
+        return err.exit_code
+    except typer.Exit as ex:  # raised by commands that exit early on purpose
+        return ex.exit_code
+    except SystemExit as ex:
+        return int(ex.code or 0)
+    except Exception as err:  # click usage errors and aborts
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            return err.exit_code
+        if isinstance(err, click.exceptions.Abort):
+            print("avatarv: aborted", file=sys.stderr)
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
