@@ -1,0 +1,53 @@
+"""``avatarv info``: the model presets with parameter counts, and what this machine offers."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import typer
+
+
+def machine_summary() -> dict[str, object]:
+    """Threads, CPU flags relevant to bf16 (AMX / AVX-512 BF16), CUDA devices."""
+    import torch
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    }
+
+
+def info(
+    preset: str = typer.Option(None, "--preset", help="Only this preset (e.g. wan-14b)."),
+) -> None:
+    """Print the DiT presets (parameter counts, built on the meta device) and the machine."""
+    from avatarv.config import PRESETS, get_preset
+    from avatarv.models.dit import VideoRefDiT
+
+    names = [preset] if preset else list(PRESETS)
+    typer.echo("presets:")
+    for name in names:
+        cfg = get_preset(name)
+        n = VideoRefDiT.count_parameters(cfg.dit)
+        typer.echo(
+            f"  {name:9s} dim={cfg.dit.dim:5d} heads={cfg.dit.num_heads:3d} layers={cfg.dit.num_layers:3d} "
+            f"ffn={cfg.dit.ffn_dim:6d} params={n:,} ({n / 1e9:.3f} B)"
+        )
+    typer.echo("machine:")
+    for key, value in machine_summary().items():
+        typer.echo(f"  {key}: {value}")

@@ -1,0 +1,29 @@
+"""Shared fixtures. Real media live in ../shared/real beside the repository (fixtures, never copied here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_DIR = REPO_ROOT.parent / "shared" / "real"
+
+
+def _real(sub: str) -> Path:
+    path = REAL_DIR / sub
+    if not path.is_dir():
+        pytest.skip(f"real fixtures not found at {path} (expected ../shared/real beside the repository)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_clips() -> list[Path]:
+    """The five real talking-head clips (mp4, h264 + aac)."""
+    return sorted(_real("clips").glob("*.mp4"))
+
+
+@pytest.fixture(scope="session")
+def real_speech() -> list[Path]:
+    """The three real speech recordings (wav, 16/48 kHz stereo)."""
+    return sorted(_real("speech").glob("*.wav"))
