@@ -1,0 +1,94 @@
+"""Typed configuration of the VideoRef DiT.
+
+The shared part (patch embedding, time/text embeddings, blocks, head) is Wan2.1's layout, so a Wan
+checkpoint loads by a key table (``models/dit/wan_weights.py``). The parts Wan does not have (reference
+stream, audio cross-attention, motion tokens, guidance embedding) are switched on by their sizes here and
+start as the identity (zero-initialised output projections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from avatarv.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    dim: int = 1536
+    num_heads: int = 12
+    num_layers: int = 30
+    ffn_dim: int = 8960
+    latent_channels: int = 16  # VAE latent channels (noisy input and velocity output)
+    # Wan I2V conditioning: 4 mask channels + latent_channels clean latents of known frames (scene image,
+    # prefix). 0 = Wan T2V (no condition input).
+    cond_channels: int = 0
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    text_dim: int = 4096
+    freq_dim: int = 256
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+    timestep_scale: float = 1000.0  # model timestep = flow time t ∈ [0, 1] × this (Wan's convention)
+    # Reference stream: reference frames sit at time positions ref_time_offset + r so they never collide
+    # with generated frames (chunks are at most a few hundred latent frames long).
+    ref_time_offset: int = 4096
+    # Audio cross-attention: audio features [B, F, audio_tokens_per_frame, audio_dim] per latent frame;
+    # the tokens of latent frame f attend to frames f-audio_window … f+audio_window. 0 = no audio.
+    audio_dim: int = 0
+    audio_window: int = 1
+    # Motion stream: one token per latent frame carrying motion_dim features. 0 = no motion stream.
+    motion_dim: int = 0
+    # Distilled students take guidance scales as input (CFG distillation). 0 = none.
+    num_guidance_scales: int = 0
+
+    def __post_init__(self):
+        if self.dim % self.num_heads:
+            raise ConfigError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        head_dim = self.dim // self.num_heads
+        if head_dim % 2 or head_dim < 6:
+            raise ConfigError(f"head dim {head_dim} must be even and ≥ 6 (3D RoPE splits it in three)")
+        if self.cond_channels not in (0, self.latent_channels + 4):
+            raise ConfigError(
+                f"cond_channels must be 0 (T2V) or latent_channels + 4 = {self.latent_channels + 4} (I2V), "
+                f"got {self.cond_channels}"
+            )
+        for name in ("num_layers", "ffn_dim", "latent_channels", "text_dim", "freq_dim"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
+            raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def in_channels(self) -> int:
+        return self.latent_channels + self.cond_channels
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DiTConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown DiT config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "patch_size" in d:
+            d["patch_size"] = tuple(d["patch_size"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A named preset: the DiT plus the latent geometry of the VAE it works with."""
+
+    name: str
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    vae_temporal_stride: int = 4  # Wan VAE: 4k+1 frames → k+1 latent frames
+    vae_spatial_stride: int = 8
+    fps: int = 25

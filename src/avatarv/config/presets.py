@@ -1,0 +1,51 @@
+"""Named presets, from a unit-test model to Wan2.1-14B: a CPU test and a cluster run differ by one name.
+
+Wan2.1 dimensions (Wan2.1 technical report, Table 1 / the released configs):
+1.3B: dim 1536, 12 heads, 30 layers, ffn 8960; 14B: dim 5120, 40 heads, 40 layers, ffn 13824;
+text dim 4096 (UMT5-XXL), freq dim 256, patch 1×2×2, 16 latent channels.
+"""
+
+from __future__ import annotations
+
+from avatarv.config.dit import DiTConfig, ModelConfig
+from avatarv.errors import ConfigError
+
+PRESETS: dict[str, ModelConfig] = {
+    # Unit tests: a forward in well under a second.
+    "tiny": ModelConfig(
+        name="tiny",
+        dit=DiTConfig(
+            dim=48, num_heads=4, num_layers=2, ffn_dim=96, latent_channels=4, cond_channels=8,
+            text_dim=16, freq_dim=32, audio_dim=12, audio_window=1, motion_dim=6,
+        ),
+    ),
+    # The bundled CPU model trained on the world.
+    "small": ModelConfig(
+        name="small",
+        dit=DiTConfig(
+            dim=256, num_heads=4, num_layers=8, ffn_dim=1024, latent_channels=16, cond_channels=20,
+            text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, motion_dim=16,
+        ),
+    ),
+    "wan-1.3b": ModelConfig(
+        name="wan-1.3b",
+        dit=DiTConfig(
+            dim=1536, num_heads=12, num_layers=30, ffn_dim=8960, latent_channels=16, cond_channels=20,
+            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, motion_dim=64,
+        ),
+    ),
+    "wan-14b": ModelConfig(
+        name="wan-14b",
+        dit=DiTConfig(
+            dim=5120, num_heads=40, num_layers=40, ffn_dim=13824, latent_channels=16, cond_channels=20,
+            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, motion_dim=64,
+        ),
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

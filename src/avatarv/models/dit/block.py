@@ -1,0 +1,84 @@
+"""One VideoRef DiT block: sparse reference self-attention, text and audio cross-attention, AdaLN FFN.
+
+The generation stream follows Wan2.1's ``WanAttentionBlock`` exactly (modulation ``[1, 6, D]`` +
+time projection → shift/scale/gate for self-attention and FFN; affine LayerNorm before the text
+cross-attention). The audio cross-attention is new and starts as the identity (zero output projection).
+The reference stream uses the same weights with the clean-timestep (t = 0) modulation and skips the
+cross-attentions, so its K/V depend on the reference alone.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avatarv.config import DiTConfig
+from avatarv.models.dit.cross_attention import AudioCrossAttention, CrossAttention
+from avatarv.models.dit.layers import FeedForward, FP32LayerNorm, modulate
+from avatarv.models.dit.layout import GenLayout
+from avatarv.models.dit.sparse_ref_attention import KV, SparseRefSelfAttention
+
+
+class VideoRefBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.eps = cfg.eps
+        self.self_attn = SparseRefSelfAttention(d, cfg.num_heads, cfg.eps)
+        self.cross_attn_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
+        self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps)
+        self.audio_attn = None
+        if cfg.audio_dim:
+            self.audio_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
+            self.audio_attn = AudioCrossAttention(d, cfg.num_heads, cfg.eps, cfg.audio_window)
+        self.ffn = FeedForward(d, cfg.ffn_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
+
+    def _mod(self, temb6: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """temb6 ``[B, 6, D]`` → six ``[B, 1, D]`` fp32 tensors (shift, scale, gate) × (attention, FFN)."""
+        return (self.modulation.float() + temb6.float()).chunk(6, dim=1)
+
+    def forward_ref(
+        self,
+        ref_x: torch.Tensor,
+        temb6_ref: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        ref_key_mask: torch.Tensor | None,
+        last: bool,
+    ) -> tuple[torch.Tensor | None, KV]:
+        """Reference stream. ref_x ``[B, N_ref, D]`` → (next ref_x, or None after the last block; this block's K/V)."""
+        shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6_ref)
+        h = modulate(ref_x, self.eps, shift, scale)
+        attn, kv = self.self_attn.forward_ref(h, rope, ref_key_mask, need_output=not last)
+        if last:
+            return None, kv
+        ref_x = (ref_x.float() + attn * gate).type_as(ref_x)
+        ff = self.ffn(modulate(ref_x, self.eps, c_shift, c_scale))
+        ref_x = (ref_x.float() + ff.float() * c_gate).type_as(ref_x)
+        return ref_x, kv
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        temb6: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        text: torch.Tensor | None,
+        audio: torch.Tensor | None,
+        layout: GenLayout,
+        ref_kv: KV | None,
+        ref_key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Generation stream.
+
+        x ``[B, N_gen, D]`` laid out as ``layout`` says. text ``[B, L, D]``; audio ``[B, F, Ka, D]`` (embedded).
+        """
+        shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6)
+        attn = self.self_attn.forward_gen(modulate(x, self.eps, shift, scale), rope, ref_kv, ref_key_mask)
+        x = (x.float() + attn * gate).type_as(x)
+        if text is not None:
+            x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text)
+        if audio is not None and self.audio_attn is not None:
+            groups = layout.group_by_frame(self.audio_norm(x).type_as(x))
+            x = x + layout.ungroup(self.audio_attn.forward_frames(groups, audio))
+        ff = self.ffn(modulate(x, self.eps, c_shift, c_scale))
+        return (x.float() + ff.float() * c_gate).type_as(x)

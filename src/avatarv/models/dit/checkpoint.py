@@ -1,0 +1,58 @@
+"""avatarv's own DiT checkpoints: ``config.json`` + ``model.safetensors`` in a directory, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from avatarv.config import DiTConfig
+from avatarv.errors import CheckpointError
+
+FORMAT = "avatarv-dit-v1"
+
+
+def save_dit(model, directory: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "dit": model.cfg.to_dict()}, indent=2))
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_dit(directory: str | Path, device: str | torch.device = "cpu"):
+    from safetensors.torch import load_file
+
+    from avatarv.models.dit.model import VideoRefDiT
+
+    directory = Path(directory)
+    cfg_path = directory / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError("not an avatarv DiT checkpoint (no config.json)", directory)
+    meta = json.loads(cfg_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"unknown checkpoint format {meta.get('format')!r} (expected {FORMAT})", directory)
+    model = VideoRefDiT(DiTConfig.from_dict(meta["dit"]))
+    state = load_file(str(directory / "model.safetensors"), device=str(device))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"checkpoint does not match its config: missing {result.missing_keys[:8]}, "
+            f"unexpected {result.unexpected_keys[:8]}",
+            directory,
+        )
+    return model.to(device)

@@ -1,0 +1,74 @@
+"""Cross-attention to text tokens (Wan's ``cross_attn``) and windowed cross-attention to audio tokens.
+
+Audio is per latent frame: ``[B, F, Ka, D]`` (Ka audio tokens per latent frame). The tokens of latent
+frame f attend to the audio of frames f − w … f + w only. Instead of a dense [N_gen, N_audio] mask we group
+the queries by frame and gather each frame's audio window (``unfold``), so the cost is
+O(F · tokens_per_frame · (2w + 1)·Ka) and there is no Python loop over frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avatarv.models.dit.attention import sdpa_attention
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.attn_fn = sdpa_attention
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x ``[B, N, D]``, context ``[B, L, D]``, context_mask ``[B, L]`` bool → ``[B, N, D]``."""
+        q = self._heads(self.norm_q(self.q(x)))
+        k = self._heads(self.norm_k(self.k(context)))
+        v = self._heads(self.v(context))
+        out = self.attn_fn(q, k, v, key_mask=context_mask)
+        return self.o(out.transpose(1, 2).flatten(2))
+
+
+def audio_windows(audio: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gather each latent frame's audio window.
+
+    audio ``[B, F, Ka, D]`` → context ``[B·F, (2w+1)·Ka, D]`` and mask ``[B·F, (2w+1)·Ka]`` (False where the
+    window runs past the first or last frame).
+    """
+    b, f, ka, d = audio.shape
+    w = window
+    padded = F.pad(audio, (0, 0, 0, 0, w, w))  # [B, F + 2w, Ka, D]
+    valid = F.pad(torch.ones(b, f, ka, dtype=torch.bool, device=audio.device), (0, 0, w, w))
+    ctx = padded.unfold(1, 2 * w + 1, 1)  # [B, F, Ka, D, 2w+1]
+    ctx = ctx.permute(0, 1, 4, 2, 3).reshape(b * f, (2 * w + 1) * ka, d)
+    mask = valid.unfold(1, 2 * w + 1, 1).permute(0, 1, 3, 2).reshape(b * f, (2 * w + 1) * ka)
+    return ctx, mask
+
+
+class AudioCrossAttention(CrossAttention):
+    """Per-frame windowed cross-attention. Output projection starts at zero: a new module is the identity."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float, window: int):
+        super().__init__(dim, num_heads, eps)
+        self.window = window
+        nn.init.zeros_(self.o.weight)
+        nn.init.zeros_(self.o.bias)
+
+    def forward_frames(self, x_frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        """x_frames ``[B, F, T, D]`` (T tokens per latent frame), audio ``[B, F, Ka, D]`` → ``[B, F, T, D]``."""
+        b, f, t, d = x_frames.shape
+        ctx, mask = audio_windows(audio, self.window)
+        out = self.forward(x_frames.reshape(b * f, t, d), ctx, mask)
+        return out.reshape(b, f, t, d)

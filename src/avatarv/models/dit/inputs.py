@@ -1,0 +1,57 @@
+"""Inputs and outputs of the VideoRef DiT, grouped by concept."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RefInputs:
+    """The reference video, encoded once per job.
+
+    latents: ``[B, C, F_ref, H, W]`` clean VAE latents (B = 1 to share one reference across a batch).
+    motion: ``[B, F_ref, motion_dim]`` clean motion features per latent frame, or None.
+    frame_mask: ``[B, F_ref]`` bool, False for faceless frames (their tokens are excluded as keys), or None.
+    """
+
+    latents: torch.Tensor
+    motion: torch.Tensor | None = None
+    frame_mask: torch.Tensor | None = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.latents.shape[2]
+
+    def fingerprint(self) -> str:
+        """A digest of the exact bytes of every field: a cache built from one reference refuses another."""
+        h = hashlib.blake2b(digest_size=16)
+        for t in (self.latents, self.motion, self.frame_mask):
+            if t is None:
+                h.update(b"none")
+                continue
+            t = t.detach().to("cpu").contiguous()
+            h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def drop_masked_frames(self) -> RefInputs:
+        """Remove faceless frames from the token list (cheaper than masking; same result). Batch of one only."""
+        if self.frame_mask is None:
+            return self
+        if self.latents.shape[0] != 1:
+            raise ValueError("drop_masked_frames needs a batch of one reference (frames differ per sample)")
+        keep = self.frame_mask[0]
+        return RefInputs(
+            latents=self.latents[:, :, keep],
+            motion=None if self.motion is None else self.motion[:, keep],
+            frame_mask=None,
+        )
+
+
+@dataclass
+class DiTOutput:
+    video: torch.Tensor  # [B, C, F, H, W] velocity of the video latents
+    motion: torch.Tensor | None = None  # [B, F, motion_dim] velocity of the motion features

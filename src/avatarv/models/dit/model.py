@@ -1,0 +1,249 @@
+"""The VideoRef DiT: Wan2.1's video DiT plus a reference stream, audio cross-attention and a motion stream.
+
+Token streams (seed "VideoRef DiT Backbone"; DESIGN "The VideoRef DiT"):
+- gen video tokens: noisy latents ``[B, C, F, H, W]`` (+ I2V condition: 4 mask + C clean channels)
+  patchified 1×2×2 → ``[B, F·H/2·W/2, D]`` at RoPE positions (f, h, w);
+- gen motion tokens: one per latent frame, noised with the video and predicted jointly;
+- reference tokens: clean reference latents (and clean motion) at time positions ``ref_time_offset + r``,
+  run with the t = 0 modulation, attended by gen tokens through sparse reference attention.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from avatarv.config import DiTConfig
+from avatarv.models.dit.block import VideoRefBlock
+from avatarv.models.dit.cache import RefKVCache
+from avatarv.models.dit.inputs import DiTOutput, RefInputs
+from avatarv.models.dit.layers import modulate, timestep_sinusoid
+from avatarv.models.dit.layout import GenLayout
+from avatarv.models.dit.rope import frame_positions, grid_positions, rope_cos_sin
+from avatarv.models.dit.sparse_ref_attention import KV
+
+
+class Head(nn.Module):
+    def __init__(self, dim: int, out_dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.proj = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """x ``[B, N, D]``, temb ``[B, D]`` (before the time projection, as in Wan) → normed, modulated x."""
+        shift, scale = (self.modulation.float() + temb.float()[:, None]).chunk(2, dim=1)
+        return modulate(x, self.eps, shift, scale)
+
+
+class VideoRefDiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        patch_volume = math.prod(cfg.patch_size)
+        # --- Wan2.1 parts (names mapped by models/dit/wan_weights.py) ---
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, d, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.blocks = nn.ModuleList([VideoRefBlock(cfg) for _ in range(cfg.num_layers)])
+        self.head = Head(d, cfg.latent_channels * patch_volume, cfg.eps)
+        # --- avatarv parts: each starts as the identity on the Wan path ---
+        self.ref_embedding = nn.Parameter(torch.zeros(d))  # marks reference tokens
+        self.audio_embedding = None
+        if cfg.audio_dim:
+            self.audio_embedding = nn.Sequential(
+                nn.Linear(cfg.audio_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
+            )
+        self.motion_embedding = self.motion_head = None
+        if cfg.motion_dim:
+            self.motion_embedding = nn.Linear(cfg.motion_dim, d)
+            self.motion_head = nn.Linear(d, cfg.motion_dim)
+        self.guidance_embedding = None
+        if cfg.num_guidance_scales:
+            self.guidance_embedding = nn.Sequential(
+                nn.Linear(cfg.freq_dim * cfg.num_guidance_scales, d), nn.SiLU(), nn.Linear(d, d)
+            )
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ init
+    def reset_parameters(self) -> None:
+        """Wan's init (xavier linears, zero biases, N(0, .02) embeddings, zero head) + zero new outputs."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
+        nn.init.zeros_(self.patch_embedding.bias)
+        for seq in (self.text_embedding, self.time_embedding):
+            for m in seq:
+                if isinstance(m, nn.Linear):
+                    nn.init.normal_(m.weight, std=0.02)
+        nn.init.zeros_(self.head.proj.weight)
+        zero_out = [b.audio_attn.o for b in self.blocks if b.audio_attn is not None]
+        if self.motion_head is not None:
+            zero_out.append(self.motion_head)
+        if self.guidance_embedding is not None:
+            zero_out.append(self.guidance_embedding[-1])
+        for m in zero_out:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---------------------------------------------------------------- tokens
+    def _timestep_embedding(self, t: torch.Tensor) -> torch.Tensor:
+        """Flow time t ``[B]`` ∈ [0, 1] → ``[B, D]`` (Wan: sinusoid of t·1000 → MLP)."""
+        sin = timestep_sinusoid(t * self.cfg.timestep_scale, self.cfg.freq_dim)
+        return self.time_embedding(sin.to(self.time_embedding[0].weight.dtype))
+
+    def _embed_video(self, latents: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """latents ``[B, C, F, H, W]`` (+ cond ``[B, 4 + C, F, H, W]``) → tokens ``[B, F·H'·W', D]``."""
+        if self.cfg.cond_channels:
+            if cond is None:
+                b, _, f, h, w = latents.shape
+                cond = latents.new_zeros(b, self.cfg.cond_channels, f, h, w)
+            latents = torch.cat([latents, cond.to(latents.dtype)], dim=1)
+        elif cond is not None:
+            raise ValueError("this DiT has no condition input (cond_channels = 0) but cond was given")
+        return self.patch_embedding(latents).flatten(2).transpose(1, 2)
+
+    def _grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
+        pt, ph, pw = self.cfg.patch_size
+        _, _, f, h, w = latents.shape
+        if f % pt or h % ph or w % pw:
+            raise ValueError(f"latent size {(f, h, w)} is not divisible by the patch size {self.cfg.patch_size}")
+        return f // pt, h // ph, w // pw
+
+    def ref_tokens(self, ref: RefInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Reference tokens ``[B_ref, N_ref, D]``, their positions ``[N_ref, 3]`` and key mask ``[B_ref, N_ref]``.
+
+        Reference latents are clean, so in the I2V layout they enter as their own condition (mask = 1).
+        """
+        lat = ref.latents
+        cond = None
+        if self.cfg.cond_channels:
+            b, _, f, h, w = lat.shape
+            cond = torch.cat([lat.new_ones(b, 4, f, h, w), lat], dim=1)
+        tokens = self._embed_video(lat, cond)
+        f, h, w = self._grid(lat)
+        pos = grid_positions(f, h, w, t_offset=self.cfg.ref_time_offset, device=lat.device)
+        mask = None
+        if ref.frame_mask is not None:
+            mask = ref.frame_mask.bool().repeat_interleave(h * w, dim=1)  # [B, F·h·w] (pt = 1)
+        if ref.motion is not None and self.motion_embedding is not None:
+            tokens = torch.cat([tokens, self.motion_embedding(ref.motion.to(tokens.dtype))], dim=1)
+            pos = torch.cat([pos, frame_positions(f, self.cfg.ref_time_offset, device=lat.device)])
+            if mask is not None:
+                mask = torch.cat([mask, ref.frame_mask.bool()], dim=1)
+        return tokens + self.ref_embedding.to(tokens.dtype), pos, mask
+
+    # ------------------------------------------------------------- reference
+    def compute_ref_kv(self, ref: RefInputs) -> tuple[list[KV], torch.Tensor | None]:
+        """Run the reference stream once: per-block K/V ``[B_ref, H, N_ref, d]`` and the key mask."""
+        ref_x, pos, mask = self.ref_tokens(ref)
+        rope = rope_cos_sin(pos, self.cfg.head_dim, self.cfg.rope_theta)
+        temb0 = self._timestep_embedding(torch.zeros(1, device=ref_x.device))
+        temb6_ref = self.time_projection(temb0).unflatten(1, (6, -1))  # [1, 6, D]
+        kvs: list[KV] = []
+        for i, block in enumerate(self.blocks):
+            ref_x, kv = block.forward_ref(ref_x, temb6_ref, rope, mask, last=i == len(self.blocks) - 1)
+            kvs.append(kv)
+        return kvs, mask
+
+    # --------------------------------------------------------------- forward
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        text: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        motion: torch.Tensor | None = None,
+        ref: RefInputs | None = None,
+        ref_cache: RefKVCache | None = None,
+        guidance: torch.Tensor | None = None,
+    ) -> DiTOutput:
+        """Velocity of the flow at (x, t).
+
+        x ``[B, C, F, H, W]`` noisy latents; t ``[B]`` flow time ∈ [0, 1]; text ``[B, L, text_dim]``;
+        cond ``[B, 4 + C, F, H, W]`` (I2V mask + known latents); audio ``[B, F, Ka, audio_dim]`` per latent
+        frame; motion ``[B, F, motion_dim]`` noisy motion features; ref: the reference (K/V from
+        ``ref_cache`` when given); guidance ``[B, num_guidance_scales]`` for distilled students.
+        """
+        cfg = self.cfg
+        b = x.shape[0]
+        f, h, w = self._grid(x)
+        tokens = self._embed_video(x, cond)  # [B, f·h·w, D]
+        pos = grid_positions(f, h, w, device=x.device)
+        has_motion = motion is not None and self.motion_embedding is not None
+        if motion is not None and self.motion_embedding is None:
+            raise ValueError("motion given but this DiT has no motion stream (motion_dim = 0)")
+        if has_motion:
+            tokens = torch.cat([tokens, self.motion_embedding(motion.to(tokens.dtype))], dim=1)
+            pos = torch.cat([pos, frame_positions(f, device=x.device)])
+        layout = GenLayout(frames=f, height=h, width=w, motion=has_motion)
+        rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
+
+        t = t.reshape(-1).expand(b) if t.numel() == 1 else t
+        temb = self._timestep_embedding(t)  # [B, D]
+        if guidance is not None:
+            if self.guidance_embedding is None:
+                raise ValueError("guidance scales given but this DiT was not built for them")
+            g = torch.cat([timestep_sinusoid(guidance[:, i] * 1000, cfg.freq_dim) for i in range(guidance.shape[1])], -1)
+            temb = temb + self.guidance_embedding(g.to(temb.dtype))
+        temb6 = self.time_projection(temb).unflatten(1, (6, -1))  # [B, 6, D]
+
+        text_ctx = None if text is None else self.text_embedding(text.to(tokens.dtype))
+        audio_ctx = None
+        if audio is not None:
+            if self.audio_embedding is None:
+                raise ValueError("audio given but this DiT has no audio cross-attention (audio_dim = 0)")
+            if audio.shape[1] != f:
+                raise ValueError(f"audio has {audio.shape[1]} latent frames, video has {f}")
+            audio_ctx = self.audio_embedding(audio.to(tokens.dtype))  # [B, f, Ka, D]
+
+        ref_kvs: list[KV | None] = [None] * len(self.blocks)
+        ref_mask = None
+        if ref is not None:
+            kvs, ref_mask = ref_cache.get(self, ref) if ref_cache is not None else self.compute_ref_kv(ref)
+            ref_kvs = list(kvs)
+
+        for block, kv in zip(self.blocks, ref_kvs, strict=True):
+            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, layout, kv, ref_mask)
+
+        out = self.head(tokens, temb)
+        video = self.unpatchify(self.head.proj(out[:, : layout.video_tokens]), f, h, w)
+        motion_v = self.motion_head(out[:, layout.video_tokens :]) if has_motion else None
+        return DiTOutput(video=video, motion=motion_v)
+
+    def unpatchify(self, x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:
+        """``[B, f·h·w, C·pt·ph·pw]`` → ``[B, C, f·pt, h·ph, w·pw]`` (diffusers' Wan order)."""
+        pt, ph, pw = self.cfg.patch_size
+        b = x.shape[0]
+        x = x.reshape(b, f, h, w, pt, ph, pw, -1).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
+
+    # ----------------------------------------------------------- utilities
+    @staticmethod
+    def count_parameters(cfg: DiTConfig) -> int:
+        """Parameters of a DiT with this config, built on the meta device (works for wan-14b)."""
+        with torch.device("meta"):
+            model = VideoRefDiT(cfg)
+        return sum(p.numel() for p in model.parameters())
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from avatarv.models.dit.checkpoint import save_dit
+
+        save_dit(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> VideoRefDiT:
+        from avatarv.models.dit.checkpoint import load_dit
+
+        return load_dit(directory, device=device)
+
+
+__all__ = ["VideoRefDiT"]

@@ -1,0 +1,85 @@
+"""Sparse reference self-attention (the seed's "Sparse Reference Attention").
+
+Generation queries attend to ``[ref keys ; gen keys]``; reference queries attend to reference keys only.
+The pattern is asymmetric, so the reference stream never depends on the generated tokens: its K/V per block
+are a function of the (clean) reference alone and can be cached across denoising steps and chunks.
+Cost per block: O(N_gen·(N_ref + N_gen)) + O(N_ref²) once, instead of O((N_ref + N_gen)²) every step.
+
+Projection names follow Wan2.1's ``WanSelfAttention`` (q, k, v, o, norm_q, norm_k; RMS q/k norm across
+heads, then 3D RoPE).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from avatarv.models.dit.attention import sdpa_attention
+from avatarv.models.dit.rope import apply_rope
+
+KV = tuple[torch.Tensor, torch.Tensor]  # (k, v), each [B, H, N, d], RoPE applied to k
+
+
+class SparseRefSelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = nn.RMSNorm(dim, eps=eps)
+        self.norm_k = nn.RMSNorm(dim, eps=eps)
+        self.attn_fn = sdpa_attention  # swapped from outside for other backends / sequence parallelism
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, N, D] → [B, H, N, d]
+
+    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+        """x ``[B, N, D]`` → q, k, v ``[B, H, N, d]`` with q/k normed and rotated."""
+        cos, sin = rope
+        q = apply_rope(self._heads(self.norm_q(self.q(x))), cos, sin)
+        k = apply_rope(self._heads(self.norm_k(self.k(x))), cos, sin)
+        v = self._heads(self.v(x))
+        return q, k, v
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return self.o(x.transpose(1, 2).flatten(2))  # [B, H, N, d] → [B, N, D]
+
+    def forward_ref(
+        self,
+        ref_x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        ref_key_mask: torch.Tensor | None,
+        need_output: bool = True,
+    ) -> tuple[torch.Tensor | None, KV]:
+        """Reference stream: ref queries see ref keys only. ref_x ``[B, N_ref, D]``.
+
+        Returns the attention output (None when ``need_output`` is False: the last block only needs K/V)
+        and the block's reference (k, v) for the generation stream.
+        """
+        q, k, v = self.project(ref_x, rope)
+        out = self._out(self.attn_fn(q, k, v, key_mask=ref_key_mask)) if need_output else None
+        return out, (k, v)
+
+    def forward_gen(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        ref_kv: KV | None,
+        ref_key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``."""
+        q, k, v = self.project(x, rope)
+        key_mask = None
+        if ref_kv is not None:
+            ref_k, ref_v = ref_kv
+            if ref_k.shape[0] != k.shape[0]:  # one cached reference shared by a batch (e.g. CFG branches)
+                ref_k = ref_k.expand(k.shape[0], -1, -1, -1)
+                ref_v = ref_v.expand(k.shape[0], -1, -1, -1)
+            k = torch.cat([ref_k, k], dim=2)
+            v = torch.cat([ref_v, v], dim=2)
+            if ref_key_mask is not None:
+                gen_mask = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
+                key_mask = torch.cat([ref_key_mask.expand(x.shape[0], -1), gen_mask], dim=1)
+        return self._out(self.attn_fn(q, k, v, key_mask=key_mask))
