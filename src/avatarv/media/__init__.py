@@ -7,6 +7,7 @@ Public API::
 
 from avatarv.media.audio import SAMPLE_RATE
 from avatarv.media.read import Video, read_audio, read_video
+from avatarv.media.stream import StreamingMp4Writer
 from avatarv.media.write import write_mp4
 
-__all__ = ["SAMPLE_RATE", "Video", "read_audio", "read_video", "write_mp4"]
+__all__ = ["SAMPLE_RATE", "StreamingMp4Writer", "Video", "read_audio", "read_video", "write_mp4"]
