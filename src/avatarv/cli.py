@@ -33,6 +33,11 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def _root() -> None:
+        """Video-reference talking-avatar generation."""
+
     for name, target in COMMANDS.items():
         obj = _load(target)
         if isinstance(obj, typer.Typer):
@@ -51,19 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avatarv: {err}", file=sys.stderr)
         return err.exit_code
     except typer.Exit as ex:  # raised by commands that exit early on purpose
-        return ex.exit_code
+        return int(ex.exit_code)
     except SystemExit as ex:
         return int(ex.code or 0)
-    except Exception as err:  # click usage errors and aborts
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
-            print("avatarv: aborted", file=sys.stderr)
-            return 130
-        raise
+    except typer.Abort:
+        print("avatarv: aborted", file=sys.stderr)
+        return 130
+    except typer.exceptions.TyperException as err:  # usage errors (click, vendored by typer)
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"avatarv: {err}", file=sys.stderr)
+        return int(getattr(err, "exit_code", 2))
     return 0
 
 
