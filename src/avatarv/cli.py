@@ -17,6 +17,7 @@ from avatarv.errors import AvatarvError
 # name -> "module:attribute". Groups are typer.Typer objects, commands are functions.
 COMMANDS: dict[str, str] = {
     "info": "avatarv.info:info",
+    "inspect": "avatarv.media.cli:inspect",
 }
 
 
