@@ -59,6 +59,27 @@ def check_size(width: int, height: int, path: str | Path) -> None:
         raise InputError(f"frame size {width}x{height} is too large (maximum {MAX_SIDE} px per side)", path)
 
 
+# Formats whose header durations come from an exact sample index (not a bitrate estimate, as in mp3).
+_INDEXED_FORMATS = ("mov", "mp4", "wav", "matroska")
+# Decoded shorter than declared by more than this is truncation: above AAC priming/padding (≤ 0.13 s)
+# and the last frame's duration, below any real cut.
+TRUNCATION_TOLERANCE_S = 0.25
+
+
+def check_not_truncated(
+    path: str | Path, kind: str, decoded: float, declared: float | None, container: av.container.Container
+) -> None:
+    """``InputError`` if a stream decoded to clearly less than its header says (a cut-off download)."""
+    indexed = any(name in _INDEXED_FORMATS for name in container.format.name.split(","))
+    if not indexed or declared is None:
+        return
+    if declared - decoded > max(TRUNCATION_TOLERANCE_S, 0.05 * declared):
+        raise InputError(
+            f"truncated or corrupt {kind}: decoded {decoded:.2f} s of the {declared:.2f} s in its header",
+            path,
+        )
+
+
 @contextlib.contextmanager
 def media_errors(path: str | Path, doing: str = "decoding") -> Iterator[None]:
     """Turn FFmpeg errors raised while demuxing/decoding into ``InputError("corrupt ...")``."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarv.errors import InputError
-from avatarv.media.container import media_errors, open_input
+from avatarv.media.container import check_not_truncated, media_errors, open_input
 from avatarv.media.rotation import frame_rotation, rotated_size
 
 # Packets scanned per stream for timing (≈ 6 min at 25 fps); enough to see VFR, cheap to demux.
@@ -111,6 +111,8 @@ def _probe(container, path: Path) -> MediaInfo:
         info.num_frames = len(starts) if complete else None
         info.fps, info.vfr = _frame_rate(np.sort(np.asarray(starts)))
         info.video_duration = max(ends) - min(starts)
+        if complete:
+            check_not_truncated(path, "video", info.video_duration, vinfo.duration, container)
         info.rotation = _first_frame_rotation(path)
         info.width, info.height = rotated_size(vinfo.width or 0, vinfo.height or 0, info.rotation)
     if audio is not None:
@@ -119,6 +121,8 @@ def _probe(container, path: Path) -> MediaInfo:
         info.audio_channels = ainfo.channels
         starts, ends, _ = times[audio.index]
         info.audio_duration = max(ends) - min(starts) if starts else 0.0
+        if times[audio.index][2]:
+            check_not_truncated(path, "audio", info.audio_duration, ainfo.duration, container)
     measured = [d for d in (info.video_duration, info.audio_duration) if d]
     if measured:
         info.duration = max(measured)

@@ -17,13 +17,11 @@ import numpy as np
 
 from avatarv.errors import InputError
 from avatarv.media.audio import SAMPLE_RATE, MonoAccumulator, resample
-from avatarv.media.container import check_size, media_errors, open_input
+from avatarv.media.container import check_not_truncated, check_size, media_errors, open_input
 from avatarv.media.rotation import apply_rotation, frame_rotation, rotated_size
 
 # Two timestamps closer than this are the same instant (mp4 time bases are ≥ 1/90000 s; float rounding).
 _EPS = 1e-4
-# A stream whose decoded length falls short of its declared length by more than this is truncated.
-_TRUNCATION_TOLERANCE_S = 0.5
 # Decoded audio longer than the header says by less than this is codec padding (AAC: 1024-sample frames).
 _ENCODER_PADDING_S = 0.15
 
@@ -111,8 +109,12 @@ def _read_video(container, path, fps, max_frames, size, sample_rate, require_aud
     if frames.shape[0] == 0:
         raise InputError("no video frames could be decoded (zero-length or corrupt video)", path)
     if max_frames is None:
-        _check_not_truncated(
-            path, "video", grid.source_end_time - (grid.start or 0.0), _declared_duration(vstream, container)
+        check_not_truncated(
+            path,
+            "video",
+            grid.source_end_time - (grid.start or 0.0),
+            _declared_duration(vstream, container),
+            container,
         )
 
     wave = None
@@ -228,14 +230,6 @@ def _declared_duration(stream: av.stream.Stream, container: av.container.InputCo
     return None
 
 
-def _check_not_truncated(path: Path, kind: str, decoded: float, declared: float | None) -> None:
-    if declared is not None and declared - decoded > max(_TRUNCATION_TOLERANCE_S, 0.1 * declared):
-        raise InputError(
-            f"truncated or corrupt {kind}: decoded {decoded:.2f} s of the {declared:.2f} s in its header",
-            path,
-        )
-
-
 def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read the (first) audio stream of any audio or video file as ``[N]`` float32 mono at ``sample_rate``."""
     container = open_input(path)
@@ -252,7 +246,7 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         if mono.size == 0 or audio.rate is None:
             raise InputError("audio stream has no samples (zero-length audio)", path)
         declared = _declared_duration(astream, container)
-        _check_not_truncated(path, "audio", mono.size / audio.rate, declared)
+        check_not_truncated(path, "audio", mono.size / audio.rate, declared, container)
         if declared is not None and 0 < mono.size / audio.rate - declared < _ENCODER_PADDING_S:
             # AAC/MP3 decoders return whole codec frames; the header knows where the real end is.
             mono = mono[: int(round(declared * audio.rate))]
