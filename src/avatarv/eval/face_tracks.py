@@ -126,8 +126,14 @@ def track_faces(
 
 
 def smoothed_boxes(track: FaceTrack, kernel: int = SMOOTH_KERNEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Half size ``s``, centre ``x``, centre ``y`` per frame, each median-filtered (``signal.medfilt``, 13)."""
+    """Half size ``s``, centre ``x``, centre ``y`` per frame, each median-filtered (``signal.medfilt``, 13).
+
+    ``medfilt`` zero-pads, as in the original: the first and last 6 values are medians over a window holding
+    zeros, which for tracks of >= 13 frames picks a real value near the extreme. Tracks shorter than the
+    kernel (not produced by :func:`track_faces`) use the largest odd kernel that fits.
+    """
     b = track.boxes
+    kernel = min(kernel, len(b) if len(b) % 2 else len(b) - 1)
     s = np.maximum(b[:, 3] - b[:, 1], b[:, 2] - b[:, 0]) / 2
     x = (b[:, 0] + b[:, 2]) / 2
     y = (b[:, 1] + b[:, 3]) / 2

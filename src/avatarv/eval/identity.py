@@ -96,7 +96,7 @@ class IdentityEmbedder(ABC):
     dim = 0
 
     def __init__(self, detector: FaceDetector | None = None):
-        self.detector = detector or DlibHogDetector(upsample=1)
+        self.detector = detector or DlibHogDetector()
 
     def faces(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
         return [box for box, _ in self.detector.detect(frame)]
