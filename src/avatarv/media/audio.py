@@ -66,7 +66,8 @@ def resample(wave: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
         return wave.astype(np.float32, copy=False)
     ratio = Fraction(dst_rate, src_rate)
     out = resample_poly(wave.astype(np.float64), ratio.numerator, ratio.denominator)
-    return out.astype(np.float32)
+    # A clipped recording rings past ±1 after band-limiting (Gibbs); keep the [-1, 1] contract.
+    return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
 def fit_length(wave: np.ndarray, n: int) -> np.ndarray:

@@ -6,7 +6,7 @@ packet out, so nothing of an append is left inside the encoder; each append star
 its fragment decodes on its own). The packets are muxed by FFmpeg into a small fMP4 in memory, which is
 closed (so FFmpeg knows the duration of the last sample) and its fragment appended to the file with its
 decode times and sequence number shifted (``fmp4.retime_fragments``). A reader opening the file after
-``append`` returns sees every appended frame. The AAC encoder keeps ≈ 1–2 codec frames (64–128 ms at
+``append`` returns sees every appended frame. The AAC encoder keeps ≤ 3 codec frames (≤ 192 ms at
 16 kHz) back until the next append or ``close``, so mid-stream the audio ends slightly before the video.
 
 On an exception inside ``with StreamingMp4Writer(...)``, the file written so far is renamed to
