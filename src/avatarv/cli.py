@@ -17,6 +17,9 @@ from avatarv.errors import AvatarvError
 # name -> "module:attribute". Groups are typer.Typer objects, commands are functions.
 COMMANDS: dict[str, str] = {
     "info": "avatarv.info:info",
+    "world": "avatarv.world.cli:app",
+    "generate": "avatarv.pipelines.cli:generate",
+    "demo": "avatarv.pipelines.cli:demo",
     "inspect": "avatarv.media.cli:inspect",
 }
 

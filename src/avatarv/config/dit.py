@@ -84,11 +84,33 @@ class DiTConfig:
 
 
 @dataclass(frozen=True)
+class VAEConfig:
+    """``diffusers.AutoencoderKLWan`` hyper-parameters (Wan2.1's VAE is base_dim 96, z_dim 16)."""
+
+    base_dim: int = 96
+    z_dim: int = 16
+    temporal_stride: int = 4  # causal: 4k+1 frames → k+1 latent frames
+    spatial_stride: int = 8
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """A named preset: the DiT plus the latent geometry of the VAE it works with."""
+    """A named preset: the DiT, the VAE it works with, and the generation geometry."""
 
     name: str
     dit: DiTConfig = field(default_factory=DiTConfig)
-    vae_temporal_stride: int = 4  # Wan VAE: 4k+1 frames → k+1 latent frames
-    vae_spatial_stride: int = 8
+    vae: VAEConfig = field(default_factory=VAEConfig)
     fps: int = 25
+    resolution: int = 480  # generation height = width for the square avatar crop (pixels)
+    chunk_latent_frames: int = 41  # seed: 41 latent frames = 161 frames ≈ 6.4 s per chunk
+    overlap_latent_frames: int = 2  # seed: adjacent chunks overlap by 2 (latent) frames
+    max_ref_latent_frames: int = 11  # reference frames kept (4k+1 pixel frames → k+1 latents)
+
+    def __post_init__(self):
+        if self.vae.z_dim != self.dit.latent_channels:
+            raise ConfigError(f"VAE z_dim {self.vae.z_dim} ≠ DiT latent_channels {self.dit.latent_channels}")
+        if self.resolution % (self.vae.spatial_stride * self.dit.patch_size[1]):
+            raise ConfigError(f"resolution {self.resolution} must be a multiple of "
+                              f"{self.vae.spatial_stride * self.dit.patch_size[1]}")
+        if not 1 <= self.overlap_latent_frames < self.chunk_latent_frames:
+            raise ConfigError("need 1 ≤ overlap_latent_frames < chunk_latent_frames")

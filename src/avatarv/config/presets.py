@@ -7,7 +7,7 @@ text dim 4096 (UMT5-XXL), freq dim 256, patch 1×2×2, 16 latent channels.
 
 from __future__ import annotations
 
-from avatarv.config.dit import DiTConfig, ModelConfig
+from avatarv.config.dit import DiTConfig, ModelConfig, VAEConfig
 from avatarv.errors import ConfigError
 
 PRESETS: dict[str, ModelConfig] = {
@@ -18,6 +18,8 @@ PRESETS: dict[str, ModelConfig] = {
             dim=48, num_heads=4, num_layers=2, ffn_dim=96, latent_channels=4, cond_channels=8,
             text_dim=16, freq_dim=32, audio_dim=12, audio_window=1, motion_dim=6,
         ),
+        vae=VAEConfig(base_dim=8, z_dim=4),
+        resolution=64, chunk_latent_frames=5, overlap_latent_frames=2, max_ref_latent_frames=3,
     ),
     # The bundled CPU model trained on the world.
     "small": ModelConfig(
@@ -26,6 +28,8 @@ PRESETS: dict[str, ModelConfig] = {
             dim=256, num_heads=4, num_layers=8, ffn_dim=1024, latent_channels=16, cond_channels=20,
             text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, motion_dim=16,
         ),
+        vae=VAEConfig(base_dim=32, z_dim=16),
+        resolution=128, chunk_latent_frames=21, overlap_latent_frames=2, max_ref_latent_frames=6,
     ),
     "wan-1.3b": ModelConfig(
         name="wan-1.3b",

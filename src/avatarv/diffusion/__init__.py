@@ -9,7 +9,13 @@ from avatarv.diffusion.flow import (
     velocity_target,
 )
 from avatarv.diffusion.guidance import GuidanceScales, guided
-from avatarv.diffusion.samplers import EulerSampler, OvershootEulerSampler, make_sampler, refine_one_step, renoise
+from avatarv.diffusion.samplers import (
+    EulerSampler,
+    OvershootEulerSampler,
+    make_sampler,
+    refine_one_step,
+    renoise,
+)
 
 __all__ = [
     "add_noise", "velocity_target", "sample_logit_normal", "shift_time", "resolution_shift", "sigma_schedule",

@@ -58,7 +58,7 @@ class EulerSampler:
         for i in range(len(sigmas) - 1):
             s, s_next = float(sigmas[i]), float(sigmas[i + 1])
             v = velocity(x, sigmas[i])
-            x = _map(lambda a, b: a + (s_next - s) * b, x, v)
+            x = _map(lambda a, b, dt=s_next - s: a + dt * b, x, v)
             if callback:
                 callback(i, x)
         return x
@@ -88,7 +88,7 @@ class OvershootEulerSampler:
             s, s_next = float(sigmas[i]), float(sigmas[i + 1])
             s_over = max(s_next - self.overshoot * (s - s_next), 0.0)
             v = velocity(x, sigmas[i])
-            x = _map(lambda a, b: a + (s_over - s) * b, x, v)
+            x = _map(lambda a, b, dt=s_over - s: a + dt * b, x, v)
             if s_next > 0 and s_over < s_next:
                 x = renoise(x, s_over, s_next, _randn_like(x, generator))
             if callback:

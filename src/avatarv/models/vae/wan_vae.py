@@ -1,0 +1,78 @@
+"""VideoVAE: frames (uint8 RGB) ↔ normalised latents, around ``diffusers.AutoencoderKLWan``.
+
+Causal in time: 4k + 1 frames encode to k + 1 latent frames (the first latent frame holds one frame, each
+later one four). Latents are normalised per channel with the VAE's ``latents_mean``/``latents_std`` as in
+diffusers' Wan pipelines, so the DiT sees roughly unit-variance inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from avatarv.config import VAEConfig
+from avatarv.errors import CheckpointError
+
+
+def latent_frames(num_frames: int, stride: int = 4) -> int:
+    """Latent frames of a 4k+1-frame clip."""
+    if (num_frames - 1) % stride:
+        raise ValueError(f"{num_frames} frames is not {stride}k + 1")
+    return (num_frames - 1) // stride + 1
+
+
+def pixel_frames(num_latents: int, stride: int = 4) -> int:
+    return (num_latents - 1) * stride + 1
+
+
+class VideoVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig, model=None):
+        super().__init__()
+        from diffusers import AutoencoderKLWan
+
+        self.cfg = cfg
+        self.model = model or AutoencoderKLWan(
+            base_dim=cfg.base_dim, z_dim=cfg.z_dim, latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim
+        )
+        self.model.eval()
+        mean = torch.tensor(self.model.config.latents_mean, dtype=torch.float32)
+        std = torch.tensor(self.model.config.latents_std, dtype=torch.float32)
+        self.register_buffer("mean", mean.view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("std", std.view(1, -1, 1, 1, 1), persistent=False)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> VideoVAE:
+        """A local diffusers-format AutoencoderKLWan directory (config.json + safetensors). Never downloads."""
+        from diffusers import AutoencoderKLWan
+
+        directory = Path(directory)
+        if not (directory / "config.json").is_file():
+            raise CheckpointError("not a VAE directory (no config.json)", directory)
+        model = AutoencoderKLWan.from_pretrained(str(directory), local_files_only=True)
+        cfg = VAEConfig(base_dim=model.config.base_dim, z_dim=model.config.z_dim)
+        return cls(cfg, model)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.model.save_pretrained(str(directory))
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """frames uint8 ``[T, H, W, 3]`` (T = 4k+1) → normalised latents ``[1, z, k+1, H/8, W/8]``."""
+        x = torch.as_tensor(np.ascontiguousarray(frames)).to(self.device)
+        x = x.permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0  # [1, 3, T, H, W] in [-1, 1]
+        latents = self.model.encode(x).latent_dist.mode()
+        return (latents - self.mean) / self.std
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """normalised latents ``[1, z, F, h, w]`` → uint8 frames ``[4(F−1)+1, 8h, 8w, 3]``."""
+        z = latents.float() * self.std + self.mean
+        video = self.model.decode(z).sample.clamp(-1, 1)  # [1, 3, T, H, W]
+        return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()

@@ -1,0 +1,1 @@
+"""Inference pipelines: chunked long-form generation from a reference video and speech."""

@@ -1,0 +1,104 @@
+"""``avatarv generate`` (the main job) and ``avatarv demo`` (it, on the bundled examples)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from avatarv.errors import InputError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "world-small"
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def _speech_from_args(audio: Path | None, text: str | None, voice: Path | None):
+    from avatarv.media import read_audio
+
+    if (audio is None) == (text is None):
+        raise InputError("give exactly one of --audio SPEECH or --text \"...\"")
+    if audio is not None:
+        return read_audio(audio)
+    try:
+        from avatarv.voice import text_to_speech
+    except ImportError:
+        raise InputError("--text needs the voice engine (avatarv.voice), which is not installed in this build") from None
+    return text_to_speech(text, voice)
+
+
+def run_generation(
+    ref: Path, out: Path, audio: Path | None = None, text: str | None = None, voice: Path | None = None,
+    checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
+    sampler: str = "overshoot", seed: int = 0,
+) -> dict:
+    from tqdm import tqdm
+
+    from avatarv.media import read_video
+    from avatarv.pipelines.chunks import ChunkPlan
+    from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
+
+    if not str(out).lower().endswith(".mp4"):
+        raise InputError("the output must be an .mp4 file", out)
+    speech = _speech_from_args(audio, text, voice)
+    reference = read_video(ref)
+    if checkpoint is not None:
+        pipe = AvatarPipeline.from_checkpoint(checkpoint)
+    else:
+        pipe = AvatarPipeline.random(preset, seed=seed)
+        typer.echo(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
+                   "weights; the video shows noise, not a person", err=True)
+    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed)
+    total_s = seconds if seconds is not None else len(speech) / 16000
+    cfg = pipe.cfg
+    plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
+                                  overlap_latents=cfg.overlap_latent_frames, fps=cfg.fps)
+    bar = tqdm(total=len(plan.chunks()) * steps, desc="generating", unit="step")
+
+    def progress(chunk, step):
+        bar.set_postfix(chunk=f"{chunk.index + 1}/{len(plan.chunks())}")
+        bar.update(1)
+
+    try:
+        summary = pipe.generate(reference, speech, out, opts, progress=progress)
+    finally:
+        bar.close()
+    return summary
+
+
+def generate(
+    ref: Path = typer.Option(..., "--ref", help="Reference video of the person (mp4, mov, ...)."),
+    out: Path = typer.Option(..., "--out", help="Output mp4 (written as it is generated)."),
+    audio: Path = typer.Option(None, "--audio", help="Speech to say (wav, mp3, m4a, or a video's audio)."),
+    text: str = typer.Option(None, "--text", help="Text to say (needs the voice engine)."),
+    voice: Path = typer.Option(None, "--voice", help="Voice sample for --text."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Pipeline checkpoint directory."),
+    preset: str = typer.Option("tiny", "--preset", help="Preset for random weights when no checkpoint is given."),
+    seconds: float = typer.Option(None, "--seconds", help="Duration (default: the speech's)."),
+    steps: int = typer.Option(24, "--steps", min=1),
+    sampler: str = typer.Option("overshoot", "--sampler", help="overshoot | euler"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Generate a talking video of the person in --ref saying --audio (or --text)."""
+    summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed)
+    typer.echo(json.dumps(summary))
+
+
+def demo(
+    out: Path = typer.Option(REPO_ROOT / "out" / "demo.mp4", "--out"),
+    steps: int = typer.Option(None, "--steps", help="Default: 24 with a trained checkpoint, 4 with random weights."),
+) -> None:
+    """Run generate on examples/ref.mp4 + examples/speech.wav with the bundled checkpoint."""
+    ref, speech = EXAMPLES / "ref.mp4", EXAMPLES / "speech.wav"
+    for path in (ref, speech):
+        if not path.is_file():
+            raise InputError("demo input missing (make examples writes it)", path)
+    ckpt = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "pipeline.json").is_file() else None
+    if ckpt is None:
+        typer.echo("avatarv demo: the bundled world checkpoint is not trained yet; using tiny RANDOM weights",
+                   err=True)
+    summary = run_generation(ref, out, audio=speech, checkpoint=ckpt,
+                             steps=steps or (24 if ckpt else 4))
+    typer.echo(json.dumps(summary))
+    typer.echo(f"avatarv demo: wrote {summary['out']} ({summary['seconds']:.2f} s, {summary['chunks']} chunks)")

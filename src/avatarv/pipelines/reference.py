@@ -1,0 +1,76 @@
+"""Reference preparation, once per job: face-centred square crop, faceless frames flagged, VAE latents.
+
+The reference is a contiguous stretch of 4k + 1 frames at the native 25 fps (so the latents keep real
+timing: blink rhythm and nod speed are what the model is meant to read), k + 1 ≤ the preset's
+``max_ref_latent_frames``. Latent frame j of the reference covers frames 4j − 3 … 4j; it counts as
+faceless when most of those frames have no detected face, and is then excluded from attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from avatarv.errors import InputError
+from avatarv.media import Video
+from avatarv.media.faces import detect_faces
+from avatarv.models.dit import RefInputs
+from avatarv.models.vae import VideoVAE
+
+
+@dataclass
+class PreparedReference:
+    ref: RefInputs
+    frames: np.ndarray  # [T, S, S, 3] uint8 cropped reference frames that were encoded
+    face_found: np.ndarray  # [T] bool per frame
+    crop: tuple[int, int, int]  # (left, top, side) in source pixels
+    scene_frame: np.ndarray  # [S, S, 3] the default scene image (first frame with a face)
+
+
+def face_crop_box(frames: np.ndarray, found_boxes: list) -> tuple[int, int, int]:
+    """A square (left, top, side) around the median face, 2.2 face heights wide, inside the frame."""
+    h, w = frames.shape[1:3]
+    boxes = np.array([[b.left, b.top, b.right, b.bottom] for b in found_boxes], dtype=np.float64)
+    cx = np.median((boxes[:, 0] + boxes[:, 2]) / 2)
+    cy = np.median((boxes[:, 1] + boxes[:, 3]) / 2)
+    size = np.median(boxes[:, 3] - boxes[:, 1]) * 2.2
+    side = int(min(max(size, 16), h, w))
+    left = int(np.clip(cx - side / 2, 0, w - side))
+    top = int(np.clip(cy - side / 2 - 0.1 * side, 0, h - side))  # a little headroom above the face
+    return left, top, side
+
+
+def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def prepare_reference(
+    video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1
+) -> PreparedReference:
+    frames = video.frames
+    n_lat = min(max_latents, (len(frames) - 1) // 4 + 1)
+    n = (n_lat - 1) * 4 + 1
+    if len(frames) < 1:
+        raise InputError("the reference video has no frames", video.source)
+    frames = frames[:n]
+    found = np.zeros(n, dtype=bool)
+    boxes = []
+    for i in range(0, n, detect_every):
+        faces = detect_faces(frames[i])
+        if faces:
+            found[i : i + detect_every] = True
+            boxes.append(faces[0])
+    if not boxes:
+        raise InputError("no face found in the reference video (a visible, frontal face is needed)", video.source)
+    left, top, side = face_crop_box(frames, boxes)
+    crops = resize_square(frames[:, top : top + side, left : left + side], resolution)
+    latents = vae.encode(crops)  # [1, z, n_lat, h, w]
+    # latent j ← frames 4j−3 … 4j (j = 0: frame 0): faceless when most of them have no face
+    mask = [found[0]] + [found[4 * j - 3 : 4 * j + 1].mean() >= 0.5 for j in range(1, n_lat)]
+    ref = RefInputs(latents=latents, frame_mask=torch.tensor([mask], dtype=torch.bool))
+    scene = crops[int(np.argmax(found))]
+    return PreparedReference(ref=ref, frames=crops, face_found=found, crop=(left, top, side), scene_frame=scene)
