@@ -106,6 +106,29 @@ def build_labels(signals: Signals, lms, iris, head, size: int, meta: dict, prese
     )
 
 
+@dataclass
+class Segment:
+    """One identity talking in one scene: speech, behaviour signals, frames and geometric labels."""
+
+    identity: Identity
+    scene: Scene
+    audio: np.ndarray
+    sentences: list[str]
+    signals: Signals
+    frames: np.ndarray
+    landmarks: np.ndarray
+    iris: np.ndarray
+    head_box: np.ndarray
+
+
+def talking_segment(identity: Identity, scene: Scene, n_frames: int, size: int, seed: int, stream: str, ids,
+                    engine: str = "auto", noise_seed: int = 0) -> Segment:
+    speech, sentences = speech_track(identity.voice, n_frames / FPS, seed, stream, ids, engine=engine)
+    signals = behaviour_signals(identity, scene, speech, n_frames, rng(seed, stream + ".motion", *ids))
+    frames, lms, iris, head = render_frames(identity, scene, signals, size, noise_seed=noise_seed)
+    return Segment(identity, scene, speech, sentences, signals, frames, lms, iris, head)
+
+
 def make_clip(
     identity_id: int,
     scene_id: int,
@@ -124,9 +147,7 @@ def make_clip(
     scene = sample_scene(scene_id, seed)
     n = max(int(round(seconds * FPS)), 1)
     ids = (identity_id, scene_id, clip_index)
-    speech, sentences = speech_track(identity.voice, n / FPS, seed, "clip", ids, engine=engine)
-    signals = behaviour_signals(identity, scene, speech, n, rng(seed, "clip.motion", *ids))
-    frames, lms, iris, head = render_frames(identity, scene, signals, size, noise_seed=seed + 7919 * clip_index)
+    seg = talking_segment(identity, scene, n, size, seed, "clip", ids, engine, noise_seed=seed + 7919 * clip_index)
     used_engine = "espeak-ng" if engine == "espeak" or (engine == "auto" and espeak_available()) else "formant"
     meta = {
         "identity_id": int(identity_id),
@@ -139,11 +160,11 @@ def make_clip(
         "sample_rate": SAMPLE_RATE,
         "audio_offset_frames": int(audio_offset_frames),
         "mouth_lag_frames": identity.behaviour.mouth_lag_frames,
-        "sentences": sentences,
+        "sentences": seg.sentences,
         "speech_engine": used_engine,
         "identity": identity.traits(),
         "scene": scene.traits(),
     }
-    labels = build_labels(signals, lms, iris, head, size, meta)
-    audio = offset_audio(speech, audio_offset_frames) if audio_offset_frames else speech
-    return Clip(frames=frames, audio=audio, labels=labels)
+    labels = build_labels(seg.signals, seg.landmarks, seg.iris, seg.head_box, size, meta)
+    audio = offset_audio(seg.audio, audio_offset_frames) if audio_offset_frames else seg.audio
+    return Clip(frames=seg.frames, audio=audio, labels=labels)

@@ -46,15 +46,16 @@ def hair_shapes(looks: Looks) -> dict[str, np.ndarray]:
         shapes["sides"] = outer
         shapes["sides2"] = outer2
         return shapes
-    grow = {"buzz": 0.02, "short": 0.06 + vol * 0.4, "side_part": 0.08 + vol * 0.4, "curly": 0.15 + vol,
+    grow = {"buzz": 0.02, "short": 0.08 + vol * 0.5, "side_part": 0.1 + vol * 0.5, "curly": 0.22 + vol,
             "bob": 0.08 + vol * 0.5, "long": 0.06 + vol * 0.4, "bun": 0.03}[style]
     side_y = {"buzz": -0.25, "short": 0.05, "side_part": 0.05, "curly": 0.1, "bob": 0.0, "long": 0.0,
               "bun": -0.2}[style]
-    bumps = 0.25 if style == "curly" else 0.0
+    bumps = 0.3 if style == "curly" else 0.0
     outer = _skull_arc(looks, grow, -0.12, np.pi + 0.12, 21, bumps)
     outer[0, 1] = outer[-1, 1] = side_y
-    if style == "side_part":
-        line = _hairline(looks, side_y, hl * 0.75, hl * 1.2)
+    if style == "side_part":  # a swept fringe: low over one brow, high at the parting
+        line = _hairline(looks, side_y, top * 0.3, hl * 1.25)
+        line[-3:, 1] = np.minimum(line[-3:, 1], top * 0.3)
     elif style == "bob":
         line = _hairline(looks, side_y, top * 0.38, top * 0.38)  # straight bangs
     elif style == "long":

@@ -100,13 +100,17 @@ class Renderer:
         return field_fn
 
     # ---- the frame ---------------------------------------------------------------------------------
-    def render(self, state: FrameState) -> tuple[np.ndarray, FrameLabels]:
+    def render(self, state: FrameState, canvas: np.ndarray | None = None, finish: bool = True):
+        """(frame uint8 [S, S, 3], labels). With ``canvas`` (float32, from an earlier ``finish=False`` call)
+        the person is drawn onto it (a second speaker); ``finish=False`` returns the float canvas before
+        lighting, shake and noise."""
         lk, s = self.looks, self.scale
         pts3 = face_points(lk, state.expression)
         pose = (state.yaw, state.pitch, state.roll)
         P = project(pts3, *pose, s, self.origin)[:, :2]
         lm = P[SLICES["landmarks"]]
-        canvas = np.array(self.background, dtype=np.float32, copy=True)
+        if canvas is None:
+            canvas = np.array(self.background, dtype=np.float32, copy=True)
         pa = Painter(canvas)
 
         self._body(pa, state, lm)
@@ -130,13 +134,19 @@ class Renderer:
         self._front_hair(pa, hair2, centre, rx, ry)
         self._accessories(pa, P, lm)
 
-        canvas *= self.light_gain
         # labels in OpenCV/dlib pixel convention: pixel centres at integer coordinates
         labels = FrameLabels(
             landmarks=(lm - 0.5).astype(np.float32),
             iris=(P[SLICES["iris"]] - 0.5).astype(np.float32),
             head_box=np.array([*head_poly.min(0), *head_poly.max(0)], np.float32) - 0.5,
         )
+        if not finish:
+            return canvas, labels
+        return self.finish(canvas, labels, state)
+
+    def finish(self, canvas: np.ndarray, labels: FrameLabels, state: FrameState):
+        """Scene light, camera shake (applied to the labels too) and sensor noise; float canvas → uint8."""
+        canvas *= self.light_gain
         dx, dy, ang = state.shake
         if dx or dy or ang:
             canvas, labels = self._shake(canvas, labels, dx, dy, ang)
@@ -335,7 +345,7 @@ class Renderer:
         s, kind = self.scale, self.looks.facial_hair
         if kind == "stubble":
             region = np.concatenate([lm[2:15], lm[[54, 57, 48]]])
-            pa.fill([catmull_rom(region, 3, closed=True)], self.hair_rgb * 0.6, alpha=0.18, blur=0.04 * s,
+            pa.fill([catmull_rom(region, 3, closed=True)], self.hair_rgb * 0.6, alpha=0.3, blur=0.04 * s,
                     clip=head_cov)
         elif kind == "moustache":
             band = catmull_rom(lm[48:55], 4) - (0, 0.05 * s)

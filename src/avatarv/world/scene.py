@@ -40,7 +40,8 @@ class Scene:
 
 def sample_scene(scene_id: int, seed: int = 0) -> Scene:
     r = rng(seed, "scene", scene_id)
-    kind = KINDS[int(r.integers(len(KINDS)))]
+    # consecutive scene ids cycle through the kinds (from a seed-dependent start), so any few scenes differ
+    kind = KINDS[(int(scene_id) + int(rng(seed, "scene.kinds").integers(len(KINDS)))) % len(KINDS)]
     warm = r.uniform(-1.0, 1.0)
     light = np.array([1.0 + 0.10 * warm, 1.0, 1.0 - 0.12 * warm]) * r.uniform(0.97, 1.03, 3)
     return Scene(

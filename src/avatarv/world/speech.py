@@ -208,15 +208,15 @@ def speak(text: str, voice: Voice, seed: int = 0, engine: str = "auto") -> np.nd
 
 
 def speech_track(
-    voice: Voice, seconds: float, seed: int, stream: str = "clip", ids=(), engine: str = "auto"
+    voice: Voice, seconds: float, seed: int, stream: str = "clip", ids=(), engine: str = "auto", exclude=()
 ) -> tuple[np.ndarray, list[str]]:
-    """Exactly ``round(seconds·16000)`` samples of speech: sentences from the bank (chosen by seed),
-    a short lead-in, pauses between sentences; the last sentence is cut with a 20 ms fade."""
+    """Exactly ``round(seconds·16000)`` samples of speech: sentences from the bank (chosen by seed, never
+    one of ``exclude``), a short lead-in, pauses between sentences; the end is cut with a 20 ms fade."""
     n = int(round(seconds * SAMPLE_RATE))
     r = rng(seed, "speech." + stream, *ids)
     parts = [np.zeros(int(r.uniform(0.1, 0.4) * SAMPLE_RATE), np.float32)]
     used: list[str] = []
-    order = r.permutation(len(SENTENCES))
+    order = [k for k in r.permutation(len(SENTENCES)) if SENTENCES[k] not in set(exclude)]
     k = 0
     while sum(len(p) for p in parts) < n:
         text = SENTENCES[order[k % len(order)]]
