@@ -30,3 +30,8 @@ info: install
 
 clean:
 	rm -rf build dist .pytest_cache out
+
+# The demo inputs, made by the synthetic world (deterministic): examples/ref.mp4 and examples/speech.wav.
+.PHONY: examples
+examples: install
+	$(PY) -m avatarv.cli world examples --out examples

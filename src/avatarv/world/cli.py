@@ -33,9 +33,8 @@ def make(
     """Clips (mp4 with sound) + per-clip labels (npz, json) + manifest.json."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from avatarv.world.manifest import make_dataset
-
     from avatarv.world.clip import check_size
+    from avatarv.world.manifest import make_dataset
 
     check_size(size)
     _out_dir(out)
