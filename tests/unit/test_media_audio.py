@@ -82,3 +82,22 @@ def test_real_speech_recordings(real_speech):
         wave = read_audio(path)
         assert wave.size / SR == pytest.approx(info.duration, abs=1e-3), path.name
         assert 0.01 < np.abs(wave).max() <= 1.0
+
+
+@needs_ffmpeg
+def test_mp3_with_cover_art_is_audio_only(tmp_path):
+    from PIL import Image
+
+    from avatarv.errors import InputError
+    from avatarv.media import probe
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "cover.jpg")
+    out = tmp_path / "song.mp3"
+    ffmpeg("-i", _wav(tmp_path, 44100, 1), "-i", tmp_path / "cover.jpg", "-map", "0", "-map", "1",
+           "-c:a", "libmp3lame", "-c:v", "mjpeg", "-disposition:v", "attached_pic", out)  # fmt: skip
+    info = probe(out)
+    assert not info.has_video and info.audio_codec == "mp3"
+    assert any(s.attached_picture for s in info.streams)
+    assert read_audio(out).size / SR == pytest.approx(SECONDS, abs=TOLERANCE)
+    with pytest.raises(InputError, match="no video stream"):
+        read_video(out)

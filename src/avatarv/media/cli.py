@@ -46,8 +46,9 @@ def format_report(info: MediaInfo, face: dict | None) -> str:
     lines.append(f"  container  {info.format}, {_fmt_seconds(info.duration)}, {info.size_bytes} bytes{rate}")
     for s in info.streams:
         if s.kind == "video":
+            art = " (cover art)" if s.attached_picture else ""
             lines.append(
-                f"  stream {s.index}   video {s.codec} {s.width}x{s.height} {s.pix_fmt or ''}".rstrip()
+                f"  stream {s.index}   video {s.codec} {s.width}x{s.height} {s.pix_fmt or ''}".rstrip() + art
             )
         elif s.kind == "audio":
             lines.append(

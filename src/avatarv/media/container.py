@@ -45,10 +45,20 @@ def open_input(path: str | Path) -> av.container.InputContainer:
         raise InputError("not a media file (or truncated before its header)", p) from None
     except (av.error.FFmpegError, OSError, EOFError) as err:
         raise InputError(f"cannot open as media: {_short(err)}", p) from None
-    if not container.streams.video and not container.streams.audio:
+    if not video_streams(container) and not container.streams.audio:
         container.close()
         raise InputError("not a media file (no audio or video streams)", p)
     return container
+
+
+def is_attached_picture(stream) -> bool:
+    """Cover art in an mp3/m4a is a one-frame 'video' stream; it is not a video."""
+    return bool(stream.disposition & av.stream.Disposition.attached_pic)
+
+
+def video_streams(container: av.container.InputContainer) -> list:
+    """The container's real video streams (cover art excluded)."""
+    return [s for s in container.streams.video if not is_attached_picture(s)]
 
 
 def check_size(width: int, height: int, path: str | Path) -> None:

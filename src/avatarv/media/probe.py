@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from avatarv.errors import InputError
-from avatarv.media.container import check_not_truncated, media_errors, open_input
+from avatarv.media.container import (
+    check_not_truncated,
+    is_attached_picture,
+    media_errors,
+    open_input,
+    video_streams,
+)
 from avatarv.media.rotation import frame_rotation, rotated_size
 
 # Packets scanned per stream for timing (≈ 6 min at 25 fps); enough to see VFR, cheap to demux.
@@ -28,6 +34,7 @@ class StreamInfo:
     index: int
     kind: str  # "video" | "audio" | "subtitle" | "data" | ...
     codec: str
+    attached_picture: bool = False  # cover art (a still image), not a video
     duration: float | None = None  # seconds, from the header
     # video
     width: int | None = None  # coded (stored) size
@@ -95,7 +102,8 @@ def _probe(container, path: Path) -> MediaInfo:
     )
     for stream in container.streams:
         info.streams.append(_stream_info(stream))
-    video = container.streams.video[0] if container.streams.video else None
+    videos = video_streams(container)
+    video = videos[0] if videos else None
     audio = container.streams.audio[0] if container.streams.audio else None
     info.has_video, info.has_audio = video is not None, audio is not None
 
@@ -113,7 +121,7 @@ def _probe(container, path: Path) -> MediaInfo:
         info.video_duration = max(ends) - min(starts)
         if complete:
             check_not_truncated(path, "video", info.video_duration, vinfo.duration, container)
-        info.rotation = _first_frame_rotation(path)
+        info.rotation = _first_frame_rotation(path, video.index)
         info.width, info.height = rotated_size(vinfo.width or 0, vinfo.height or 0, info.rotation)
     if audio is not None:
         ainfo = info.streams[audio.index]
@@ -134,10 +142,11 @@ def _stream_info(stream) -> StreamInfo:
     out = StreamInfo(
         index=stream.index,
         kind=stream.type,
-        codec=ctx.name if ctx is not None else "unknown",
+        codec=ctx.codec.canonical_name if ctx is not None else "unknown",  # "mp3", not decoder "mp3float"
         duration=float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None,
     )
     if stream.type == "video":
+        out.attached_picture = is_attached_picture(stream)
         out.width, out.height = ctx.width, ctx.height
         out.pix_fmt = ctx.pix_fmt
         out.avg_frame_rate = float(stream.average_rate) if stream.average_rate else None
@@ -181,12 +190,12 @@ def _frame_rate(starts: np.ndarray) -> tuple[float | None, bool]:
     return round(1.0 / median, 3), vfr
 
 
-def _first_frame_rotation(path: Path) -> int:
+def _first_frame_rotation(path: Path, index: int) -> int:
     """Rotation of the first decodable frame (a fresh open: the packet scan has consumed the file)."""
     container = open_input(path)
     try:
         with media_errors(path, "decoding the first frame"):
-            for frame in container.decode(video=0):
+            for frame in container.decode(container.streams[index]):
                 return frame_rotation(frame)
     finally:
         container.close()

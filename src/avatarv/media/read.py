@@ -17,7 +17,7 @@ import numpy as np
 
 from avatarv.errors import InputError
 from avatarv.media.audio import SAMPLE_RATE, MonoAccumulator, resample
-from avatarv.media.container import check_not_truncated, check_size, media_errors, open_input
+from avatarv.media.container import check_not_truncated, check_size, media_errors, open_input, video_streams
 from avatarv.media.rotation import apply_rotation, frame_rotation, rotated_size
 
 # Two timestamps closer than this are the same instant (mp4 time bases are ≥ 1/90000 s; float rounding).
@@ -82,9 +82,10 @@ def read_video(
 
 
 def _read_video(container, path, fps, max_frames, size, sample_rate, require_audio) -> Video:
-    if not container.streams.video:
+    videos = video_streams(container)
+    if not videos:
         raise InputError("no video stream (expected a video file)", path)
-    vstream = container.streams.video[0]
+    vstream = videos[0]
     astream = container.streams.audio[0] if container.streams.audio else None
     if require_audio and astream is None:
         raise InputError("no audio stream (expected speech in the video)", path)

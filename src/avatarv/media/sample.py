@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from avatarv.errors import InputError
-from avatarv.media.container import media_errors, open_input
+from avatarv.media.container import media_errors, open_input, video_streams
 from avatarv.media.rotation import apply_rotation, frame_rotation
 
 
@@ -18,9 +18,10 @@ def sample_frames(path: str | Path, count: int = 5) -> list[tuple[float, np.ndar
     """
     container = open_input(path)
     try:
-        if not container.streams.video:
+        videos = video_streams(container)
+        if not videos:
             raise InputError("no video stream (expected a video file)", path)
-        stream = container.streams.video[0]
+        stream = videos[0]
         duration = None
         if stream.duration and stream.time_base:
             duration = float(stream.duration * stream.time_base)
