@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "generate": "avatarv.pipelines.cli:generate",
     "demo": "avatarv.pipelines.cli:demo",
     "inspect": "avatarv.media.cli:inspect",
+    "eval": "avatarv.eval.cli:app",
 }
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns ``AvatarvError`` into one line on stderr and exit code 2."""
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
     except AvatarvError as err:
         print(f"avatarv: {err}", file=sys.stderr)
         return err.exit_code
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"avatarv: {err}", file=sys.stderr)
         return int(getattr(err, "exit_code", 2))
-    return 0
+    return int(rc or 0)  # standalone_mode=False returns the code of typer.Exit instead of raising it
 
 
 if __name__ == "__main__":

@@ -242,7 +242,10 @@ def frame_embeddings(embedder: IdentityEmbedder, frames: np.ndarray, indices) ->
 
 def reference_embedding(embedder: IdentityEmbedder, reference: str | Path | Video | np.ndarray) -> np.ndarray:
     """The reference's identity: an image ``[H,W,3]`` -> its face's embedding; a video -> the normalised mean of
-    its faces' embeddings at 2 fps. Raises ``InputError`` when no face is found."""
+    its faces' embeddings at 2 fps; an embedding ``[D]`` (computed before) -> itself, normalised. Raises
+    ``InputError`` when no face is found."""
+    if isinstance(reference, np.ndarray) and reference.ndim == 1:
+        return normalize(reference)
     if isinstance(reference, np.ndarray) and reference.ndim == 3:
         emb = embedder.embed_largest(reference)
         if emb is None:

@@ -1,0 +1,174 @@
+"""``avatarv eval sync|face|quality FILE...``: the seed's metrics on single files, one JSON object per line.
+
+A bad file prints ``avatarv: FILE: what is wrong`` on stderr; the other files are still evaluated and the exit
+code is 2 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from avatarv.errors import AvatarvError, InputError
+
+app = typer.Typer(
+    name="eval",
+    help="Objective metrics: Sync-C/Sync-D, face similarity, quality (2 fps, 10 % trimmed means).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _for_each(files: list[Path], evaluate: Callable[[Path], dict]) -> None:
+    """Runs ``evaluate`` on each file, printing a JSON line per success. Failures print one line each; the last
+    one is raised instead (``avatarv.cli.main`` prints it and exits with 2)."""
+    errors: list[AvatarvError] = []
+    for path in files:
+        try:
+            if not path.is_file():
+                raise InputError("no such file", path)
+            result = evaluate(path)
+        except AvatarvError as err:
+            if errors:
+                print(f"avatarv: {errors[-1]}", file=sys.stderr)
+            errors.append(err)
+            continue
+        print(json.dumps({"file": str(path), **result}, allow_nan=False, default=_json_default), flush=True)
+    if errors:
+        raise errors[-1]
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.integer | np.floating):
+        return obj.item()
+    raise TypeError(type(obj).__name__)
+
+
+def _finite(d: dict) -> dict:
+    """NaN -> None so the JSON stays strict."""
+    import math
+
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+        elif isinstance(v, dict):
+            out[k] = _finite(v)
+        elif isinstance(v, list):
+            out[k] = [None if isinstance(x, float) and not math.isfinite(x) else (_finite(x) if isinstance(x, dict) else x) for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+@app.command("sync")
+def sync(
+    files: list[Path] = typer.Argument(..., help="Videos with speech (any frame rate: read at 25 fps, audio at 16 kHz)."),
+    weights: Path | None = typer.Option(None, help="SyncNet weights: the public syncnet_v2.model or our layout."),
+    random_init: bool = typer.Option(False, "--random-init", help="Random SyncNet weights: smoke tests only, numbers mean nothing."),
+    detector: str = typer.Option("dlib-hog", help="Face detector: dlib-hog or dlib-mmod."),
+    detect_every: int = typer.Option(1, min=1, help="Detect faces every N frames (tracks interpolate between)."),
+    min_track: int = typer.Option(50, min=6, help="Shortest face track in frames."),
+    min_face_size: float = typer.Option(100.0, help="Smallest mean face box side in pixels (the original's 100)."),
+    max_seconds: float | None = typer.Option(None, help="Evaluate only the first N seconds."),
+) -> None:
+    """SyncNet offset (frames; > 0: audio leads), Sync-C (higher better) and Sync-D (lower better) per file."""
+    from avatarv.eval.faces import get_detector
+    from avatarv.eval.sync_video import evaluate_sync_video
+    from avatarv.eval.syncnet import load_syncnet
+    from avatarv.media import read_video
+
+    if weights is None and not random_init:
+        raise InputError(
+            "no SyncNet weights: pass --weights syncnet_v2.model (a local file; nothing is downloaded) "
+            "or --random-init for a smoke test"
+        )
+    model = load_syncnet(weights)
+    det = get_detector(detector)
+
+    def run(path: Path) -> dict:
+        max_frames = None if max_seconds is None else max(1, int(round(max_seconds * 25)))
+        video = read_video(path, fps=25.0, max_frames=max_frames, require_audio=True)
+        result = evaluate_sync_video(
+            video, model, detector=det, detect_every=detect_every, min_track=min_track, min_face_size=min_face_size
+        )
+        out = result.to_json()
+        out.pop("source", None)
+        out["weights"] = str(weights) if weights else "random (meaningless)"
+        return _finite(out)
+
+    _for_each(files, run)
+
+
+@app.command("face")
+def face(
+    files: list[Path] = typer.Argument(..., help="Videos to compare with the reference."),
+    ref: Path = typer.Option(..., "--ref", help="Reference video or image of the identity."),
+    backend: str = typer.Option("dlib", help="Identity model: dlib (default), arcface-onnx, world."),
+    model: Path | None = typer.Option(None, help="Model file for arcface-onnx (a local ArcFace ONNX)."),
+    per_frame: bool = typer.Option(False, help="Include per-frame similarities."),
+) -> None:
+    """Face similarity to the reference: cosine of face embeddings at 2 fps, 10 % trimmed mean."""
+    from avatarv.eval.identity import face_similarity, get_identity_embedder, reference_embedding
+
+    kwargs = {}
+    if backend == "arcface-onnx":
+        if model is None:
+            raise InputError("--backend arcface-onnx needs --model PATH (a local ArcFace ONNX file)")
+        kwargs["model_path"] = model
+    embedder = get_identity_embedder(backend, **kwargs)
+    if not ref.is_file():
+        raise InputError("no such file", ref)
+    ref_source = _read_image(ref) if ref.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".bmp"} else ref
+    ref_emb = reference_embedding(embedder, ref_source)
+
+    def run(path: Path) -> dict:
+        result = face_similarity(ref_emb, path, embedder)
+        out = result.to_json()
+        out["ref"] = str(ref)
+        if not per_frame:
+            out.pop("per_frame")
+            out.pop("frame_indices")
+        return _finite(out)
+
+    _for_each(files, run)
+
+
+@app.command("quality")
+def quality(
+    files: list[Path] = typer.Argument(..., help="Videos to score."),
+    backend: str = typer.Option("classical-nr", help="classical-nr (default; not Q-Align) or q-align."),
+    weights: Path | None = typer.Option(None, help="Local Q-Align weights folder for --backend q-align."),
+    per_frame: bool = typer.Option(False, help="Include per-frame scores."),
+) -> None:
+    """Perceptual quality on frames at 2 fps, 10 % trimmed mean (1..5, higher better; backend named)."""
+    from avatarv.eval.quality import get_quality_scorer, video_quality
+
+    scorer = get_quality_scorer(backend, weights)
+
+    def run(path: Path) -> dict:
+        out = video_quality(path, scorer)
+        if not per_frame:
+            out.pop("per_frame")
+            out.pop("frame_indices")
+        return _finite(out)
+
+    _for_each(files, run)
+
+
+def _read_image(path: Path):
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"not a readable image ({err.__class__.__name__})", path) from err
