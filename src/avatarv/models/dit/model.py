@@ -22,7 +22,7 @@ from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
 from avatarv.models.dit.layers import modulate, timestep_sinusoid
 from avatarv.models.dit.layout import GenLayout
-from avatarv.models.dit.rope import frame_positions, grid_positions, rope_cos_sin
+from avatarv.models.dit.rope import rope_cos_sin
 from avatarv.models.dit.sparse_ref_attention import KV
 
 
@@ -127,17 +127,16 @@ class VideoRefDiT(nn.Module):
         if self.cfg.cond_channels:
             b, _, f, h, w = lat.shape
             cond = torch.cat([lat.new_ones(b, 4, f, h, w), lat], dim=1)
-        tokens = self._embed_video(lat, cond)
+        video = self._embed_video(lat, cond)
         f, h, w = self._grid(lat)
-        pos = grid_positions(f, h, w, t_offset=self.cfg.ref_time_offset, device=lat.device)
+        has_motion = ref.motion is not None and self.motion_embedding is not None
+        layout = GenLayout(frames=f, height=h, width=w, motion=has_motion)
+        motion = self.motion_embedding(ref.motion.to(video.dtype)) if has_motion else None
+        tokens = layout.interleave(video, motion)
+        pos = layout.positions(t_offset=self.cfg.ref_time_offset, device=lat.device)
         mask = None
         if ref.frame_mask is not None:
-            mask = ref.frame_mask.bool().repeat_interleave(h * w, dim=1)  # [B, F·h·w] (pt = 1)
-        if ref.motion is not None and self.motion_embedding is not None:
-            tokens = torch.cat([tokens, self.motion_embedding(ref.motion.to(tokens.dtype))], dim=1)
-            pos = torch.cat([pos, frame_positions(f, self.cfg.ref_time_offset, device=lat.device)])
-            if mask is not None:
-                mask = torch.cat([mask, ref.frame_mask.bool()], dim=1)
+            mask = ref.frame_mask.bool().repeat_interleave(layout.per_frame, dim=1)  # [B, F·per_frame]
         return tokens + self.ref_embedding.to(tokens.dtype), pos, mask
 
     # ------------------------------------------------------------- reference
@@ -176,15 +175,13 @@ class VideoRefDiT(nn.Module):
         cfg = self.cfg
         b = x.shape[0]
         f, h, w = self._grid(x)
-        tokens = self._embed_video(x, cond)  # [B, f·h·w, D]
-        pos = grid_positions(f, h, w, device=x.device)
-        has_motion = motion is not None and self.motion_embedding is not None
         if motion is not None and self.motion_embedding is None:
             raise ValueError("motion given but this DiT has no motion stream (motion_dim = 0)")
-        if has_motion:
-            tokens = torch.cat([tokens, self.motion_embedding(motion.to(tokens.dtype))], dim=1)
-            pos = torch.cat([pos, frame_positions(f, device=x.device)])
-        layout = GenLayout(frames=f, height=h, width=w, motion=has_motion)
+        video = self._embed_video(x, cond)  # [B, f·h·w, D]
+        layout = GenLayout(frames=f, height=h, width=w, motion=motion is not None)
+        m_tokens = self.motion_embedding(motion.to(video.dtype)) if motion is not None else None
+        tokens = layout.interleave(video, m_tokens)  # [B, N_gen, D] frame-major
+        pos = layout.positions(device=x.device)
         rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
 
         t = t.reshape(-1).expand(b) if t.numel() == 1 else t
@@ -214,9 +211,9 @@ class VideoRefDiT(nn.Module):
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
             tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, layout, kv, ref_mask)
 
-        out = self.head(tokens, temb)
-        video = self.unpatchify(self.head.proj(out[:, : layout.video_tokens]), f, h, w)
-        motion_v = self.motion_head(out[:, layout.video_tokens :]) if has_motion else None
+        video_out, motion_out = layout.split(self.head(tokens, temb))
+        video = self.unpatchify(self.head.proj(video_out), f, h, w)
+        motion_v = self.motion_head(motion_out) if motion_out is not None else None
         return DiTOutput(video=video, motion=motion_v)
 
     def unpatchify(self, x: torch.Tensor, f: int, h: int, w: int) -> torch.Tensor:

@@ -24,13 +24,6 @@ def grid_positions(frames: int, height: int, width: int, t_offset: int = 0, devi
     return torch.stack(torch.meshgrid(t, h, w, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
-def frame_positions(frames: int, t_offset: int = 0, device=None) -> torch.Tensor:
-    """Positions of per-frame tokens (motion): time t, spatial (−1, −1), outside every image grid. ``[F, 3]``."""
-    t = torch.arange(frames, device=device) + t_offset
-    off = torch.full_like(t, -1)
-    return torch.stack([t, off, off], dim=-1)
-
-
 def rope_cos_sin(
     positions: torch.Tensor, head_dim: int, theta: float = 10000.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
