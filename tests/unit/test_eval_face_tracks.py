@@ -115,3 +115,34 @@ def test_five_points_from_68():
     lm[48] = [12, 40]
     lm[54] = [28, 40]
     np.testing.assert_array_equal(five_points_68(lm), [[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]])
+
+
+def test_tracks_from_known_boxes_split_at_invisible_frames():
+    from avatarv.eval.face_tracks import tracks_from_boxes
+
+    boxes = np.tile(np.array([[10.0, 10.0, 60.0, 60.0]]), (130, 1))
+    visible = np.ones(130, bool)
+    visible[60:65] = False  # face gone for 5 frames
+    visible[125:] = False
+    tracks = tracks_from_boxes(boxes, visible)
+    assert [(t.start, t.stop) for t in tracks] == [(0, 60), (65, 125)]
+    assert tracks_from_boxes(boxes, visible, min_track=61) == []
+
+
+def test_world_labels_hook_crops_contain_the_mouth():
+    """A world clip's exact face boxes give one track over the clip, and the SyncNet crop (cs = 0.4 below the
+    box) holds every mouth landmark."""
+    world = pytest.importorskip("avatarv.world")
+    from avatarv.eval.face_tracks import tracks_from_world_labels
+
+    clip = world.make_clip(identity_id=1, scene_id=2, seconds=2.4, size=128, seed=0)
+    tracks = tracks_from_world_labels(clip.labels)
+    assert len(tracks) == 1 and (tracks[0].start, tracks[0].stop) == (0, len(clip.frames))
+    crops = crop_track(clip.frames, tracks[0])
+    assert crops.shape == (len(clip.frames), 224, 224, 3)
+    s, x, y = smoothed_boxes(tracks[0])
+    for i in range(0, len(clip.frames), 7):
+        mouth = clip.labels.landmarks[i, 48:68]
+        # crop window in frame coordinates: rows [y - s, y + 1.8 s), cols [x - 1.4 s, x + 1.4 s)
+        assert (mouth[:, 1] >= y[i] - s[i]).all() and (mouth[:, 1] < y[i] + 1.8 * s[i]).all()
+        assert (mouth[:, 0] >= x[i] - 1.4 * s[i]).all() and (mouth[:, 0] < x[i] + 1.4 * s[i]).all()

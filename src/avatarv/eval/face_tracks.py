@@ -159,3 +159,30 @@ def crop_track(frames: np.ndarray, track: FaceTrack, crop_scale: float = CROP_SC
     return np.stack(
         [crop_face(frames[f], s[i], x[i], y[i], crop_scale, size) for i, f in enumerate(track.frames)]
     )
+
+
+def tracks_from_boxes(
+    boxes: np.ndarray, visible: np.ndarray | None = None, min_track: int = MIN_TRACK, min_face_size: float = 0.0
+) -> list[FaceTrack]:
+    """Face tracks from known per-frame boxes (the world's exact ``face_box`` labels, ``[T, 4]``): every run of
+    consecutive frames where the face is ``visible`` and at least ``min_track`` long. No detector, no IoU: the
+    labels already say which face is which. ``min_face_size`` defaults to 0 (world clips are small on purpose)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    visible = np.ones(len(boxes), dtype=bool) if visible is None else np.asarray(visible, dtype=bool)
+    tracks = []
+    start = None
+    for i, v in enumerate([*visible, False]):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            if i - start >= min_track:
+                track = FaceTrack(np.arange(start, i), boxes[start:i].copy())
+                if track.mean_size() > min_face_size:
+                    tracks.append(track)
+            start = None
+    return tracks
+
+
+def tracks_from_world_labels(labels, min_track: int = MIN_TRACK) -> list[FaceTrack]:
+    """The hook for world footage: tracks from ``ClipLabels.face_box`` (box of the 68 landmarks) and ``visible``."""
+    return tracks_from_boxes(labels.face_box, labels.visible, min_track=min_track)
