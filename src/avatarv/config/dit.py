@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avatarv.errors import ConfigError
 
+ATTENTION_BACKENDS = ("auto", "sdpa", "chunked", "flex", "flash", "sage")
+
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -40,6 +42,8 @@ class DiTConfig:
     motion_dim: int = 0
     # Distilled students take guidance scales as input (CFG distillation). 0 = none.
     num_guidance_scales: int = 0
+    # Attention backend: auto | sdpa | chunked | flex | flash | sage (models/dit/attention.py).
+    attn_backend: str = "auto"
 
     def __post_init__(self):
         if self.dim % self.num_heads:
@@ -55,6 +59,8 @@ class DiTConfig:
         for name in ("num_layers", "ffn_dim", "latent_channels", "text_dim", "freq_dim"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.attn_backend not in ATTENTION_BACKENDS:
+            raise ConfigError(f"attn_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {self.attn_backend!r}")
         if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
             raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
 

@@ -1,24 +1,196 @@
-"""The one attention function every attention layer calls.
+"""The one attention function every attention layer calls, with interchangeable backends.
 
-``q, k, v``: ``[B, H, N, d]``. An optional boolean ``key_mask`` ``[B, Nk]`` (True = attend) removes keys,
-e.g. faceless reference frames. Backends (flex_attention, flash, Ulysses) are swapped in by wrapping
-this function from outside the model (``Attention.attn_fn``), never by editing the layers.
+``q, k, v``: ``[B, H, N, d]``. Two kinds of mask, both optional and combinable:
+- ``key_mask`` ``[B, Nk]`` bool (True = attend): drops keys, e.g. faceless reference frames, padding;
+- ``window`` (:class:`LocalWindow`): query of frame i sees keys of frames |i − j| ≤ r (the SR refiner's
+  local temporal attention).
+
+Backends: ``sdpa`` (PyTorch's fused kernel, the reference; a dense boolean mask when masked), ``chunked``
+(query blocks; memory linear in sequence length, and with a window it skips keys outside it), ``flex``
+(``flex_attention`` compiled with a block mask built from the same mask predicate), and on CUDA
+``flash`` / ``sage`` when those packages are importable (unmasked only). ``auto`` picks per call.
+Sequence parallelism wraps this function from outside (``distributed/ulysses.py``).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from avatarv.errors import ConfigError
+
 AttentionFn = Callable[..., torch.Tensor]
 
 
-def sdpa_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class LocalWindow:
+    q_frames: torch.Tensor  # [Nq] int: latent frame of each query
+    k_frames: torch.Tensor  # [Nk] int: latent frame of each key
+    radius: int
+
+
+def dense_mask(
+    key_mask: torch.Tensor | None, window: LocalWindow | None, nq: int, nk: int
+) -> torch.Tensor | None:
+    """Boolean mask ``[B | 1, 1, Nq, Nk]`` (True = attend) or None when nothing is masked."""
     mask = None
     if key_mask is not None:
-        mask = key_mask[:, None, None, :]  # [B, 1, 1, Nk]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        mask = key_mask[:, None, None, :]
+    if window is not None:
+        local = (window.q_frames[:, None] - window.k_frames[None, :]).abs() <= window.radius  # [Nq, Nk]
+        mask = local[None, None] if mask is None else mask & local[None, None]
+    return mask
+
+
+def sdpa_attention(q, k, v, key_mask=None, window=None) -> torch.Tensor:
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=dense_mask(key_mask, window, q.shape[2], k.shape[2]))
+
+
+def chunked_attention(q, k, v, key_mask=None, window=None, block: int = 1024) -> torch.Tensor:
+    """SDPA over query blocks: peak memory O(block · Nk) instead of O(Nq · Nk) for masked attention.
+
+    With a window and keys sorted by frame, each block only visits the keys of its frame range, so local
+    attention costs O(N · window) rather than O(N²).
+    """
+    nq = q.shape[2]
+    out = torch.empty_like(q)
+    sorted_keys = window is not None and bool(torch.all(window.k_frames[1:] >= window.k_frames[:-1]))
+    for start in range(0, nq, block):
+        stop = min(start + block, nq)
+        lo, hi = 0, k.shape[2]
+        sub_window = None
+        if window is not None:
+            qf = window.q_frames[start:stop]
+            kf = window.k_frames
+            if sorted_keys:
+                lo = int(torch.searchsorted(kf, qf.min() - window.radius, right=False))
+                hi = int(torch.searchsorted(kf, qf.max() + window.radius, right=True))
+            sub_window = LocalWindow(qf, kf[lo:hi], window.radius)
+        sub_keys = None if key_mask is None else key_mask[:, lo:hi]
+        mask = dense_mask(sub_keys, sub_window, stop - start, hi - lo)
+        out[:, :, start:stop] = F.scaled_dot_product_attention(
+            q[:, :, start:stop], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=mask
+        )
+    return out
+
+
+@functools.cache
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
+def flex_mask_mod(key_mask: torch.Tensor | None, window: LocalWindow | None, extra=None):
+    """The mask predicate for ``create_block_mask``: key validity ∧ local window (∧ an extra predicate)."""
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        ok = q_idx >= 0  # an all-True tensor of the right shape
+        if key_mask is not None:
+            ok = ok & key_mask[b, kv_idx]
+        if window is not None:
+            ok = ok & ((window.q_frames[q_idx] - window.k_frames[kv_idx]).abs() <= window.radius)
+        if extra is not None:
+            ok = ok & extra(b, h, q_idx, kv_idx)
+        return ok
+
+    return mask_mod
+
+
+def flex_attention_backend(q, k, v, key_mask=None, window=None, extra_mask_mod=None) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    block_mask = None
+    if key_mask is not None or window is not None or extra_mask_mod is not None:
+        b = key_mask.shape[0] if key_mask is not None else None
+        block_mask = create_block_mask(
+            flex_mask_mod(key_mask, window, extra_mask_mod), b, None, q.shape[2], k.shape[2], device=q.device
+        )
+    return _compiled_flex()(q, k, v, block_mask=block_mask)
+
+
+def flash_attention(q, k, v, key_mask=None, window=None) -> torch.Tensor:
+    from flash_attn import flash_attn_func  # CUDA only; [B, N, H, d] layout
+
+    if key_mask is not None or window is not None:
+        raise ValueError("the flash backend takes no masks; use sdpa, chunked or flex")
+    return flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+def sage_attention(q, k, v, key_mask=None, window=None) -> torch.Tensor:
+    from sageattention import sageattn  # CUDA only, 8-bit QK
+
+    if key_mask is not None or window is not None:
+        raise ValueError("the sage backend takes no masks; use sdpa, chunked or flex")
+    return sageattn(q, k, v, tensor_layout="HND", is_causal=False)
+
+
+BACKENDS: dict[str, AttentionFn] = {
+    "sdpa": sdpa_attention,
+    "chunked": chunked_attention,
+    "flex": flex_attention_backend,
+    "flash": flash_attention,
+    "sage": sage_attention,
+}
+
+
+def available_backends(device: torch.device | str = "cpu") -> list[str]:
+    names = ["sdpa", "chunked", "flex"]
+    if torch.device(device).type == "cuda":
+        names += [n for n, mod in (("flash", "flash_attn"), ("sage", "sageattention")) if importlib.util.find_spec(mod)]
+    return names
+
+
+def select_backend(q: torch.Tensor, masked: bool) -> str:
+    """Fastest correct backend for this call (measured: benchmarks/attention.py).
+
+    CPU: fused SDPA beats flex and hand-blocked kernels at every size we measured; a masked call over long
+    sequences goes to ``chunked`` to keep the dense mask's memory bounded. CUDA: flash when unmasked.
+    """
+    if q.device.type == "cuda" and not masked and importlib.util.find_spec("flash_attn") and q.dtype in (
+        torch.float16, torch.bfloat16
+    ):
+        return "flash"
+    if masked and q.shape[2] * q.shape[0] > 16384:
+        return "chunked"
+    return "sdpa"
+
+
+def attention(q, k, v, key_mask=None, window=None, backend: str = "auto") -> torch.Tensor:
+    if backend == "auto":
+        backend = select_backend(q, key_mask is not None or window is not None)
+    try:
+        fn = BACKENDS[backend]
+    except KeyError:
+        raise ConfigError(f"unknown attention backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}") from None
+    return fn(q, k, v, key_mask=key_mask, window=window)
+
+
+def make_attention(backend: str = "auto") -> AttentionFn:
+    if backend != "auto" and backend not in BACKENDS:
+        raise ConfigError(f"unknown attention backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}")
+    return functools.partial(attention, backend=backend)
+
+
+def sparse_ref_attention_flex(q_ref, k_ref, v_ref, q_gen, k_gen, v_gen, ref_key_mask=None):
+    """The whole sparse reference pattern as ONE flex call over ``[ref ; gen]`` with a block mask:
+    gen rows see every valid key, ref rows only valid ref keys. Returns (ref_out, gen_out)."""
+    n_ref = q_ref.shape[2]
+    q = torch.cat([q_ref, q_gen], 2)
+    k = torch.cat([k_ref, k_gen], 2)
+    v = torch.cat([v_ref, v_gen], 2)
+    key_mask = None
+    if ref_key_mask is not None:
+        gen_ok = torch.ones(ref_key_mask.shape[0], k_gen.shape[2], dtype=torch.bool, device=q.device)
+        key_mask = torch.cat([ref_key_mask, gen_ok], 1)
+
+    def asymmetric(b, h, q_idx, kv_idx):
+        return (q_idx >= n_ref) | (kv_idx < n_ref)
+
+    out = flex_attention_backend(q, k, v, key_mask=key_mask, extra_mask_mod=asymmetric)
+    return out[:, :, :n_ref], out[:, :, n_ref:]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.models.dit.attention import sdpa_attention
+from avatarv.models.dit.attention import make_attention
 
 
 class CrossAttention(nn.Module):
@@ -25,7 +25,7 @@ class CrossAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
-        self.attn_fn = sdpa_attention
+        self.attn_fn = make_attention()
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)

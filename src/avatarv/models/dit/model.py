@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from avatarv.config import DiTConfig
+from avatarv.models.dit.attention import make_attention
 from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
@@ -69,6 +70,14 @@ class VideoRefDiT(nn.Module):
                 nn.Linear(cfg.freq_dim * cfg.num_guidance_scales, d), nn.SiLU(), nn.Linear(d, d)
             )
         self.reset_parameters()
+        self.set_attention_backend(cfg.attn_backend)
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Point every attention layer at one backend (``auto`` chooses per call)."""
+        fn = make_attention(backend)
+        for module in self.modules():
+            if hasattr(module, "attn_fn"):
+                module.attn_fn = fn
 
     # ------------------------------------------------------------------ init
     def reset_parameters(self) -> None:

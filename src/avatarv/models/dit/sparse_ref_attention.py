@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avatarv.models.dit.attention import sdpa_attention
+from avatarv.models.dit.attention import make_attention
 from avatarv.models.dit.rope import apply_rope
 
 KV = tuple[torch.Tensor, torch.Tensor]  # (k, v), each [B, H, N, d], RoPE applied to k
@@ -30,7 +30,7 @@ class SparseRefSelfAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = nn.RMSNorm(dim, eps=eps)
         self.norm_k = nn.RMSNorm(dim, eps=eps)
-        self.attn_fn = sdpa_attention  # swapped from outside for other backends / sequence parallelism
+        self.attn_fn = make_attention()  # set per config; wrapped from outside for sequence parallelism
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, N, D] → [B, H, N, d]
