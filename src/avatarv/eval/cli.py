@@ -172,3 +172,38 @@ def _read_image(path: Path):
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"not a readable image ({err.__class__.__name__})", path) from err
+
+
+@app.command("run")
+def run_bench(
+    bench: Path = typer.Option(..., "--bench", help="Benchmark folder with manifest.json."),
+    system: str = typer.Option("passthrough", help="System to evaluate: passthrough (ground truth)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: cases/*.json, summary.json."),
+    sync_weights: Path | None = typer.Option(None, help="SyncNet weights; Sync-C/Sync-D are skipped without them."),
+    face_backend: str = typer.Option("dlib", help="Identity model for face similarity."),
+    face_model: Path | None = typer.Option(None, help="Model file for --face-backend arcface-onnx."),
+    quality_backend: str = typer.Option("classical-nr", help="classical-nr or q-align."),
+    quality_weights: Path | None = typer.Option(None, help="Q-Align weights folder."),
+    min_face_size: float = typer.Option(100.0, help="Smallest face for SyncNet tracks (pixels)."),
+) -> None:
+    """Runs a system on a cross-scene benchmark and writes per-case JSON and the summary (printed)."""
+    from avatarv.eval.benchmark import (
+        Manifest,
+        face_metric,
+        get_system,
+        quality_metric,
+        run_benchmark,
+        sync_metric,
+    )
+    from avatarv.eval.identity import get_identity_embedder
+    from avatarv.eval.quality import get_quality_scorer
+
+    manifest = Manifest.load(bench)
+    kwargs = {"model_path": face_model} if face_backend == "arcface-onnx" else {}
+    metrics = [face_metric(get_identity_embedder(face_backend, **kwargs)), quality_metric(get_quality_scorer(quality_backend, quality_weights))]
+    if sync_weights is not None:
+        from avatarv.eval.syncnet import load_syncnet
+
+        metrics.append(sync_metric(load_syncnet(sync_weights), min_face_size=min_face_size))
+    summary = run_benchmark(manifest, get_system(system), out, metrics)
+    print(json.dumps(_finite(summary["summary"]), indent=2))

@@ -1,0 +1,221 @@
+"""The cross-scene benchmark (seed, "Evaluation Setup"): a manifest of cases and a runner for any system.
+
+Each case is one identity seen in two clips from different scenes: the **reference** clip, and the **driving**
+clip whose first frame (the scene) and audio drive the generation. The scene image comes from one of three
+sources: ``same`` (the reference's own scene), ``cross`` (another real video of the person: the driving clip's
+first frame) or ``generated`` (made by the identity-preserving image engine). The ground truth of a case is the
+driving clip itself, so a *passthrough* system that returns it scores the table's "Ground Truth" row.
+
+Manifest (``manifest.json`` in the benchmark folder; paths relative to it)::
+
+    {"name": "world-70", "version": 1,
+     "cases": [{"case_id": "c000", "identity": "id007", "scene": "cross",
+                "reference": "refs/c000.mp4", "driving": "driving/c000.mp4",
+                "scene_image": "scenes/c000.png", "audio": null, "prompt": "a person talking"}]}
+
+``audio`` overrides the driving clip's sound when given; ``scene_image`` may be null for ``cross`` (the driving
+clip's first frame is the scene then).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from avatarv.errors import InputError
+from avatarv.eval.protocol import CaseResult, write_summary
+
+SCENE_SOURCES = ("same", "cross", "generated")
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass
+class BenchmarkCase:
+    case_id: str
+    identity: str
+    scene: str  # same | cross | generated
+    reference: Path
+    driving: Path
+    scene_image: Path | None = None
+    audio: Path | None = None
+    prompt: str = ""
+
+    def to_json(self, root: Path) -> dict:
+        d = asdict(self)
+        for key in ("reference", "driving", "scene_image", "audio"):
+            if d[key] is not None:
+                d[key] = str(Path(d[key]).relative_to(root)) if Path(d[key]).is_relative_to(root) else str(d[key])
+        return d
+
+
+@dataclass
+class Manifest:
+    name: str
+    cases: list[BenchmarkCase] = field(default_factory=list)
+    root: Path = field(default_factory=Path)
+    version: int = 1
+
+    @classmethod
+    def load(cls, folder: str | Path, check_files: bool = True) -> Manifest:
+        """Reads ``folder/manifest.json``; every problem is an ``InputError`` naming the case and field."""
+        root = Path(folder)
+        path = root / MANIFEST_NAME if root.is_dir() else root
+        root = path.parent
+        if not path.is_file():
+            raise InputError(f"no {MANIFEST_NAME} (expected a benchmark folder)", path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(f"not valid JSON (line {err.lineno})", path) from err
+        if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
+            raise InputError('expected {"name": ..., "cases": [...]}', path)
+        cases, seen = [], set()
+        for i, raw in enumerate(data["cases"]):
+            where = f"case {i}"
+            try:
+                case_id = str(raw["case_id"])
+                where = f"case {case_id}"
+                scene = str(raw["scene"])
+                case = BenchmarkCase(
+                    case_id=case_id,
+                    identity=str(raw["identity"]),
+                    scene=scene,
+                    reference=root / raw["reference"],
+                    driving=root / raw["driving"],
+                    scene_image=root / raw["scene_image"] if raw.get("scene_image") else None,
+                    audio=root / raw["audio"] if raw.get("audio") else None,
+                    prompt=str(raw.get("prompt", "")),
+                )
+            except (KeyError, TypeError) as err:
+                raise InputError(f"{where}: missing or bad field {err}", path) from err
+            if case_id in seen:
+                raise InputError(f"{where}: duplicate case_id", path)
+            seen.add(case_id)
+            if scene not in SCENE_SOURCES:
+                raise InputError(f"{where}: scene {scene!r} is not one of {SCENE_SOURCES}", path)
+            if scene == "generated" and case.scene_image is None:
+                raise InputError(f"{where}: a generated-scene case needs its scene_image", path)
+            if check_files:
+                for name in ("reference", "driving", "scene_image", "audio"):
+                    f = getattr(case, name)
+                    if f is not None and not f.is_file():
+                        raise InputError(f"{where}: {name} file missing: {f}", path)
+            cases.append(case)
+        return cls(name=str(data.get("name", root.name)), cases=cases, root=root, version=int(data.get("version", 1)))
+
+    def save(self, folder: str | Path | None = None) -> Path:
+        root = Path(folder) if folder is not None else self.root
+        root.mkdir(parents=True, exist_ok=True)
+        data = {"name": self.name, "version": self.version, "cases": [c.to_json(root) for c in self.cases]}
+        path = root / MANIFEST_NAME
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
+        return path
+
+
+class System(Protocol):
+    """Anything that turns a case into a video file: our pipeline, a baseline, the ground truth."""
+
+    name: str
+
+    def generate(self, case: BenchmarkCase, out_dir: Path) -> Path: ...
+
+
+class PassthroughSystem:
+    """Returns the driving clip itself: the ground-truth row of the table."""
+
+    name = "passthrough"
+
+    def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
+        return case.driving
+
+
+SYSTEMS: dict[str, Callable[[], System]] = {"passthrough": PassthroughSystem}
+
+
+def get_system(name: str) -> System:
+    if name not in SYSTEMS:
+        raise InputError(f"unknown system {name!r} (choose from {sorted(SYSTEMS)})")
+    return SYSTEMS[name]()
+
+
+Metric = Callable[[BenchmarkCase, Path, CaseResult], None]
+
+
+def face_metric(embedder=None) -> Metric:
+    """Face similarity of the output to the case's reference video (2 fps, trimmed mean) -> ``face_sim``."""
+    from avatarv.eval.identity import DlibResNetEmbedder, face_similarity
+
+    embedder = embedder or DlibResNetEmbedder()
+
+    def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
+        sim = face_similarity(case.reference, video, embedder)
+        result.add_per_frame("face_sim", sim.per_frame)
+        result.meta["face_backend"] = sim.backend
+
+    return run
+
+
+def quality_metric(scorer=None) -> Metric:
+    """Perceptual quality of the output (2 fps, trimmed mean) -> ``quality``."""
+    from avatarv.eval.quality import ClassicalNRQuality, video_quality
+
+    scorer = scorer or ClassicalNRQuality()
+
+    def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
+        q = video_quality(video, scorer)
+        result.add_per_frame("quality", q["per_frame"])
+        result.meta["quality_backend"] = q["backend"]
+
+    return run
+
+
+def sync_metric(model, **kwargs) -> Metric:
+    """SyncNet on the output -> ``sync_c``, ``sync_d``, ``sync_offset`` (whole-video numbers, not per frame)."""
+    from avatarv.eval.sync_video import evaluate_sync_video
+
+    def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
+        r = evaluate_sync_video(video, model, **kwargs)
+        result.metrics.update({"sync_c": r.sync_c, "sync_d": r.sync_d, "sync_offset": float(r.offset or 0)})
+        result.meta["sync_tracks"] = [t.to_json() for t in r.tracks]
+
+    return run
+
+
+def run_benchmark(
+    manifest: Manifest,
+    system: System,
+    out_dir: str | Path,
+    metrics: Sequence[Metric],
+    progress: bool = True,
+) -> dict:
+    """Generates (or takes) each case's video, scores it, writes ``out_dir/cases/<id>.json`` and
+    ``out_dir/summary.json``; returns the summary. A case whose metric fails keeps NaN for it and the error in
+    its ``meta`` (one broken case does not stop a 70-case run)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    videos_dir = out_dir / "videos"
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for case in tqdm(manifest.cases, desc=f"{system.name} on {manifest.name}", disable=not progress, unit="case"):
+        result = CaseResult(case.case_id, meta={"identity": case.identity, "scene": case.scene, "system": system.name})
+        video = system.generate(case, videos_dir)
+        result.meta["video"] = str(video)
+        for metric in metrics:
+            try:
+                metric(case, video, result)
+            except InputError as err:
+                result.meta.setdefault("errors", []).append(str(err))  # type: ignore[union-attr]
+        result.write(out_dir / "cases")
+        results.append(result)
+    by_scene = {
+        scene: write_summary([r for r in results if r.meta["scene"] == scene], out_dir / f"summary_{scene}.json")["summary"]
+        for scene in SCENE_SOURCES
+        if any(r.meta["scene"] == scene for r in results)
+    }
+    return write_summary(results, out_dir / "summary.json", extra={"system": system.name, "benchmark": manifest.name, "by_scene": by_scene})
