@@ -72,6 +72,7 @@ class RawFootage:
     n_faces: np.ndarray  # [T] int: people visible
     identity: np.ndarray  # [T] int: the main person's identity (-1 for none)
     landmarks: np.ndarray  # [T, 68, 2] main person (NaN where none)
+    mouth_open: np.ndarray  # [T] main person's mouth as shown (0 where none)
     duplicates: list[Duplicate]
     meta: dict
 
@@ -91,7 +92,8 @@ class RawFootage:
                          "size": list(d.frames.shape[1:3])})
         tmp = out / f"{name}.npz.tmp"
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, n_faces=self.n_faces, identity=self.identity, landmarks=self.landmarks)
+            np.savez_compressed(fh, n_faces=self.n_faces, identity=self.identity, landmarks=self.landmarks,
+                                mouth_open=self.mouth_open)
         os.replace(tmp, out / f"{name}.npz")
         doc = {**self.meta, "video": video.name, "intervals": [i.as_dict() for i in self.intervals],
                "shots": self.shots, "duplicates": dups}
@@ -136,20 +138,21 @@ def _shake_matrices(r: np.random.Generator, n: int, size: int, amp: float) -> np
 class _Shot:
     """A shot being built: frames, audio and per-frame labels, before it joins the timeline."""
 
-    def __init__(self, frames, audio, n_faces, identity, landmarks):
+    def __init__(self, frames, audio, n_faces, identity, landmarks, mouth):
         self.frames, self.audio = frames, audio
-        self.n_faces, self.identity, self.landmarks = n_faces, identity, landmarks
+        self.n_faces, self.identity, self.landmarks, self.mouth = n_faces, identity, landmarks, mouth
 
     def remap(self, idx: np.ndarray, a: int, b: int) -> None:
         """Frames a..b-1 show the picture of frames idx (static, choppy, dropped)."""
         self.frames[a:b] = self.frames[idx]
         self.landmarks[a:b] = self.landmarks[idx]
+        self.mouth[a:b] = self.mouth[idx]
 
 
 def _talk_shot(ident, scene, n, size, seed, ids) -> _Shot:
     seg = talking_segment(ident, scene, n, size, seed, "raw", ids, noise_seed=seed + ids[-1])
     return _Shot(seg.frames, seg.audio, np.ones(n, np.int64), np.full(n, ident.identity_id),
-                 seg.landmarks.copy())
+                 seg.landmarks.copy(), seg.signals.mouth_open.copy())
 
 
 def _no_person_shot(scene, n, size, seed, ids, voice) -> _Shot:
@@ -163,7 +166,8 @@ def _no_person_shot(scene, n, size, seed, ids, voice) -> _Shot:
         img = img + r.normal(0, scene.noise + 0.004, img.shape).astype(np.float32)
         frames[t] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     audio, _ = speech_track(voice, n / FPS, seed, "raw.voiceover", ids)
-    return _Shot(frames, audio * 0.7, np.zeros(n, np.int64), np.full(n, -1), np.full((n, 68, 2), np.nan, np.float32))
+    return _Shot(frames, audio * 0.7, np.zeros(n, np.int64), np.full(n, -1), np.full((n, 68, 2), np.nan, np.float32),
+                 np.zeros(n, np.float32))
 
 
 def _two_people_shot(ident_a, ident_b, scene, n, size, seed, ids) -> _Shot:
@@ -182,7 +186,7 @@ def _two_people_shot(ident_a, ident_b, scene, n, size, seed, ids) -> _Shot:
         canvas, lab_a = ra.render(st_a, canvas=canvas, finish=False)
         frames[t], lab_a = ra.finish(canvas, lab_a, st_a)
         lms[t] = lab_a.landmarks
-    return _Shot(frames, audio, np.full(n, 2), np.full(n, ident_a.identity_id), lms)
+    return _Shot(frames, audio, np.full(n, 2), np.full(n, ident_a.identity_id), lms, sig_a.mouth_open.copy())
 
 
 def _apply_defect(kind: str, shot: _Shot, r: np.random.Generator, size: int) -> tuple[int, int, dict]:
@@ -200,8 +204,7 @@ def _apply_defect(kind: str, shot: _Shot, r: np.random.Generator, size: int) -> 
         drops = np.sort(r.choice(np.arange(a + 1, b), size=max((b - a) // 6, 1), replace=False))
         drops = drops[np.concatenate([[True], np.diff(drops) > 1])]  # isolated single drops
         for t in drops:
-            shot.frames[t] = shot.frames[t - 1]
-            shot.landmarks[t] = shot.landmarks[t - 1]
+            shot.remap(np.array([t - 1]), t, t + 1)
         return a, b, {"dropped_frames": [int(t) for t in drops]}  # shot frames; made absolute by make_raw
     if kind == "text":
         words = SENTENCES[int(r.integers(len(SENTENCES)))].split()
@@ -259,7 +262,7 @@ def make_raw(
         want = s > 0 and kinds and (len(lengths) - s <= len(kinds) or r.random() < 0.75)
         plan.append(str(kinds.pop(0)) if want else None)
 
-    frames, audios, n_faces, ident_col, lms = [], [], [], [], []
+    frames, audios, n_faces, ident_col, lms, mouths = [], [], [], [], [], []
     intervals: list[Interval] = []
     shots: list[dict] = []
     pos = 0
@@ -300,7 +303,7 @@ def make_raw(
                     wa = np.linspace(0.0, 1.0, f * HOP, dtype=np.float32)
                     shot.audio[: f * HOP] = prev_a[-f * HOP :] * (1 - wa) + shot.audio[: f * HOP] * wa
                     audios[-1] = prev_a[: -f * HOP]
-                    for arr in (n_faces, ident_col, lms):
+                    for arr in (n_faces, ident_col, lms, mouths):
                         arr[-1] = arr[-1][:-f]
                     shots[-1]["end"] -= f
                     pos -= f
@@ -318,6 +321,7 @@ def make_raw(
         n_faces.append(shot.n_faces)
         ident_col.append(shot.identity)
         lms.append(shot.landmarks)
+        mouths.append(shot.mouth)
         pos += n
     video = np.concatenate(frames)
     audio = np.concatenate(audios)
@@ -334,7 +338,8 @@ def make_raw(
     meta = {"seed": seed, "index": index, "size": size, "fps": FPS, "sample_rate": SAMPLE_RATE,
             "n_frames": int(len(video)), "defect_types": list(DEFECTS)}
     return RawFootage(video, audio, sorted(intervals, key=lambda i: (i.start, i.type)), shots,
-                      np.concatenate(n_faces), np.concatenate(ident_col), np.concatenate(lms), dups, meta)
+                      np.concatenate(n_faces), np.concatenate(ident_col), np.concatenate(lms),
+                      np.concatenate(mouths), dups, meta)
 
 
 def _duplicate(kind: str, frames: np.ndarray, audio: np.ndarray, a: int, b: int, r) -> Duplicate:

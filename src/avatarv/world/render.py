@@ -17,7 +17,7 @@ import numpy as np
 from avatarv.world.geometry import SLICES, Expression, face_points, pivot_origin, project
 from avatarv.world.hair import hair_shapes
 from avatarv.world.identity import Identity
-from avatarv.world.paint import Painter, catmull_rom, ellipse_poly, ribbon
+from avatarv.world.paint import Painter, ShadeMap, catmull_rom, ellipse_poly, ribbon
 from avatarv.world.scene import Scene, render_background
 from avatarv.world.seeds import rng
 
@@ -80,6 +80,12 @@ class Renderer:
         light = np.array([np.cos(ang) * k, np.sin(ang) * k, 1.0], np.float32)
         self.light = light / np.linalg.norm(light)
         self.light_gain = (np.array(scene.light_colour, np.float32) * scene.exposure).astype(np.float32)
+        self.head_rx = lk.jaw_width * self.scale * 1.05
+        self.head_ry = (lk.face_length + lk.forehead) / 2 * self.scale * 1.05
+        self.skin_table = self._shading_table(self.skin, self.head_rx, self.head_ry, 0.62, 0.45)
+        self.hair_table = self._shading_table(self.hair_rgb, self.head_rx * 1.1, self.head_ry * 1.1, 0.55, 0.6)
+        w = lk.shoulder_width * self.scale
+        self.clothes_table = self._shading_table(np.array(lk.clothes, np.float32), w * 1.2, 2.2 * self.scale, 0.6, 0.5)
         if scene.noise > 0:
             r = rng(noise_seed, "render.noise", identity.identity_id, scene.scene_id, self.size)
             self.noise = (r.standard_normal((self.N_NOISE, self.size, self.size, 3)) * scene.noise).astype(np.float32)
@@ -87,15 +93,26 @@ class Renderer:
             self.noise = None
 
     # ---- shading fields ---------------------------------------------------------------------------
-    def _shaded(self, base: np.ndarray, cx: float, cy: float, rx: float, ry: float, ambient=0.62, diffuse=0.45):
-        light = self.light
+    def _shading_table(self, base, rx: float, ry: float, ambient: float, diffuse: float) -> np.ndarray:
+        """Lambertian shading of an ellipsoid of radii (rx, ry) px as a function of the offset from its
+        centre, tabulated over [-S, S)² once per clip: per frame a field is a slice, not a computation."""
+        n = 2 * self.size
+        d = np.arange(n, dtype=np.float32) - self.size + 0.5
+        nx, ny = np.meshgrid(d / rx, d / ry)
+        nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.02, 1.0))
+        lam = np.clip(nx * self.light[0] + ny * self.light[1] + nz * self.light[2], 0.0, 1.0)
+        return ((ambient + diffuse * lam)[..., None] * np.asarray(base, np.float32)).astype(np.float32)
 
-        def field_fn(xx, yy):
-            nx = (xx - cx) / rx
-            ny = (yy - cy) / ry
-            nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.02, 1.0))
-            lam = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0.0, 1.0)
-            return (ambient + diffuse * lam)[..., None] * base
+    def _field(self, table: np.ndarray, cx: float, cy: float):
+        n = self.size
+        cx, cy = int(round(cx)), int(round(cy))
+
+        def field_fn(box):
+            x0, y0, x1, y1 = box
+            # a centre far outside the frame (the body's) is clamped so the slice stays in the table
+            ox = n - min(max(cx, x1 - n), x0 + n)
+            oy = n - min(max(cy, y1 - n), y0 + n)
+            return table[y0 + oy : y1 + oy, x0 + ox : x1 + ox]
 
         return field_fn
 
@@ -122,16 +139,14 @@ class Renderer:
         head_poly = np.concatenate([P[SLICES["jaw_dense"]], P[SLICES["skull"]]])
         head_cov = pa.coverage([head_poly])
         centre = head_poly.mean(axis=0)
-        rx = lk.jaw_width * s * 1.05
-        ry = (lk.face_length + lk.forehead) / 2 * s * 1.05
-        pa.blend(*head_cov, self._shaded(self.skin, centre[0], centre[1], rx, ry))
+        pa.blend(*head_cov, self._field(self.skin_table, centre[0], centre[1]))
         self._face_shadows(pa, P, lm, head_cov)
         self._eyes(pa, P, lm, state.expression)
         self._brows(pa, lm)
         self._nose(pa, lm)
         self._mouth(pa, lm, state.expression)
         self._facial_hair(pa, lm, head_cov)
-        self._front_hair(pa, hair2, centre, rx, ry)
+        self._front_hair(pa, hair2, centre)
         self._accessories(pa, P, lm)
 
         # labels in OpenCV/dlib pixel convention: pixel centres at integer coordinates
@@ -206,7 +221,7 @@ class Renderer:
         rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]], np.float32)
         body = outline @ rot.T + (ox, oy)
         clothes = np.array(lk.clothes, np.float32)
-        pa.fill([catmull_rom(body, 4, closed=True)], self._shaded(clothes, ox, oy + 2.0 * s, w * 1.2, 2.2 * s, 0.6, 0.5))
+        pa.fill([catmull_rom(body, 4, closed=True)], self._field(self.clothes_table, ox, oy + 2.0 * s))
         neck_base = np.array([[-0.42 * s, 0.7 * s], [0, 1.1 * s], [0.42 * s, 0.7 * s]]) @ rot.T + (ox, oy)
         if lk.collar == "vee":
             pa.fill([np.array([[-0.5 * s, 0.75 * s], [0.0, 1.55 * s], [0.5 * s, 0.75 * s]]) @ rot.T + (ox, oy)],
@@ -240,25 +255,26 @@ class Renderer:
         pa.darken(hollows, 0.3, blur=0.02 * s)
 
     def _face_shadows(self, pa: Painter, P, lm, head_cov):
-        s, lk = self.scale, self.looks
-        sockets = [ellipse_poly(*((lm[a] + lm[b]) / 2 - (0, 0.1 * s)), 0.34 * s, 0.2 * s) for a, b in ((36, 39), (42, 45))]
-        pa.darken(sockets, 0.16, blur=0.07 * s, clip=head_cov)
-        # nose: shadow on the side away from the light, highlight on the bridge and the tip
-        side = -1.0 if self.light[0] > 0 else 1.0
+        """Eye sockets, the nose's shadow side and highlights, under the nose and the lower lip, the jaw line:
+        one shade map, blurred once, clipped to the head."""
+        s = self.scale
+        shade = ShadeMap(pa, head_cov)
+        shade.add([ellipse_poly(*((lm[a] + lm[b]) / 2 - (0, 0.1 * s)), 0.3 * s, 0.17 * s) for a, b in ((36, 39), (42, 45))],
+                  0.17)
+        side = -1.0 if self.light[0] > 0 else 1.0  # the nose side away from the key light
         bridge = lm[27:31]
-        shade = np.concatenate([bridge + (side * 0.05 * s, 0), (lm[31] if side < 0 else lm[35])[None]])
-        pa.darken([ribbon(catmull_rom(shade, 3), 0.1 * s)], 0.22, blur=0.04 * s)
-        pa.fill([ribbon(bridge[1:], 0.06 * s)], self.skin * 1.12, alpha=0.5, blur=0.03 * s)
-        pa.darken([ellipse_poly(lm[33, 0], lm[33, 1] + 0.07 * s, 0.18 * s, 0.05 * s)], 0.25, blur=0.03 * s)
-        # cheeks
+        nose_side = np.concatenate([bridge + (side * 0.05 * s, 0), (lm[31] if side < 0 else lm[35])[None]])
+        shade.add([ribbon(catmull_rom(nose_side, 3), 0.1 * s)], 0.22)
+        shade.add([ellipse_poly(lm[33, 0], lm[33, 1] + 0.07 * s, 0.18 * s, 0.05 * s)], 0.25)
+        shade.add([ellipse_poly(lm[57, 0], lm[57, 1] + 0.08 * s, 0.22 * s, 0.05 * s)], 0.2)
+        shade.add([ellipse_poly(lm[i, 0], lm[i, 1] - 0.05 * s, 0.05 * s, 0.07 * s, 0, 12) for i in (31, 35)], 0.18)
+        shade.add([ribbon(P[SLICES["jaw_dense"]], 0.12 * s)], 0.22)
+        shade.add([ribbon(bridge[1:], 0.06 * s), ellipse_poly(lm[30, 0], lm[30, 1], 0.06 * s, 0.045 * s, 0, 12)],
+                  -0.07)
+        shade.apply(blur=0.035 * s)
         blush = self.skin * np.array([1.04, 0.86, 0.86], np.float32)
         cheeks = [ellipse_poly(c[0], c[1], 0.22 * s, 0.14 * s) for c in P[SLICES["cheeks"]]]
         pa.fill(cheeks, blush, alpha=0.35, blur=0.08 * s)
-        # under the lower lip and along the jaw line (defines the contour)
-        pa.darken([ellipse_poly(lm[57, 0], lm[57, 1] + 0.08 * s, 0.22 * s, 0.05 * s)], 0.2, blur=0.04 * s)
-        jaw = P[SLICES["jaw_dense"]]
-        pa.darken([ribbon(jaw, 0.12 * s)], 0.22, blur=0.04 * s, clip=head_cov)
-        del lk
 
     def _eyes(self, pa: Painter, P, lm, e: Expression):
         """Both eyes per painting call: whites, irises, pupils, catchlights clipped by the lids, then lashes,
@@ -294,10 +310,12 @@ class Renderer:
 
     def _brows(self, pa: Painter, lm):
         t = self.looks.brow_thickness * self.scale
+        brows = []
         for a in (17, 22):
             pts = catmull_rom(lm[a : a + 5], 4)
             w = np.linspace(0.6, 1.15, len(pts)) if a == 17 else np.linspace(1.15, 0.6, len(pts))
-            pa.fill([ribbon(pts, w * t)], self.brow_rgb, alpha=0.92, blur=0.006 * self.scale)
+            brows.append(ribbon(pts, w * t))
+        pa.fill(brows, self.brow_rgb, alpha=0.92, blur=0.006 * self.scale)
 
     def _nose(self, pa: Painter, lm):
         s = self.scale
@@ -305,10 +323,6 @@ class Renderer:
         pa.fill(nostrils, self.skin * 0.3, blur=0.01 * s)
         base = catmull_rom(lm[31:36], 3)
         pa.darken([ribbon(base, 0.04 * s)], 0.25, blur=0.015 * s)
-        wings = [ellipse_poly(lm[i, 0], lm[i, 1] - 0.05 * s, 0.05 * s, 0.07 * s, 0, 12) for i in (31, 35)]
-        pa.darken(wings, 0.18, blur=0.02 * s)
-        pa.fill([ellipse_poly(lm[30, 0], lm[30, 1], 0.06 * s, 0.045 * s, 0, 12)], self.skin * 1.12, alpha=0.5,
-                blur=0.02 * s)
 
     def _mouth(self, pa: Painter, lm, e: Expression):
         s, lk = self.scale, self.looks
@@ -353,9 +367,9 @@ class Renderer:
                                                                          np.linspace(1, 0.6, len(band) - len(band) // 2)])],
                     self.hair_rgb * 0.8, blur=0.01 * s)
 
-    def _front_hair(self, pa: Painter, hair2, centre, rx, ry):
+    def _front_hair(self, pa: Painter, hair2, centre):
         s = self.scale
-        shade = self._shaded(self.hair_rgb, centre[0], centre[1] - 0.3 * s, rx * 1.1, ry * 1.1, 0.55, 0.6)
+        shade = self._field(self.hair_table, centre[0], centre[1] - 0.3 * s)
         if "front" in hair2:
             alpha = 0.7 if self.looks.hair_style == "buzz" else 1.0
             poly = catmull_rom(hair2["front"], 3, closed=True)
