@@ -235,6 +235,12 @@ def _apply_defect(kind: str, shot: _Shot, r: np.random.Generator, size: int) -> 
     raise ValueError(f"unknown defect {kind!r}")
 
 
+def _pick_other(r: np.random.Generator, n: int, previous: int) -> int:
+    if n <= 1 or previous < 0:
+        return int(r.integers(n))
+    return (previous + 1 + int(r.integers(n - 1))) % n
+
+
 def make_raw(
     seconds: float = 90.0,
     size: int = 256,
@@ -267,8 +273,10 @@ def make_raw(
     shots: list[dict] = []
     pos = 0
     for s, (n, kind) in enumerate(zip(lengths, plan, strict=True)):
-        ident = sample_identity(int(r.integers(identities)), seed)
-        scene = sample_scene(int(r.integers(scenes)), seed)
+        # a new shot never repeats the previous person or place (a cut must change the picture)
+        prev_i, prev_s = (shots[-1]["identity_id"], shots[-1]["scene_id"]) if shots else (-1, -1)
+        ident = sample_identity(_pick_other(r, identities, prev_i), seed)
+        scene = sample_scene(_pick_other(r, scenes, prev_s), seed)
         ids = (index, s)
         if kind == "no_person":
             shot = _no_person_shot(scene, n, size, seed, ids, ident.voice)
