@@ -15,6 +15,7 @@ install: sysdeps
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null || \
 	 $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps resemblyzer==0.1.4  # its webrtcvad dep imports pkg_resources; webrtcvad-wheels (pyproject) replaces it
 
 test: install
 	$(PY) -m pytest -q tests

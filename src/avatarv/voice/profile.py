@@ -1,0 +1,134 @@
+"""``VoiceProfile``: everything measured from a voice sample, saved as JSON and reused.
+
+A profile holds the targets of matching (F0 median/range, speaking rate, loudness, mean spectral
+envelope and aperiodicity), the resemblyzer speaker embedding (256-d) in the same file, and the
+tuned timbre settings per synthesiser, so a voice is profiled once (≈ 10 s of compute) and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from avatarv.errors import InputError
+from avatarv.voice.audio import SAMPLE_RATE, SILENCE_LUFS, load_audio, loudness, normalise_loudness
+from avatarv.voice.match import Conversion, fit_conversion, source_voice
+from avatarv.voice.measure import mean_envelopes, pitch_stats, speaking_rate
+from avatarv.voice.world import analyse
+
+PROFILE_VERSION = 1
+MIN_SAMPLE_S = 5.0  # the issue's floor; 10 s is typical
+MIN_SPEECH_S = 3.0
+MIN_VOICED_S = 1.0
+
+
+@dataclass
+class VoiceProfile:
+    source: str
+    duration_s: float
+    speech_s: float
+    f0_median_hz: float
+    f0_p5_hz: float
+    f0_p95_hz: float
+    f0_log_std: float
+    rate_syllables_per_s: float
+    rate_method: str
+    loudness_lufs: float
+    transcript: str
+    envelope: list[float]  # [513] mean ln power envelope, voiced frames, 0–8 kHz
+    aperiodicity: list[float]  # [513] mean ln aperiodicity
+    embedding: list[float]  # [256] resemblyzer, unit norm
+    conversions: dict[str, dict] = field(default_factory=dict)  # synthesiser name -> Conversion
+    version: int = PROFILE_VERSION
+
+    @property
+    def embedding_array(self) -> np.ndarray:
+        return np.asarray(self.embedding, np.float32)
+
+    def conversion_for(self, synthesiser_name: str) -> Conversion | None:
+        data = self.conversions.get(synthesiser_name)
+        return None if data is None else Conversion(**data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON atomically (temp file + ``os.replace``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(asdict(self), handle, indent=1)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> VoiceProfile:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError("no such voice profile", path)
+        try:
+            data = json.loads(path.read_text())
+            profile = cls(**data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as err:
+            raise InputError(f"not a voice profile ({type(err).__name__})", path) from err
+        if profile.version != PROFILE_VERSION or len(profile.envelope) != 513 or len(profile.embedding) != 256:
+            raise InputError(f"voice profile version {profile.version} or shape not supported", path)
+        return profile
+
+
+def profile(sample: str | Path | np.ndarray, synthesiser=None, tune: bool = True) -> VoiceProfile:
+    """Measure a voice sample (a file of any format, or ``[N]`` float32 16 kHz mono).
+
+    With ``tune`` the timbre settings for ``synthesiser`` (default: piper, else espeak-ng) are fitted
+    by embedding similarity on a calibration paragraph; without it they are the acoustic estimate.
+    """
+    from avatarv.voice.embedding import speaker_embedding
+    from avatarv.voice.synth import get_synthesiser
+
+    path = Path(sample) if isinstance(sample, (str, Path)) else None
+    wave = load_audio(path) if path is not None else np.asarray(sample, np.float32)
+    duration = wave.size / SAMPLE_RATE
+    if duration < MIN_SAMPLE_S:
+        raise InputError(f"voice sample too short: {duration:.1f} s (need at least {MIN_SAMPLE_S:.0f} s of speech)", path)
+    level = loudness(wave)
+    if level < SILENCE_LUFS:
+        raise InputError("voice sample is silent (no speech to profile)", path)
+    wave = normalise_loudness(wave)  # envelopes measured at one level
+    rate = speaking_rate(wave)
+    if rate.speech_s < MIN_SPEECH_S:
+        raise InputError(f"only {rate.speech_s:.1f} s of speech found in the sample (need {MIN_SPEECH_S:.0f} s)", path)
+    analysis = analyse(wave, accurate=True)
+    pitch = pitch_stats(f0=analysis.f0)
+    if pitch.voiced_s < MIN_VOICED_S:
+        raise InputError(f"only {pitch.voiced_s:.1f} s of voiced speech in the sample (need {MIN_VOICED_S:.0f} s)", path)
+    envelope, aperiodicity = mean_envelopes(analysis)
+    embedding = speaker_embedding(wave)
+
+    synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
+    conversion = fit_conversion(
+        source_voice(synth), envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None
+    )
+    return VoiceProfile(
+        source=path.name if path is not None else "<array>",
+        duration_s=round(duration, 3),
+        speech_s=round(rate.speech_s, 3),
+        f0_median_hz=round(pitch.median_hz, 2),
+        f0_p5_hz=round(pitch.p5_hz, 2),
+        f0_p95_hz=round(pitch.p95_hz, 2),
+        f0_log_std=round(pitch.log_std, 4),
+        rate_syllables_per_s=round(rate.syllables_per_s, 3),
+        rate_method=rate.method,
+        loudness_lufs=round(level, 2),
+        transcript=rate.transcript,
+        envelope=[round(float(v), 3) for v in envelope],
+        aperiodicity=[round(float(v), 3) for v in aperiodicity],
+        embedding=[round(float(v), 6) for v in embedding],
+        conversions={synth.name: conversion.to_dict()},
+    )
