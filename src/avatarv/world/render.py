@@ -50,6 +50,12 @@ def _lum(c) -> float:
     return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
 
 
+def _texture(r: np.random.Generator, cells: tuple[int, int], n: int, amp: float) -> np.ndarray:
+    """1 + amp · smooth noise [n, n]: a (rows, cols) grid of random values resized (size-independent)."""
+    grid = r.uniform(-1.0, 1.0, cells).astype(np.float32)
+    return 1.0 + amp * cv2.resize(grid, (n, n), interpolation=cv2.INTER_CUBIC)
+
+
 class Renderer:
     """Renders one identity in one scene at ``size``² pixels."""
 
@@ -69,6 +75,7 @@ class Renderer:
         cy = box_mid - self.scale * (lk.face_length - lk.brow_height) / 2
         self.origin = pivot_origin((cx, cy), self.scale)
         self.hair = hair_shapes(lk)
+        self.hair_anchor = np.array([[0.0, 0.1, 0.0]], np.float32)  # where the back hair's shading is centred
         self.skin = np.array(lk.skin, np.float32)
         self.hair_rgb = np.array(lk.hair, np.float32)
         brow = 0.65 * self.hair_rgb + 0.35 * self.skin * 0.45
@@ -82,10 +89,22 @@ class Renderer:
         self.light_gain = (np.array(scene.light_colour, np.float32) * scene.exposure).astype(np.float32)
         self.head_rx = lk.jaw_width * self.scale * 1.05
         self.head_ry = (lk.face_length + lk.forehead) / 2 * self.scale * 1.05
-        self.skin_table = self._shading_table(self.skin, self.head_rx, self.head_ry, 0.62, 0.45)
-        self.hair_table = self._shading_table(self.hair_rgb, self.head_rx * 1.1, self.head_ry * 1.1, 0.55, 0.6)
+        # Textures belong to the identity (same in every scene and at every size) and ride on the tables.
+        tr = rng(identity.seed, "render.texture", identity.identity_id)
+        n2 = 2 * self.size
+        skin_tex = _texture(tr, (120, 120), n2, 0.025) * _texture(tr, (10, 10), n2, 0.035)
+        strands = (40, 40) if lk.hair_style == "curly" else (5, 110)
+        hair_tex = _texture(tr, strands, n2, 0.22) * _texture(tr, (4, 30), n2, 0.1)
+        clothes_tex = _texture(tr, (4, 14), n2, 0.08)
+        self.skin_table = self._shading_table(self.skin, self.head_rx, self.head_ry, 0.62, 0.45) * skin_tex[..., None]
+        self.hair_table = (
+            self._shading_table(self.hair_rgb, self.head_rx * 1.1, self.head_ry * 1.1, 0.55, 0.6) * hair_tex[..., None]
+        )
         w = lk.shoulder_width * self.scale
-        self.clothes_table = self._shading_table(np.array(lk.clothes, np.float32), w * 1.2, 2.2 * self.scale, 0.6, 0.5)
+        self.clothes_table = (
+            self._shading_table(np.array(lk.clothes, np.float32), w * 1.2, 2.2 * self.scale, 0.6, 0.5)
+            * clothes_tex[..., None]
+        )
         if scene.noise > 0:
             r = rng(noise_seed, "render.noise", identity.identity_id, scene.scene_id, self.size)
             self.noise = (r.standard_normal((self.N_NOISE, self.size, self.size, 3)) * scene.noise).astype(np.float32)
@@ -133,7 +152,9 @@ class Renderer:
         self._body(pa, state, lm)
         hair2 = {k: project(v, *pose, s, self.origin)[:, :2] for k, v in self.hair.items()}
         if "back" in hair2:
-            pa.fill([catmull_rom(hair2["back"], 3, closed=True)], self.hair_rgb * 0.8)
+            c = project(self.hair_anchor, *pose, s, self.origin)[0]
+            back = self._field(self.hair_table, c[0], c[1])
+            pa.fill([catmull_rom(hair2["back"], 3, closed=True)], lambda box: back(box) * np.float32(0.8))
         self._neck(pa, P, lm)
         self._ears(pa, P)
         head_poly = np.concatenate([P[SLICES["jaw_dense"]], P[SLICES["skull"]]])
@@ -268,7 +289,7 @@ class Renderer:
         shade.add([ellipse_poly(lm[33, 0], lm[33, 1] + 0.07 * s, 0.18 * s, 0.05 * s)], 0.25)
         shade.add([ellipse_poly(lm[57, 0], lm[57, 1] + 0.08 * s, 0.22 * s, 0.05 * s)], 0.2)
         shade.add([ellipse_poly(lm[i, 0], lm[i, 1] - 0.05 * s, 0.05 * s, 0.07 * s, 0, 12) for i in (31, 35)], 0.18)
-        shade.add([ribbon(P[SLICES["jaw_dense"]], 0.12 * s)], 0.22)
+        shade.add([ribbon(P[SLICES["jaw_dense"]], 0.12 * s)], 0.16)
         shade.add([ribbon(bridge[1:], 0.06 * s), ellipse_poly(lm[30, 0], lm[30, 1], 0.06 * s, 0.045 * s, 0, 12)],
                   -0.07)
         shade.apply(blur=0.035 * s)
