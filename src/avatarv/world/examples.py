@@ -22,7 +22,7 @@ def write_examples(out: str | Path = "examples", seed: int = 0) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clip = make_clip(IDENTITY, SCENE, REF_SECONDS, REF_SIZE, seed, clip_index=0)
-    ref = write_mp4(out / "ref.mp4", clip.frames, FPS, clip.audio, sample_rate=SAMPLE_RATE, crf=30, preset="slow")
+    ref = write_mp4(out / "ref.mp4", clip.frames, FPS, clip.audio, sample_rate=SAMPLE_RATE, crf=23, preset="slow")
     voice = sample_identity(IDENTITY, seed).voice
     speech, _ = speech_track(voice, SPEECH_SECONDS, seed, "examples.speech", (IDENTITY,),
                              exclude=clip.meta["sentences"])
