@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "avatarv.pipelines.cli:demo",
     "inspect": "avatarv.media.cli:inspect",
     "eval": "avatarv.eval.cli:app",
+    "voice": "avatarv.voice.cli:app",
 }
 
 

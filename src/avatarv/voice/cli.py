@@ -1,0 +1,75 @@
+"""``avatarv voice``: profile a voice sample, speak text (plain or in a voice), prepare user speech."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from avatarv.errors import InputError
+
+app = typer.Typer(name="voice", help="Voice engine: text to speech in a user's voice, offline.", no_args_is_help=True)
+
+
+@app.command("profile")
+def profile_cmd(
+    sample: Path = typer.Argument(..., help="Voice sample: ≥ 5 s of speech, any audio or video file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write."),
+    tune: bool = typer.Option(True, help="Tune timbre by speaker-embedding similarity (≈ 10 s)."),
+    engine: str = typer.Option(None, help="Synthesiser the profile is tuned for: piper (default) or espeak."),
+) -> None:
+    """Measure a voice sample and save its VoiceProfile (JSON, with its speaker embedding)."""
+    from avatarv.voice.profile import profile
+
+    voice = profile(sample, synthesiser=engine, tune=tune)
+    voice.save(out)
+    typer.echo(
+        f"{out}: F0 {voice.f0_median_hz:.0f} Hz (5–95 %: {voice.f0_p5_hz:.0f}–{voice.f0_p95_hz:.0f}), "
+        f"{voice.rate_syllables_per_s:.2f} syll/s ({voice.rate_method}), {voice.loudness_lufs:.1f} LUFS"
+    )
+
+
+@app.command("say")
+def say_cmd(
+    text: str = typer.Option(..., "--text", "-t", help="What to say."),
+    out: Path = typer.Option(..., "--out", "-o", help="Wav file to write (16 kHz mono)."),
+    voice: Path = typer.Option(None, "--voice", "-v", help="Voice sample (any audio/video) or profile JSON."),
+    engine: str = typer.Option(
+        None, help="piper (default), espeak (fallback formant synthesiser) or pocket-tts (neural cloning)."
+    ),
+    weights: Path = typer.Option(None, help="Local weights folder for --engine pocket-tts."),
+) -> None:
+    """Speak text, matched to a voice when --voice is given; writes a 16 kHz mono wav."""
+    from avatarv.voice.audio import write_wav
+    from avatarv.voice.engine import check_text, load_voice, speak
+    from avatarv.voice.synth import get_synthesiser
+
+    text = check_text(text)
+    if engine not in (None, "piper", "espeak", "pocket-tts"):
+        raise InputError(f"unknown --engine {engine!r} (piper, espeak or pocket-tts)")
+    if engine == "pocket-tts":
+        from avatarv.voice.audio import load_audio, normalise_loudness
+        from avatarv.voice.cloning import PocketTTSCloner
+
+        if voice is None or voice.suffix == ".json":
+            raise InputError("--engine pocket-tts needs --voice SAMPLE (an audio file, not a profile)")
+        cloner = PocketTTSCloner(weights)
+        wave, name = normalise_loudness(cloner.speak(text, load_audio(voice))), cloner.name
+    else:
+        profile = load_voice(voice) if voice is not None else None
+        wave, name = speak(text, profile, synthesiser=engine), get_synthesiser(engine).name
+    write_wav(out, wave)
+    typer.echo(f"{out}: {wave.size / 16000:.2f} s, synthesiser: {name}" + (f", voice: {voice}" if voice else ""))
+
+
+@app.command("prepare")
+def prepare_cmd(
+    audio: Path = typer.Argument(..., help="User speech: any audio or video file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Wav file to write (16 kHz mono, -23 LUFS)."),
+) -> None:
+    """Pass-through: user speech → 16 kHz mono at -23 LUFS, same duration."""
+    from avatarv.voice.audio import prepare, write_wav
+
+    wave = prepare(audio)
+    write_wav(out, wave)
+    typer.echo(f"{out}: {wave.size / 16000:.2f} s, 16 kHz mono, -23 LUFS")
