@@ -36,3 +36,9 @@ clean:
 .PHONY: examples
 examples: install
 	$(PY) -m avatarv.cli world examples --out examples
+
+# Retrain the world analyzer (face box, landmarks, pose, mouth, blink from pixels) on ONE CPU thread,
+# ~12 minutes; writes src/avatarv/assets/world_analyzer.safetensors (+ .json with its test metrics).
+.PHONY: train-analyzer
+train-analyzer: install
+	$(PY) -m avatarv.world.analyzer.train --threads 1 --steps 4500 --pairs 400 --per-pair 48
