@@ -12,7 +12,7 @@ from avatarv.world.clip import make_clip
 from avatarv.world.identity import FPS, sample_identity
 from avatarv.world.speech import SAMPLE_RATE, speech_track
 
-IDENTITY, SCENE = 4, 2
+IDENTITY, SCENE = 2, 1  # an expressive talker (mouth gain 1.3, nods, smiles) in a room
 REF_SECONDS, SPEECH_SECONDS, REF_SIZE = 6.0, 8.0, 256
 
 
