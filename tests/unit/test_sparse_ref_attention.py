@@ -144,9 +144,11 @@ def test_audio_window_is_local():
     # the self-attention mixes frames, so measure the audio branch directly
     blk = model.blocks[0]
     x = torch.randn(1, 3, 17, model.cfg.dim)
-    a = model.audio_embedding(kw["audio"])
-    b = model.audio_embedding(kw2["audio"])
-    out_a, out_b = blk.audio_attn.forward_frames(x, a), blk.audio_attn.forward_frames(x, b)
+    from avatarv.models.dit.cross_attention import audio_windows
+
+    a = audio_windows(model.audio_embedding(kw["audio"]), 1)
+    b = audio_windows(model.audio_embedding(kw2["audio"]), 1)
+    out_a, out_b = blk.audio_attn.forward_frames(x, *a), blk.audio_attn.forward_frames(x, *b)
     diff = (out_a - out_b).abs().amax(dim=(0, 2, 3))  # per frame
     assert diff[0] == 0 and diff[1] > 0 and diff[2] > 0
     assert (model(**kw2).video - base).abs().max() > 0

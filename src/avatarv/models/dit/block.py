@@ -30,7 +30,7 @@ class VideoRefBlock(nn.Module):
         self.audio_attn = None
         if cfg.audio_dim:
             self.audio_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
-            self.audio_attn = AudioCrossAttention(d, cfg.num_heads, cfg.eps, cfg.audio_window)
+            self.audio_attn = AudioCrossAttention(d, cfg.num_heads, cfg.eps)
         self.ffn = FeedForward(d, cfg.ffn_dim)
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -63,22 +63,26 @@ class VideoRefBlock(nn.Module):
         temb6: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         text: torch.Tensor | None,
-        audio: torch.Tensor | None,
+        audio: tuple[torch.Tensor, torch.Tensor] | None,
         layout: GenLayout,
         ref_kv: KV | None,
         ref_key_mask: torch.Tensor | None,
+        gen_key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Generation stream.
 
-        x ``[B, N_gen, D]`` laid out as ``layout`` says. text ``[B, L, D]``; audio ``[B, F, Ka, D]`` (embedded).
+        x ``[B, N_gen, D]`` laid out as ``layout`` says. text ``[B, L, D]``; audio: per-frame windows
+        (context ``[B, F, L, D]``, mask ``[B, F, L]``) from ``audio_windows``. gen_key_mask ``[B, N_gen]``
+        marks padding tokens (sequence parallelism) that no query may attend to.
         """
         shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6)
-        attn = self.self_attn.forward_gen(modulate(x, self.eps, shift, scale), rope, ref_kv, ref_key_mask)
+        h = modulate(x, self.eps, shift, scale)
+        attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask)
         x = (x.float() + attn * gate).type_as(x)
         if text is not None:
             x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text)
         if audio is not None and self.audio_attn is not None:
             groups = layout.group_by_frame(self.audio_norm(x).type_as(x))
-            x = x + layout.ungroup(self.audio_attn.forward_frames(groups, audio))
+            x = x + layout.ungroup(self.audio_attn.forward_frames(groups, *audio))
         ff = self.ffn(modulate(x, self.eps, c_shift, c_scale))
         return (x.float() + ff.float() * c_gate).type_as(x)

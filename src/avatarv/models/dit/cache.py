@@ -34,7 +34,8 @@ class RefKVCache:
     builds: int = 0  # how many times the reference stream was run (tests and benchmarks count it)
     hits: int = field(default=0)
 
-    def get(self, model: VideoRefDiT, ref: RefInputs) -> tuple[list[KV], torch.Tensor | None]:
+    def get(self, model: VideoRefDiT, ref: RefInputs, build=None) -> tuple[list[KV], torch.Tensor | None]:
+        """The reference K/V, computed by ``build(ref)`` (default ``model.compute_ref_kv``) on first use."""
         fp = ref.fingerprint()
         if self.kv is not None and (fp != self.fingerprint or id(model) != self.model_id):
             if self.on_mismatch != "rebuild":
@@ -44,7 +45,7 @@ class RefKVCache:
                 )
             self.clear()
         if self.kv is None:
-            self.kv, self.key_mask = model.compute_ref_kv(ref)
+            self.kv, self.key_mask = (build or model.compute_ref_kv)(ref)
             self.fingerprint, self.model_id = fp, id(model)
             self.builds += 1
         else:

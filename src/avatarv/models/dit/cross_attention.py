@@ -42,9 +42,9 @@ class CrossAttention(nn.Module):
 
 
 def audio_windows(audio: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gather each latent frame's audio window.
+    """Gather each latent frame's audio window, once per forward (shared by every block).
 
-    audio ``[B, F, Ka, D]`` → context ``[B·F, (2w+1)·Ka, D]`` and mask ``[B·F, (2w+1)·Ka]`` (False where the
+    audio ``[B, F, Ka, D]`` → context ``[B, F, (2w+1)·Ka, D]`` and mask ``[B, F, (2w+1)·Ka]`` (False where the
     window runs past the first or last frame).
     """
     b, f, ka, d = audio.shape
@@ -52,23 +52,21 @@ def audio_windows(audio: torch.Tensor, window: int) -> tuple[torch.Tensor, torch
     padded = F.pad(audio, (0, 0, 0, 0, w, w))  # [B, F + 2w, Ka, D]
     valid = F.pad(torch.ones(b, f, ka, dtype=torch.bool, device=audio.device), (0, 0, w, w))
     ctx = padded.unfold(1, 2 * w + 1, 1)  # [B, F, Ka, D, 2w+1]
-    ctx = ctx.permute(0, 1, 4, 2, 3).reshape(b * f, (2 * w + 1) * ka, d)
-    mask = valid.unfold(1, 2 * w + 1, 1).permute(0, 1, 3, 2).reshape(b * f, (2 * w + 1) * ka)
+    ctx = ctx.permute(0, 1, 4, 2, 3).reshape(b, f, (2 * w + 1) * ka, d)
+    mask = valid.unfold(1, 2 * w + 1, 1).permute(0, 1, 3, 2).reshape(b, f, (2 * w + 1) * ka)
     return ctx, mask
 
 
 class AudioCrossAttention(CrossAttention):
     """Per-frame windowed cross-attention. Output projection starts at zero: a new module is the identity."""
 
-    def __init__(self, dim: int, num_heads: int, eps: float, window: int):
+    def __init__(self, dim: int, num_heads: int, eps: float):
         super().__init__(dim, num_heads, eps)
-        self.window = window
         nn.init.zeros_(self.o.weight)
         nn.init.zeros_(self.o.bias)
 
-    def forward_frames(self, x_frames: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        """x_frames ``[B, F, T, D]`` (T tokens per latent frame), audio ``[B, F, Ka, D]`` → ``[B, F, T, D]``."""
+    def forward_frames(self, x_frames: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x_frames ``[B, F, T, D]`` (T tokens per frame); ctx ``[B, F, L, D]``, mask ``[B, F, L]`` → ``[B, F, T, D]``."""
         b, f, t, d = x_frames.shape
-        ctx, mask = audio_windows(audio, self.window)
-        out = self.forward(x_frames.reshape(b * f, t, d), ctx, mask)
+        out = self.forward(x_frames.reshape(b * f, t, d), ctx.flatten(0, 1), mask.flatten(0, 1))
         return out.reshape(b, f, t, d)

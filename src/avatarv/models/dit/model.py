@@ -20,6 +20,7 @@ from avatarv.config import DiTConfig
 from avatarv.models.dit.attention import make_attention
 from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
+from avatarv.models.dit.cross_attention import audio_windows
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
 from avatarv.models.dit.layers import modulate, timestep_sinusoid
 from avatarv.models.dit.layout import GenLayout
@@ -71,6 +72,7 @@ class VideoRefDiT(nn.Module):
             )
         self.reset_parameters()
         self.set_attention_backend(cfg.attn_backend)
+        self.sequence_parallel = None  # set by avatarv.distributed.apply_ulysses
 
     def set_attention_backend(self, backend: str) -> None:
         """Point every attention layer at one backend (``auto`` chooses per call)."""
@@ -150,8 +152,22 @@ class VideoRefDiT(nn.Module):
 
     # ------------------------------------------------------------- reference
     def compute_ref_kv(self, ref: RefInputs) -> tuple[list[KV], torch.Tensor | None]:
-        """Run the reference stream once: per-block K/V ``[B_ref, H, N_ref, d]`` and the key mask."""
+        """Run the reference stream once: per-block K/V ``[B_ref, H, N_ref, d]`` and the key mask.
+
+        The public entry (registered as an FSDP forward method); ``forward`` calls the stream directly so
+        FSDP does not reshard the root's parameters in the middle of its own forward.
+        """
+        return self._reference_stream(ref)
+
+    def _reference_stream(self, ref: RefInputs) -> tuple[list[KV], torch.Tensor | None]:
         ref_x, pos, mask = self.ref_tokens(ref)
+        sp = self.sequence_parallel
+        if sp is not None:  # shard reference frames like generated frames; padding frames are masked
+            frames = ref.num_frames
+            per_frame = ref_x.shape[1] // frames
+            valid = sp.frame_valid(frames, ref_x.shape[0], per_frame, ref_x.device)
+            mask = valid if mask is None else sp.shard(mask, frames, pad_value=False) & valid
+            ref_x, pos = sp.shard(ref_x, frames), sp.shard(pos[None], frames)[0]
         rope = rope_cos_sin(pos, self.cfg.head_dim, self.cfg.rope_theta)
         temb0 = self._timestep_embedding(torch.zeros(1, device=ref_x.device))
         temb6_ref = self.time_projection(temb0).unflatten(1, (6, -1))  # [1, 6, D]
@@ -191,6 +207,11 @@ class VideoRefDiT(nn.Module):
         m_tokens = self.motion_embedding(motion.to(video.dtype)) if motion is not None else None
         tokens = layout.interleave(video, m_tokens)  # [B, N_gen, D] frame-major
         pos = layout.positions(device=x.device)
+        sp = self.sequence_parallel
+        gen_mask = None
+        if sp is not None:  # this rank's frames only; every per-token op below is local
+            gen_mask = sp.frame_valid(f, b, layout.per_frame, x.device)
+            tokens, pos = sp.shard(tokens, f), sp.shard(pos[None], f)[0]
         rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
 
         t = t.reshape(-1).expand(b) if t.numel() == 1 else t
@@ -209,18 +230,28 @@ class VideoRefDiT(nn.Module):
                 raise ValueError("audio given but this DiT has no audio cross-attention (audio_dim = 0)")
             if audio.shape[1] != f:
                 raise ValueError(f"audio has {audio.shape[1]} latent frames, video has {f}")
-            audio_ctx = self.audio_embedding(audio.to(tokens.dtype))  # [B, f, Ka, D]
+            # per-frame windows ([B, f, (2w+1)·Ka, D] and mask), gathered once for every block
+            audio_ctx = audio_windows(self.audio_embedding(audio.to(tokens.dtype)), cfg.audio_window)
+            if sp is not None:  # padding frames get an all-valid window of silence: no empty softmax rows
+                audio_ctx = (sp.shard(audio_ctx[0], f), sp.shard(audio_ctx[1], f, pad_value=True))
 
         ref_kvs: list[KV | None] = [None] * len(self.blocks)
         ref_mask = None
         if ref is not None:
-            kvs, ref_mask = ref_cache.get(self, ref) if ref_cache is not None else self.compute_ref_kv(ref)
+            if ref_cache is not None:
+                kvs, ref_mask = ref_cache.get(self, ref, build=self._reference_stream)
+            else:
+                kvs, ref_mask = self._reference_stream(ref)
             ref_kvs = list(kvs)
 
+        block_layout = layout if sp is None else GenLayout(sp.frames_per_rank(f), h, w, layout.motion)
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
-            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, layout, kv, ref_mask)
+            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, gen_mask)
 
-        video_out, motion_out = layout.split(self.head(tokens, temb))
+        out = self.head(tokens, temb)
+        if sp is not None:
+            out = sp.gather(out, f)
+        video_out, motion_out = layout.split(out)
         video = self.unpatchify(self.head.proj(video_out), f, h, w)
         motion_v = self.motion_head(motion_out) if motion_out is not None else None
         return DiTOutput(video=video, motion=motion_v)

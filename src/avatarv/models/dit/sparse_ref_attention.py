@@ -68,18 +68,23 @@ class SparseRefSelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         ref_kv: KV | None,
         ref_key_mask: torch.Tensor | None,
+        gen_key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``."""
         q, k, v = self.project(x, rope)
-        key_mask = None
+        b = x.shape[0]
+        key_mask = gen_key_mask
         if ref_kv is not None:
             ref_k, ref_v = ref_kv
-            if ref_k.shape[0] != k.shape[0]:  # one cached reference shared by a batch (e.g. CFG branches)
-                ref_k = ref_k.expand(k.shape[0], -1, -1, -1)
-                ref_v = ref_v.expand(k.shape[0], -1, -1, -1)
+            if ref_k.shape[0] != b:  # one cached reference shared by a batch (e.g. CFG branches)
+                ref_k = ref_k.expand(b, -1, -1, -1)
+                ref_v = ref_v.expand(b, -1, -1, -1)
             k = torch.cat([ref_k, k], dim=2)
             v = torch.cat([ref_v, v], dim=2)
-            if ref_key_mask is not None:
-                gen_mask = torch.ones(x.shape[0], x.shape[1], dtype=torch.bool, device=x.device)
-                key_mask = torch.cat([ref_key_mask.expand(x.shape[0], -1), gen_mask], dim=1)
+            if ref_key_mask is not None or gen_key_mask is not None:
+                ones = torch.ones(b, q.shape[2], dtype=torch.bool, device=x.device)
+                ref_ok = torch.ones(b, ref_k.shape[2], dtype=torch.bool, device=x.device)
+                if ref_key_mask is not None:
+                    ref_ok = ref_key_mask.expand(b, -1)
+                key_mask = torch.cat([ref_ok, ones if gen_key_mask is None else gen_key_mask.expand(b, -1)], 1)
         return self._out(self.attn_fn(q, k, v, key_mask=key_mask))
