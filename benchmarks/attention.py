@@ -1,0 +1,179 @@
+"""Attention and reference-conditioning benchmarks (issue: fast attention, SP, FSDP2).
+
+    python benchmarks/attention.py [--quick]
+
+1. One denoising step of the ``small`` preset at N_ref = N_gen ∈ {1k, 2k, 4k} tokens (``--quick``: 1k):
+   full concatenation (reference latents as ordinary tokens, dense attention, recomputed every step)
+   vs sparse reference attention vs sparse + RefKVCache (reference K/V computed once, before timing).
+2. Attention kernel throughput at 4k tokens, bf16, every available backend, against the bf16 matmul peak
+   measured in the same run.
+3. One block of ours vs one ``diffusers`` ``WanTransformerBlock`` of the same config and dtype.
+4. Time vs reference length at N_gen = 1k (N_ref 1k → 8k): full concatenation vs sparse + cache, plotted
+   to benchmarks/out/ref_scaling.png.
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import median_seconds  # noqa: E402
+from avatarv.config import get_preset  # noqa: E402
+from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT  # noqa: E402
+from avatarv.models.dit.attention import BACKENDS, available_backends  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "out"
+LATENT = 32  # 32×32 latents → 16×16 = 256 tokens per latent frame
+TOKENS_PER_FRAME = (LATENT // 2) ** 2
+
+
+def small_model() -> VideoRefDiT:
+    cfg = replace(get_preset("small").dit, motion_dim=0, audio_dim=0)  # isolate self-attention costs
+    torch.manual_seed(0)
+    return VideoRefDiT(cfg).eval()
+
+
+def step_times(model: VideoRefDiT, gen_tokens: int, ref_tokens: int, repeats: int) -> dict[str, float]:
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    fg, fr = gen_tokens // TOKENS_PER_FRAME, ref_tokens // TOKENS_PER_FRAME
+    x = torch.randn(1, cfg.latent_channels, fg, LATENT, LATENT, generator=g)
+    ref_lat = torch.randn(1, cfg.latent_channels, fr, LATENT, LATENT, generator=g)
+    text = torch.randn(1, 16, cfg.text_dim, generator=g)
+    t = torch.tensor([0.5])
+    ref = RefInputs(ref_lat)
+    cache = RefKVCache()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x, t, text=text, ref=ref, ref_cache=cache)  # builds the cache outside the timing
+        full = median_seconds(lambda: model(torch.cat([ref_lat, x], 2), t, text=text), repeats)
+        sparse = median_seconds(lambda: model(x, t, text=text, ref=ref), repeats)
+        cached = median_seconds(lambda: model(x, t, text=text, ref=ref, ref_cache=cache), repeats)
+    return {"full_ms": full * 1e3, "sparse_ms": sparse * 1e3, "cached_ms": cached * 1e3}
+
+
+def matmul_peak(dtype=torch.bfloat16, n=2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats=5) / 1e9
+
+
+def attention_throughput(tokens=4096, heads=8, head_dim=64) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, heads, tokens, head_dim, generator=g).to(torch.bfloat16) for _ in range(3))
+    flops = 4 * heads * tokens * tokens * head_dim
+    out = {}
+    for name in available_backends("cpu"):
+        fn = BACKENDS[name]
+        out[name] = flops / median_seconds(lambda fn=fn: fn(q, k, v), repeats=3) / 1e9
+    return out
+
+
+def block_vs_diffusers(tokens=2048) -> float:
+    from diffusers.models.transformers.transformer_wan import WanTransformerBlock
+
+    model = small_model()
+    cfg = model.cfg
+    ours = model.blocks[0].to(torch.bfloat16)
+    theirs = WanTransformerBlock(cfg.dim, cfg.ffn_dim, cfg.num_heads, "rms_norm_across_heads", True, cfg.eps)
+    theirs = theirs.to(torch.bfloat16).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, tokens, cfg.dim, generator=g).to(torch.bfloat16)
+    text = torch.randn(1, 16, cfg.dim, generator=g).to(torch.bfloat16)
+    temb6 = torch.randn(1, 6, cfg.dim, generator=g).to(torch.bfloat16)
+    fh = tokens // TOKENS_PER_FRAME
+    from avatarv.models.dit.layout import GenLayout
+    from avatarv.models.dit.rope import rope_cos_sin
+
+    layout = GenLayout(fh, LATENT // 2, LATENT // 2, False)
+    cos, sin = rope_cos_sin(layout.positions(), cfg.head_dim)
+    rotary = (cos.repeat_interleave(2, -1)[None, :, None], sin.repeat_interleave(2, -1)[None, :, None])
+    with torch.no_grad():
+        t_ours = median_seconds(lambda: ours(x, temb6, (cos, sin), text, None, layout, None, None), repeats=5)
+        t_theirs = median_seconds(lambda: theirs(x, text, temb6, rotary), repeats=5)
+    return t_theirs / t_ours
+
+
+def ref_scaling(model: VideoRefDiT, repeats: int, max_ref: int) -> list[dict]:
+    rows = []
+    for ref_tokens in [1024 * k for k in (1, 2, 4, 8) if 1024 * k <= max_ref]:
+        r = step_times(model, 1024, ref_tokens, repeats)
+        rows.append({"ref_tokens": ref_tokens, **r})
+        print(f"  ref {ref_tokens:5d}: full {r['full_ms']:8.1f} ms  cached {r['cached_ms']:8.1f} ms", flush=True)
+    return rows
+
+
+def plot_scaling(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = [r["ref_tokens"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("full_ms", "full concatenation"), ("sparse_ms", "sparse (no cache)"),
+                       ("cached_ms", "sparse + K/V cache")):
+        ax.plot(x, [r[key] for r in rows], marker="o", label=label)
+    ax.set_xlabel("reference tokens (N_gen = 1024)")
+    ax.set_ylabel("ms per denoising step (small preset, bf16, CPU)")
+    ax.set_title("Cost of reference conditioning vs reference length")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1k tokens only, 2 repeats, ref scaling to 2k")
+    args = parser.parse_args()
+    repeats = 2 if args.quick else 3
+    sizes = [1024] if args.quick else [1024, 2048, 4096]
+    model = small_model()
+    result: dict[str, object] = {"threads": torch.get_num_threads()}
+    print(f"step of the small preset (bf16 autocast, {torch.get_num_threads()} threads):", flush=True)
+    per_size = {}
+    for n in sizes:
+        r = step_times(model, n, n, repeats)
+        r["speedup_cached_vs_full"] = r["full_ms"] / r["cached_ms"]
+        per_size[n] = r
+        print(f"  N_ref = N_gen = {n}: full {r['full_ms']:.1f} ms, sparse {r['sparse_ms']:.1f} ms, "
+              f"cached {r['cached_ms']:.1f} ms, speedup {r['speedup_cached_vs_full']:.2f}x", flush=True)
+    largest = per_size[sizes[-1]]
+    result.update({k: round(v, 2) for k, v in largest.items()})
+    result["steps"] = {str(n): {k: round(v, 2) for k, v in r.items()} for n, r in per_size.items()}
+
+    peak = matmul_peak()
+    attn = attention_throughput()
+    best = max(attn, key=attn.get)
+    print(f"attention at 4k tokens bf16 (GFLOP/s): {attn}; matmul peak {peak:.1f}", flush=True)
+    result.update(attn_gflops=round(attn[best], 1), attn_backend=best, attn_backends={k: round(v, 1) for k, v in
+                  attn.items()}, matmul_peak_gflops=round(peak, 1), attn_fraction_of_peak=round(attn[best] / peak, 3))
+
+    result["block_speed_vs_diffusers"] = round(block_vs_diffusers(), 3)
+    print(f"block ours vs diffusers: {result['block_speed_vs_diffusers']}x", flush=True)
+
+    print("reference scaling at N_gen = 1024:", flush=True)
+    rows = ref_scaling(model, repeats, 2048 if args.quick else 8192)
+    plot_scaling(rows, OUT / "ref_scaling.png")
+    result["ref_scaling"] = [{k: round(v, 1) for k, v in r.items()} for r in rows]
+    if len(rows) >= 3:
+        # growth exponent of step time between the shortest and longest reference (1 = linear, 2 = quadratic;
+        # the fixed N_gen part pulls both below their asymptotic exponent)
+        import math
+
+        lo, hi = rows[0], rows[-1]
+        ratio = math.log(hi["ref_tokens"] / lo["ref_tokens"])
+        for key in ("cached_ms", "full_ms"):
+            result[key.replace("_ms", "_growth")] = round(math.log(hi[key] / lo[key]) / ratio, 2)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
