@@ -94,3 +94,10 @@ def test_bad_size():
         make_clip(0, 0, seconds=1, size=63)
     with pytest.raises(ConfigError):
         make_clip(0, 0, seconds=1, size=1024)
+
+
+def test_saved_files_are_byte_identical(tmp_path):
+    for d in ("a", "b"):
+        make_clip(1, 1, seconds=1.0, size=64, seed=0).save(tmp_path / d / "c.mp4")
+    for name in ("c.mp4", "c.npz", "c.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
