@@ -11,7 +11,7 @@ import numpy as np
 from avatarv.errors import InputError
 from avatarv.voice.audio import TARGET_LUFS, normalise_loudness
 from avatarv.voice.match import Conversion, best_warp, convert, source_voice
-from avatarv.voice.measure import count_syllables, speech_seconds
+from avatarv.voice.measure import count_syllables, pitch_stats, speech_seconds
 from avatarv.voice.profile import VoiceProfile, profile
 from avatarv.voice.synth import get_synthesiser
 from avatarv.voice.world import analyse
@@ -57,15 +57,15 @@ def speak(text: str, voice_profile: VoiceProfile | None = None, synthesiser: str
     target_env = np.asarray(voice_profile.envelope)
     target_ap = np.asarray(voice_profile.aperiodicity)
     conversion = voice_profile.conversion_for(synth.name) or Conversion(warp=best_warp(source.envelope, target_env))
-    matched = convert(
-        analyse(wave, accurate=True),
-        source,
-        target_env,
-        target_ap,
-        (voice_profile.f0_median_hz, voice_profile.f0_log_std),
-        conversion,
-        duration_factor,
-    )
+    analysis = analyse(wave, accurate=True)
+    target_median = voice_profile.f0_median_hz
+    matched = convert(analysis, source, target_env, target_ap, (target_median, voice_profile.f0_log_std), conversion, duration_factor)
+    # Closed loop on pitch: re-measured F0 of the WORLD output can sit a few % off (the envelope warp
+    # moves energy between harmonics, and F0 trackers weigh them); one multiplicative correction.
+    measured = pitch_stats(matched).median_hz
+    if np.isfinite(measured) and abs(np.log(measured / target_median)) > 0.02:
+        corrected = target_median * float(np.clip(target_median / measured, 0.8, 1.25))
+        matched = convert(analysis, source, target_env, target_ap, (corrected, voice_profile.f0_log_std), conversion, duration_factor)
     # 4. loudness of the sample (kept within a sane broadcast range)
     return normalise_loudness(matched, float(np.clip(voice_profile.loudness_lufs, -35.0, -14.0)))
 
