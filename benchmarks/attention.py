@@ -34,23 +34,26 @@ LATENT = 32  # 32×32 latents → 16×16 = 256 tokens per latent frame
 TOKENS_PER_FRAME = (LATENT // 2) ** 2
 
 
-def small_model() -> VideoRefDiT:
-    cfg = replace(get_preset("small").dit, motion_dim=0, audio_dim=0)  # isolate self-attention costs
+DEVICE = torch.device("cpu")
+
+
+def small_model(preset: str = "small") -> VideoRefDiT:
+    cfg = replace(get_preset(preset).dit, motion_dim=0, audio_dim=0)  # isolate self-attention costs
     torch.manual_seed(0)
-    return VideoRefDiT(cfg).eval()
+    return VideoRefDiT(cfg).eval().to(DEVICE)
 
 
 def step_times(model: VideoRefDiT, gen_tokens: int, ref_tokens: int, repeats: int) -> dict[str, float]:
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
     fg, fr = gen_tokens // TOKENS_PER_FRAME, ref_tokens // TOKENS_PER_FRAME
-    x = torch.randn(1, cfg.latent_channels, fg, LATENT, LATENT, generator=g)
-    ref_lat = torch.randn(1, cfg.latent_channels, fr, LATENT, LATENT, generator=g)
-    text = torch.randn(1, 16, cfg.text_dim, generator=g)
-    t = torch.tensor([0.5])
+    x = torch.randn(1, cfg.latent_channels, fg, LATENT, LATENT, generator=g).to(DEVICE)
+    ref_lat = torch.randn(1, cfg.latent_channels, fr, LATENT, LATENT, generator=g).to(DEVICE)
+    text = torch.randn(1, 16, cfg.text_dim, generator=g).to(DEVICE)
+    t = torch.tensor([0.5], device=DEVICE)
     ref = RefInputs(ref_lat)
     cache = RefKVCache()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(DEVICE.type, dtype=torch.bfloat16):
         model(x, t, text=text, ref=ref, ref_cache=cache)  # builds the cache outside the timing
         full = median_seconds(lambda: model(torch.cat([ref_lat, x], 2), t, text=text), repeats)
         sparse = median_seconds(lambda: model(x, t, text=text, ref=ref), repeats)
@@ -59,16 +62,17 @@ def step_times(model: VideoRefDiT, gen_tokens: int, ref_tokens: int, repeats: in
 
 
 def matmul_peak(dtype=torch.bfloat16, n=2048) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if DEVICE.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=DEVICE), torch.randn(n, n, dtype=dtype, device=DEVICE)
     return 2 * n**3 / median_seconds(lambda: a @ b, repeats=5) / 1e9
 
 
 def attention_throughput(tokens=4096, heads=8, head_dim=64) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, heads, tokens, head_dim, generator=g).to(torch.bfloat16) for _ in range(3))
+    q, k, v = (torch.randn(1, heads, tokens, head_dim, generator=g).to(DEVICE, torch.bfloat16) for _ in range(3))
     flops = 4 * heads * tokens * tokens * head_dim
     out = {}
-    for name in available_backends("cpu"):
+    for name in available_backends(DEVICE):
         fn = BACKENDS[name]
         out[name] = flops / median_seconds(lambda fn=fn: fn(q, k, v), repeats=3) / 1e9
     return out
@@ -81,17 +85,17 @@ def block_vs_diffusers(tokens=2048) -> float:
     cfg = model.cfg
     ours = model.blocks[0].to(torch.bfloat16)
     theirs = WanTransformerBlock(cfg.dim, cfg.ffn_dim, cfg.num_heads, "rms_norm_across_heads", True, cfg.eps)
-    theirs = theirs.to(torch.bfloat16).eval()
+    theirs = theirs.to(DEVICE, torch.bfloat16).eval()
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(1, tokens, cfg.dim, generator=g).to(torch.bfloat16)
-    text = torch.randn(1, 16, cfg.dim, generator=g).to(torch.bfloat16)
-    temb6 = torch.randn(1, 6, cfg.dim, generator=g).to(torch.bfloat16)
+    x = torch.randn(1, tokens, cfg.dim, generator=g).to(DEVICE, torch.bfloat16)
+    text = torch.randn(1, 16, cfg.dim, generator=g).to(DEVICE, torch.bfloat16)
+    temb6 = torch.randn(1, 6, cfg.dim, generator=g).to(DEVICE, torch.bfloat16)
     fh = tokens // TOKENS_PER_FRAME
     from avatarv.models.dit.layout import GenLayout
     from avatarv.models.dit.rope import rope_cos_sin
 
     layout = GenLayout(fh, LATENT // 2, LATENT // 2, False)
-    cos, sin = rope_cos_sin(layout.positions(), cfg.head_dim)
+    cos, sin = rope_cos_sin(layout.positions(device=DEVICE), cfg.head_dim)
     rotary = (cos.repeat_interleave(2, -1)[None, :, None], sin.repeat_interleave(2, -1)[None, :, None])
     with torch.no_grad():
         t_ours = median_seconds(lambda: ours(x, temb6, (cos, sin), text, None, layout, None, None), repeats=5)
@@ -99,11 +103,11 @@ def block_vs_diffusers(tokens=2048) -> float:
     return t_theirs / t_ours
 
 
-def ref_scaling(model: VideoRefDiT, repeats: int, max_ref: int) -> list[dict]:
+def ref_scaling(model: VideoRefDiT, repeats: int, max_ref: int, gen: int = 1024) -> list[dict]:
     rows = []
-    for ref_tokens in [1024 * k for k in (1, 2, 4, 8) if 1024 * k <= max_ref]:
-        r = step_times(model, 1024, ref_tokens, repeats)
-        rows.append({"ref_tokens": ref_tokens, **r})
+    for ref_tokens in [gen * k for k in (1, 2, 4, 8) if gen * k <= max_ref]:
+        r = step_times(model, gen, ref_tokens, repeats)
+        rows.append({"ref_tokens": ref_tokens, "gen_tokens": gen, **r})
         print(f"  ref {ref_tokens:5d}: full {r['full_ms']:8.1f} ms  cached {r['cached_ms']:8.1f} ms", flush=True)
     return rows
 
@@ -120,8 +124,8 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
     for key, label in (("full_ms", "full concatenation"), ("sparse_ms", "sparse (no cache)"),
                        ("cached_ms", "sparse + K/V cache")):
         ax.plot(x, [r[key] for r in rows], marker="o", label=label)
-    ax.set_xlabel("reference tokens (N_gen = 1024)")
-    ax.set_ylabel("ms per denoising step (small preset, bf16, CPU)")
+    ax.set_xlabel(f"reference tokens (N_gen = {rows[0]['gen_tokens']})")
+    ax.set_ylabel(f"ms per denoising step (bf16, {DEVICE.type})")
     ax.set_title("Cost of reference conditioning vs reference length")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -132,11 +136,18 @@ def plot_scaling(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1k tokens only, 2 repeats, ref scaling to 2k")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--preset", default="small", help="DiT preset for the step benchmarks")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     repeats = 2 if args.quick else 3
     sizes = [1024] if args.quick else [1024, 2048, 4096]
-    model = small_model()
-    result: dict[str, object] = {"threads": torch.get_num_threads()}
+    gen_for_scaling, max_ref = 1024, (2048 if args.quick else 8192)
+    if DEVICE.type == "cuda":  # a GPU needs longer sequences to be busy
+        sizes, gen_for_scaling, max_ref = [4096, 8192, 16384], 4096, 32768
+    model = small_model(args.preset)
+    result: dict[str, object] = {"threads": torch.get_num_threads(), "device": str(DEVICE), "preset": args.preset}
     print(f"step of the small preset (bf16 autocast, {torch.get_num_threads()} threads):", flush=True)
     per_size = {}
     for n in sizes:
@@ -156,12 +167,15 @@ def main() -> None:
     result.update(attn_gflops=round(attn[best], 1), attn_backend=best, attn_backends={k: round(v, 1) for k, v in
                   attn.items()}, matmul_peak_gflops=round(peak, 1), attn_fraction_of_peak=round(attn[best] / peak, 3))
 
-    result["block_speed_vs_diffusers"] = round(block_vs_diffusers(), 3)
-    print(f"block ours vs diffusers: {result['block_speed_vs_diffusers']}x", flush=True)
+    try:
+        result["block_speed_vs_diffusers"] = round(block_vs_diffusers(), 3)
+        print(f"block ours vs diffusers: {result['block_speed_vs_diffusers']}x", flush=True)
+    except ImportError:
+        print("diffusers not installed here: block comparison skipped", flush=True)
 
-    print("reference scaling at N_gen = 1024:", flush=True)
-    rows = ref_scaling(model, repeats, 2048 if args.quick else 8192)
-    plot_scaling(rows, OUT / "ref_scaling.png")
+    print(f"reference scaling at N_gen = {gen_for_scaling}:", flush=True)
+    rows = ref_scaling(model, repeats, max_ref, gen_for_scaling)
+    plot_scaling(rows, OUT / f"ref_scaling{'' if DEVICE.type == 'cpu' else '_' + DEVICE.type}.png")
     result["ref_scaling"] = [{k: round(v, 1) for k, v in r.items()} for r in rows]
     if len(rows) >= 3:
         # growth exponent of step time between the shortest and longest reference (1 = linear, 2 = quadratic;

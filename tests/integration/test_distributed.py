@@ -146,3 +146,35 @@ def test_fsdp2_steps_equal_single_process(tmp_path):
         # near-zero gradients into steps of size lr; SGD keeps the comparison at gradient precision.
         err = (got[name] - p.detach()).abs().max().item()
         assert err < 1e-5, (name, err)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP2 CPU offload needs CUDA (run on a lent GPU)")
+def test_fsdp2_cpu_offload_on_cuda(tmp_path):
+    out_path = str(tmp_path / "offload.pt")
+    mp.spawn(_offload_worker, args=(free_port(), out_path), nprocs=1, join=True)
+    got = torch.load(out_path)
+    model = build_model().cuda()
+    kw, ref = inputs(batch=2)
+    kw = {k: v.cuda() for k, v in kw.items()}
+    ref = RefInputs(ref.latents.cuda(), ref.motion.cuda(), ref.frame_mask.cuda())
+    loss = loss_of(model(**kw, ref=ref))
+    assert abs(got["loss"] - loss.item()) < 1e-4
+
+
+def _offload_worker(rank: int, port: int, out_path: str):
+    from avatarv.distributed import apply_fsdp
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("nccl", rank=rank, world_size=1)
+    try:
+        torch.cuda.set_device(rank)
+        model = apply_fsdp(build_model(), cpu_offload=True)  # shards live on the host between uses
+        assert next(model.parameters()).to_local().device.type == "cpu"
+        kw, ref = inputs(batch=2)
+        kw = {k: v.cuda() for k, v in kw.items()}
+        ref = RefInputs(ref.latents.cuda(), ref.motion.cuda(), ref.frame_mask.cuda())
+        loss = loss_of(model(**kw, ref=ref))
+        loss.backward()
+        torch.save({"loss": loss.item()}, out_path)
+    finally:
+        dist.destroy_process_group()
