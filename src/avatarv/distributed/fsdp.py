@@ -37,7 +37,8 @@ def apply_fsdp(
         fully_shard(block, mesh=mesh, mp_policy=mp, offload_policy=offload,
                     reshard_after_forward=reshard_after_forward)
         register_fsdp_forward_method(block, "forward_ref")
-    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=offload, reshard_after_forward=reshard_after_forward)
+    # torchtitan: the root is not resharded after forward; backward needs its parameters at once anyway
+    fully_shard(model, mesh=mesh, mp_policy=mp, offload_policy=offload, reshard_after_forward=False)
     register_fsdp_forward_method(model, "compute_ref_kv")
     # overlap the next block's all-gather with this block's compute
     for current, nxt in zip(blocks, blocks[1:], strict=False):
