@@ -20,9 +20,11 @@ COMMANDS: dict[str, str] = {
     "world": "avatarv.world.cli:app",
     "generate": "avatarv.pipelines.cli:generate",
     "demo": "avatarv.pipelines.cli:demo",
+    "train": "avatarv.training.cli:app",
     "inspect": "avatarv.media.cli:inspect",
     "eval": "avatarv.eval.cli:app",
     "voice": "avatarv.voice.cli:app",
+    "curate": "avatarv.data.curation.cli:app",
 }
 
 

@@ -59,7 +59,12 @@ class SparseRefSelfAttention(nn.Module):
         and the block's reference (k, v) for the generation stream.
         """
         q, k, v = self.project(ref_x, rope)
-        out = self._out(self.attn_fn(q, k, v, key_mask=ref_key_mask)) if need_output else None
+        out = None
+        if need_output:
+            mask = ref_key_mask
+            if mask is not None:  # a fully masked reference (dropped in training): no empty softmax rows
+                mask = mask | ~mask.any(dim=-1, keepdim=True)
+            out = self._out(self.attn_fn(q, k, v, key_mask=mask))
         return out, (k, v)
 
     def forward_gen(

@@ -1,0 +1,45 @@
+"""``avatarv train run --config FILE [--resume]`` and ``avatarv train plot LOG``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Train the DiT (stages 1–3 as methods of one trainer).", no_args_is_help=True)
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", help="TOML or JSON TrainConfig."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in out_dir."),
+    steps: int = typer.Option(None, "--steps", help="Override the total number of steps."),
+    out: Path = typer.Option(None, "--out", help="Override out_dir."),
+) -> None:
+    """Train; checkpoints and log.jsonl go to out_dir."""
+    from dataclasses import replace
+
+    from avatarv.training.config import TrainConfig
+    from avatarv.training.trainer import Trainer
+
+    cfg = TrainConfig.load(config)
+    if steps is not None:
+        cfg = replace(cfg, steps=steps)
+    if out is not None:
+        cfg = replace(cfg, out_dir=str(out))
+    trainer = Trainer(cfg)
+    typer.echo(f"avatarv train: {trainer.method.name} on {cfg.preset}; {trainer.optim.describe()}", err=True)
+    trainer.fit(resume=resume)
+    typer.echo(f"avatarv train: step {trainer.step}, checkpoints in {trainer.ckpt_root}")
+
+
+@app.command("plot")
+def plot(log: Path = typer.Argument(..., help="log.jsonl"), out: Path = typer.Option(None, "--out")) -> None:
+    """Plot loss curves of a training log to a PNG."""
+    from avatarv.errors import InputError
+    from avatarv.training.plot import plot_log
+
+    if not log.is_file():
+        raise InputError("no such training log", log)
+    png = plot_log(log, out or log.with_name("loss.png"))
+    typer.echo(str(png))

@@ -1,0 +1,79 @@
+"""Training configuration: one typed dataclass, read from TOML or JSON, with the stage's method inside."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from avatarv.errors import ConfigError
+from avatarv.training.methods.base import MethodConfig
+from avatarv.training.optim import OptimConfig
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synthetic"  # synthetic | shards
+    path: str | None = None  # shard directory (data engine output) for kind = shards
+    size: int = 16  # synthetic items
+    frames: int = 3
+    latent_hw: int = 8
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    steps: int = 100
+    batch_size: int = 2
+    grad_accum: int = 1
+    clip_grad: float = 1.0
+    warmup_steps: int = 0
+    ema_decay: float | None = 0.999
+    precision: str = "bf16"  # bf16 autocast | fp32
+    log_every: int = 1
+    ckpt_every: int = 50
+    out_dir: str = "runs/train"
+    seed: int = 0
+    init_from: str | None = None  # a DiT checkpoint directory (e.g. the previous stage)
+
+    def __post_init__(self):
+        if self.precision not in ("bf16", "fp32"):
+            raise ConfigError(f"precision must be bf16 or fp32, got {self.precision!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("steps, batch_size and grad_accum must be ≥ 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        def build(kind, values):
+            known = {f.name for f in fields(kind)}
+            unknown = set(values) - known
+            if unknown:
+                raise ConfigError(f"unknown {kind.__name__} keys: {sorted(unknown)}")
+            values = {k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                      for k, v in values.items()}
+            return kind(**values)
+
+        d = dict(d)
+        sub = {"method": MethodConfig, "optim": OptimConfig, "data": DataConfig}
+        for key, kind in sub.items():
+            if key in d:
+                d[key] = build(kind, d[key])
+        return build(cls, d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("training config not found", path)
+        try:
+            raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot parse: {err}") from None
+        return cls.from_dict(raw)

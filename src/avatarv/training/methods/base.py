@@ -1,0 +1,181 @@
+"""The flow-matching loss shared by every stage, and the stage registry.
+
+One training step (rectified flow; SD3 §2): sample t from a logit-normal density, noise the target
+latents x_t = (1 − t)·x0 + t·ε (and the motion features with the same t when the motion stream is on),
+predict the velocity ε − x0, and regress it (MSE) on the frames the model has to generate. Known leading
+frames (scene image, prefix) are given clean through the I2V condition and excluded from the loss.
+Conditions are dropped at random (reference, then audio, then text, nested) so that multi-condition CFG
+(``diffusion/guidance.py``) has the unconditional branches it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from avatarv.diffusion import add_noise, sample_logit_normal, velocity_target
+from avatarv.errors import ConfigError
+from avatarv.models.dit import RefInputs, VideoRefDiT
+from avatarv.training.batch import Batch
+
+
+@dataclass
+class MethodConfig:
+    name: str = "t2v"  # t2v | a2v | personality
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    # known leading latent frames: each entry is a choice (0 = pure generation, 1 = scene image, k = prefix)
+    known_frames: tuple[int, ...] = (0, 1)
+    drop_text: float = 0.1
+    drop_audio: float = 0.1
+    drop_ref: float = 0.1
+    motion_weight: float = 0.5
+    # curriculum: list of (start_step, latent_frames, latent_size); the last entry whose start ≤ step applies
+    curriculum: tuple[tuple[int, int, int], ...] = ()
+    # auxiliary losses: list of (name, weight, start_step, ramp_steps) — see methods/aux_losses.py
+    aux: tuple[tuple[str, float, int, int], ...] = field(default_factory=tuple)
+
+
+class TrainingMethod:
+    """Base: which conditions a stage uses. Subclasses set the flags; the loss is shared."""
+
+    name = "base"
+    uses_text = True
+    uses_audio = False
+    uses_ref = False
+    uses_motion = False
+
+    def __init__(self, cfg: MethodConfig, aux_losses: dict | None = None):
+        self.cfg = cfg
+        self.aux_losses = aux_losses or {}
+
+    # ------------------------------------------------------------------ curriculum
+    def crop(self, batch: Batch, step: int) -> Batch:
+        """Resolution/duration curriculum: crop latents (and per-frame conditions) to the stage's size."""
+        active = [c for c in self.cfg.curriculum if c[0] <= step]
+        if not active:
+            return batch
+        _, frames, size = active[-1]
+        lat = batch.latents
+        f = min(frames, lat.shape[2])
+        h0 = max(0, (lat.shape[3] - size) // 2)
+        w0 = max(0, (lat.shape[4] - size) // 2)
+        crop = lambda x: x[:, :, :f, h0 : h0 + size, w0 : w0 + size]  # noqa: E731
+        return Batch(
+            latents=crop(lat), text=batch.text,
+            audio=None if batch.audio is None else batch.audio[:, :f],
+            motion=None if batch.motion is None else batch.motion[:, :f],
+            ref_latents=None if batch.ref_latents is None else batch.ref_latents[:, :, :, h0 : h0 + size, w0 : w0 + size],
+            ref_motion=batch.ref_motion, ref_mask=batch.ref_mask,
+        )
+
+    # ------------------------------------------------------------------ the loss
+    def loss(self, model: VideoRefDiT, batch: Batch, step: int, generator: torch.Generator):
+        cfg = self.cfg
+        batch = self.crop(batch, step)
+        x0 = batch.latents
+        b, z, f, h, w = x0.shape
+        dev = x0.device
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator).to(dev)
+
+        t = sample_logit_normal(b, cfg.logit_mean, cfg.logit_std, generator=generator).to(dev)
+        noise = torch.randn(x0.shape, generator=generator).to(dev)
+        x_t = add_noise(x0, noise, t)
+        v_target = velocity_target(x0, noise)
+
+        # known leading frames through the I2V condition
+        choices = torch.tensor(cfg.known_frames)
+        known = choices[torch.randint(len(choices), (b,), generator=generator)].clamp(max=f - 1).to(dev)
+        frame_idx = torch.arange(f, device=dev)
+        known_mask = frame_idx[None, :] < known[:, None]  # [B, F]
+        cond = None
+        if model.cfg.cond_channels:
+            m = known_mask[:, None, :, None, None].to(x0.dtype)
+            cond = torch.cat([m.expand(b, 4, f, h, w), x0 * m], dim=1)
+
+        # nested condition dropout: ref ⊂ ref+audio ⊂ ref+audio+text kept in this order
+        u = rand(b)
+        keep_ref = u >= cfg.drop_ref
+        keep_audio = keep_ref & (rand(b) >= cfg.drop_audio)
+        keep_text = keep_audio & (rand(b) >= cfg.drop_text)
+
+        text = None
+        if self.uses_text and batch.text is not None:
+            text = batch.text * keep_text[:, None, None].to(batch.text.dtype)
+        audio = None
+        if self.uses_audio and batch.audio is not None:
+            audio = batch.audio * keep_audio[:, None, None, None].to(batch.audio.dtype)
+        ref = None
+        if self.uses_ref and batch.ref_latents is not None:
+            ref_mask = batch.ref_mask if batch.ref_mask is not None else torch.ones(
+                b, batch.ref_latents.shape[2], dtype=torch.bool, device=dev)
+            ref_mask = ref_mask & keep_ref[:, None]  # a dropped reference is fully masked: no keys
+            ref = RefInputs(batch.ref_latents, batch.ref_motion if self.uses_motion else None, ref_mask)
+        motion_t = motion_target = None
+        if self.uses_motion and batch.motion is not None and model.cfg.motion_dim:
+            m_noise = torch.randn(batch.motion.shape, generator=generator).to(dev)
+            motion_t = add_noise(batch.motion, m_noise, t)
+            motion_target = velocity_target(batch.motion, m_noise)
+
+        out = model(x_t, t, text=text, cond=cond, audio=audio, motion=motion_t, ref=ref)
+        gen_mask = (~known_mask)[:, None, :, None, None].to(x0.dtype)  # loss on generated frames only
+        denom = gen_mask.sum() * z * h * w
+        video_loss = ((out.video.float() - v_target) ** 2 * gen_mask).sum() / denom.clamp(min=1)
+        total = video_loss
+        logs = {"loss_video": video_loss.item()}
+        if motion_target is not None:
+            fm = (~known_mask)[:, :, None].to(x0.dtype)
+            motion_loss = ((out.motion.float() - motion_target) ** 2 * fm).sum() / (fm.sum() * batch.motion.shape[-1]).clamp(min=1)
+            total = total + cfg.motion_weight * motion_loss
+            logs["loss_motion"] = motion_loss.item()
+        if self.aux_losses:
+            x0_hat = x_t - t.view(-1, 1, 1, 1, 1) * out.video.float()  # the model's clean estimate
+            for name, weight, start, ramp in cfg.aux:
+                scale = weight * min(1.0, max(0.0, (step - start) / max(ramp, 1))) if step >= start else 0.0
+                if scale > 0:
+                    value = self.aux_losses[name](x0_hat, x0, batch)
+                    total = total + scale * value
+                    logs[f"aux_{name}"] = value.item()
+                logs[f"aux_{name}_weight"] = scale
+        logs["loss"] = total.item()
+        return total, logs
+
+
+class FlowPretraining(TrainingMethod):
+    """Stage 1: text-to-video and image-to-video rectified flow with a resolution/duration curriculum."""
+
+    name = "t2v"
+
+
+class AudioToVideo(TrainingMethod):
+    """Stage 2: conditioning image (or prefix) + driving audio; audio cross-attention trained with the backbone."""
+
+    name = "a2v"
+    uses_audio = True
+
+
+class PersonalitySFT(TrainingMethod):
+    """Stage 3: reference video from another scene of the same identity (sparse reference attention), the
+    motion stream predicted jointly, auxiliary losses in learned feature spaces switched on by schedule."""
+
+    name = "personality"
+    uses_audio = True
+    uses_ref = True
+    uses_motion = True
+
+
+METHODS = {m.name: m for m in (FlowPretraining, AudioToVideo, PersonalitySFT)}
+
+
+def make_method(cfg: MethodConfig, aux_losses: dict | None = None) -> TrainingMethod:
+    try:
+        cls = METHODS[cfg.name]
+    except KeyError:
+        raise ConfigError(f"unknown training method {cfg.name!r}; choose one of {', '.join(METHODS)}") from None
+    missing = [a[0] for a in cfg.aux if a[0] not in (aux_losses or {})]
+    if missing:
+        raise ConfigError(f"auxiliary losses {missing} are configured but not provided")
+    return cls(cfg, aux_losses)
