@@ -122,9 +122,10 @@ def _blinks(r, n: int, rate: float, duration: float) -> np.ndarray:
     length = max(int(round(duration * FPS)), 2)
     starts = poisson_events(r, n, rate, refractory=length + 5)
     out = np.zeros(n, np.float32)
-    # close fast (40 %), open slower (60 %): the lid is fully shut at the peak
+    # close fast (40 %), open slower (60 %); every blink, however short, has a fully shut frame
     close = max(int(round(length * 0.4)), 1)
-    prof = np.concatenate([np.linspace(0.3, 1.0, close), np.linspace(1.0, 0.0, length - close + 1)[1:]])
+    opening = length - close
+    prof = np.concatenate([np.linspace(1.0 / close, 1.0, close), np.linspace(1.0, 0.0, opening + 2)[1:-1]])
     for s0 in starts:
         b = min(s0 + length, n)
         out[s0:b] = np.maximum(out[s0:b], prof[: b - s0])

@@ -23,7 +23,7 @@ from avatarv.world.render import FrameState, Renderer
 from avatarv.world.scene import sample_scene
 from avatarv.world.seeds import rng
 
-SIZES = (128, 128, 160, 192, 256)
+SIZES = (96, 128, 128, 160, 192, 256)
 
 
 @dataclass

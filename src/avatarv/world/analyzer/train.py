@@ -27,7 +27,9 @@ from avatarv.world.facecheck import interocular
 from avatarv.world.seeds import rng
 
 TEST_IDS, TEST_SCENES = 1_000_000, 100_000
-SIGNAL_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 1.0, 1.5, 0.5, 0.5, 0.5])
+# smile and gaze have small visual cues (2–3 px in the crop): with low weights or an L1 loss they collapse to the
+# median, so they weigh more and use a near-quadratic loss
+SIGNAL_WEIGHTS = torch.tensor([0.5, 0.5, 0.5, 1.0, 1.5, 3.0, 3.0, 3.0])
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
@@ -138,7 +140,7 @@ def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: 
             face_pred = face_net(crops).float()
         loss_box = F.smooth_l1_loss(box_pred, box_target[idx], beta=0.02)
         loss_lm = F.smooth_l1_loss(face_pred[:, :136], lm_target[idx], beta=0.02)
-        loss_sig = (F.smooth_l1_loss(face_pred[:, 136:], sig_target[idx], beta=0.1, reduction="none")
+        loss_sig = (F.smooth_l1_loss(face_pred[:, 136:], sig_target[idx], beta=0.5, reduction="none")
                     * SIGNAL_WEIGHTS).mean()
         loss = 4 * loss_box + 4 * loss_lm + loss_sig
         opt.zero_grad(set_to_none=True)
