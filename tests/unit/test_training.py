@@ -36,12 +36,12 @@ def test_muon_adamw_split_covers_every_parameter_once():
 
 @pytest.mark.parametrize("stage", ["t2v", "a2v", "personality"])
 def test_each_stage_overfits_a_fixed_batch(tmp_path, stage):
-    cfg = TrainConfig(steps=25, out_dir=str(tmp_path), batch_size=2, data=DataConfig(size=2), ema_decay=None,
+    cfg = TrainConfig(steps=20, out_dir=str(tmp_path), batch_size=2, data=DataConfig(size=2), ema_decay=None,
                       method=MethodConfig(name=stage, drop_text=0, drop_audio=0, drop_ref=0),
                       optim=OptimConfig(lr=1e-2), precision="fp32")
     trainer = Trainer(cfg)
     losses = []
-    for _ in range(25):  # the same items, noise and timesteps every step: a pure overfit
+    for _ in range(20):  # the same items, noise and timesteps every step: a pure overfit
         trainer.generator.manual_seed(0)
         trainer.cursor.position = 0
         losses.append(trainer.train_step()["loss"])
