@@ -29,6 +29,8 @@ def test_generate_tiny_end_to_end(tmp_path, real_inputs):
                             progress=lambda chunk, i: steps_seen.append((chunk.index, i)))
     assert summary["frames"] == 35 and summary["chunks"] >= 2
     assert summary["ref_cache_builds"] == 1  # reference K/V computed once for all chunks and steps
+    assert summary["ref_cache_hits"] == 2 * summary["chunks"] - 1  # …and reused by every other step
+    assert summary["anchor_cache_builds"] == 1  # the appearance anchor: once, after the first chunk
     assert len(steps_seen) == 2 * summary["chunks"]
     back = read_video(out)
     assert back.frames.shape == (35, 64, 64, 3)

@@ -81,3 +81,23 @@ def test_gradients_flow_through_reference_stream():
     (out.video.square().mean() + out.motion.square().mean()).backward()
     assert ref.latents.grad is not None and ref.latents.grad.abs().sum() > 0
     assert model.ref_embedding.grad is not None and model.blocks[0].audio_attn.o.weight.grad.abs().sum() > 0
+
+
+@torch.no_grad()
+def test_several_reference_streams_each_cached_once():
+    """Reference + appearance anchor: two streams, K/V concatenated; caching changes nothing, builds once each."""
+    model = tiny_model(9)
+    ref = make_ref(3)
+    anchor = RefInputs(torch.randn(1, 4, 2, 8, 8), time_offset=model.cfg.ref_time_offset + 2048)
+    caches = [RefKVCache(), RefKVCache()]
+    kw = tiny_inputs(9)
+    plain = model(**kw, ref=[ref, anchor]).video
+    for _ in range(3):
+        assert torch.equal(model(**kw, ref=[ref, anchor], ref_cache=caches).video, plain)
+    assert [c.builds for c in caches] == [1, 1] and [c.hits for c in caches] == [2, 2]
+    assert not torch.equal(plain, model(**kw, ref=ref).video)  # the anchor is attended to
+    assert torch.equal(model(**kw, ref=[ref]).video, model(**kw, ref=ref).video)
+    # the anchor's time offset is part of its identity: a cache refuses the same latents elsewhere in time
+    moved = RefInputs(anchor.latents, time_offset=anchor.time_offset + 1)
+    with pytest.raises(RefCacheMismatch):
+        model(**kw, ref=[ref, moved], ref_cache=caches)

@@ -36,6 +36,8 @@ class GenerationOptions:
     shift: float | None = None  # None: resolution-dependent shift
     guidance: GuidanceScales = field(default_factory=lambda: GuidanceScales({"ref": 1.0, "audio": 1.0, "text": 1.0}))
     seed: int = 0
+    anchor: bool = True  # global appearance anchor: later chunks also attend to the first chunk
+    anchor_latents: int = 4  # latent frames of the first chunk kept as the anchor
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -97,8 +99,8 @@ class AvatarPipeline:
         return cond
 
     def _sample_chunk(
-        self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: RefInputs, cache: RefKVCache,
-        opts: GenerationOptions, generator: torch.Generator, on_step=None,
+        self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: list[RefInputs],
+        cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
     ) -> torch.Tensor:
         cfg = self.cfg
         s = cfg.resolution // cfg.vae.spatial_stride
@@ -154,6 +156,8 @@ class AvatarPipeline:
                                       overlap_latents=cfg.overlap_latent_frames, fps=fps, sample_rate=sr)
         prepared: PreparedReference = prepare_reference(reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames)
         cache = RefKVCache()
+        anchor_cache = RefKVCache()
+        refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)
         speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
         scene_latent = self.vae.encode(prepared.scene_frame[None])  # [1, z, 1, h, w]
@@ -168,8 +172,14 @@ class AvatarPipeline:
                 else:
                     known = self.vae.encode(pending)  # the previous chunk's tail → prefix latents
                 tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
-                latents = self._sample_chunk(chunk, known, tokens, prepared.ref, cache, opts, generator,
+                latents = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator,
                                              on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
+                if chunk.index == 0 and opts.anchor and len(chunks) > 1:
+                    # global appearance anchor: the first chunk's last latent frames, a second reference
+                    # stream at its own time offset; its K/V are computed once and kept for every later chunk
+                    anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
+                                       time_offset=cfg.dit.ref_time_offset + 2048)
+                    refs, caches = [prepared.ref, anchor], [cache, anchor_cache]
                 frames = self.vae.decode(latents)  # [4(c−1)+1, S, S, 3]
                 if pending is not None:
                     frames[: len(pending)] = crossfade(pending, frames[: len(pending)])
@@ -184,6 +194,7 @@ class AvatarPipeline:
                 pending = None if last else frames[len(frames) - tail :]
         return {
             "out": str(out_path), "frames": written, "seconds": written / fps, "chunks": len(chunks),
-            "ref_cache_builds": cache.builds, "ref_latent_frames": prepared.ref.num_frames,
+            "ref_cache_builds": cache.builds, "anchor_cache_builds": anchor_cache.builds,
+            "ref_cache_hits": cache.hits, "ref_latent_frames": prepared.ref.num_frames,
             "faceless_ref_frames": int((~prepared.ref.frame_mask).sum()), "random_weights": self.random_weights,
         }

@@ -20,6 +20,9 @@ class RefInputs:
     latents: torch.Tensor
     motion: torch.Tensor | None = None
     frame_mask: torch.Tensor | None = None
+    # RoPE time position of the first frame; None = the config's ref_time_offset. A second reference
+    # stream (the long-form global appearance anchor) sits at its own offset.
+    time_offset: int | None = None
 
     @property
     def num_frames(self) -> int:
@@ -28,6 +31,7 @@ class RefInputs:
     def fingerprint(self) -> str:
         """A digest of the exact bytes of every field: a cache built from one reference refuses another."""
         h = hashlib.blake2b(digest_size=16)
+        h.update(f"offset={self.time_offset}".encode())
         for t in (self.latents, self.motion, self.frame_mask):
             if t is None:
                 h.update(b"none")
@@ -48,6 +52,7 @@ class RefInputs:
             latents=self.latents[:, :, keep],
             motion=None if self.motion is None else self.motion[:, keep],
             frame_mask=None,
+            time_offset=self.time_offset,
         )
 
 

@@ -144,7 +144,8 @@ class VideoRefDiT(nn.Module):
         layout = GenLayout(frames=f, height=h, width=w, motion=has_motion)
         motion = self.motion_embedding(ref.motion.to(video.dtype)) if has_motion else None
         tokens = layout.interleave(video, motion)
-        pos = layout.positions(t_offset=self.cfg.ref_time_offset, device=lat.device)
+        offset = self.cfg.ref_time_offset if ref.time_offset is None else ref.time_offset
+        pos = layout.positions(t_offset=offset, device=lat.device)
         mask = None
         if ref.frame_mask is not None:
             mask = ref.frame_mask.bool().repeat_interleave(layout.per_frame, dim=1)  # [B, F·per_frame]
@@ -177,6 +178,35 @@ class VideoRefDiT(nn.Module):
             kvs.append(kv)
         return kvs, mask
 
+    def _reference_kv(self, ref, ref_cache) -> tuple[list[KV | None], torch.Tensor | None]:
+        """Per-block K/V of one or several reference streams (from their caches when given), concatenated."""
+        if ref is None:
+            return [None] * len(self.blocks), None
+        refs = ref if isinstance(ref, (list, tuple)) else [ref]
+        caches = ref_cache if isinstance(ref_cache, (list, tuple)) else [ref_cache] * len(refs)
+        if len(caches) != len(refs):
+            raise ValueError(f"{len(refs)} references but {len(caches)} caches")
+        streams = []
+        for r, c in zip(refs, caches, strict=True):
+            streams.append(c.get(self, r, build=self._reference_stream) if c is not None else self._reference_stream(r))
+        if len(streams) == 1:
+            kvs, mask = streams[0]
+            return list(kvs), mask
+        kvs = [
+            (torch.cat([s[0][i][0] for s in streams], dim=2), torch.cat([s[0][i][1] for s in streams], dim=2))
+            for i in range(len(self.blocks))
+        ]
+        masks = [s[1] for s in streams]
+        if all(m is None for m in masks):
+            return kvs, None
+        filled = [
+            m if m is not None else torch.ones(s[0][0][0].shape[0], s[0][0][0].shape[2], dtype=torch.bool,
+                                               device=s[0][0][0].device)
+            for m, s in zip(masks, streams, strict=True)
+        ]
+        batch = max(m.shape[0] for m in filled)
+        return kvs, torch.cat([m.expand(batch, -1) for m in filled], dim=1)
+
     # --------------------------------------------------------------- forward
     def forward(
         self,
@@ -186,8 +216,8 @@ class VideoRefDiT(nn.Module):
         cond: torch.Tensor | None = None,
         audio: torch.Tensor | None = None,
         motion: torch.Tensor | None = None,
-        ref: RefInputs | None = None,
-        ref_cache: RefKVCache | None = None,
+        ref: RefInputs | list[RefInputs] | None = None,
+        ref_cache: RefKVCache | list[RefKVCache | None] | None = None,
         guidance: torch.Tensor | None = None,
     ) -> DiTOutput:
         """Velocity of the flow at (x, t).
@@ -195,7 +225,8 @@ class VideoRefDiT(nn.Module):
         x ``[B, C, F, H, W]`` noisy latents; t ``[B]`` flow time ∈ [0, 1]; text ``[B, L, text_dim]``;
         cond ``[B, 4 + C, F, H, W]`` (I2V mask + known latents); audio ``[B, F, Ka, audio_dim]`` per latent
         frame; motion ``[B, F, motion_dim]`` noisy motion features; ref: the reference (K/V from
-        ``ref_cache`` when given); guidance ``[B, num_guidance_scales]`` for distilled students.
+        ``ref_cache`` when given) — or a list of references (e.g. the reference video and the long-form
+        appearance anchor), each run as its own stream with its own cache, whose K/V are concatenated; guidance ``[B, num_guidance_scales]`` for distilled students.
         """
         cfg = self.cfg
         b = x.shape[0]
@@ -235,14 +266,7 @@ class VideoRefDiT(nn.Module):
             if sp is not None:  # padding frames get an all-valid window of silence: no empty softmax rows
                 audio_ctx = (sp.shard(audio_ctx[0], f), sp.shard(audio_ctx[1], f, pad_value=True))
 
-        ref_kvs: list[KV | None] = [None] * len(self.blocks)
-        ref_mask = None
-        if ref is not None:
-            if ref_cache is not None:
-                kvs, ref_mask = ref_cache.get(self, ref, build=self._reference_stream)
-            else:
-                kvs, ref_mask = self._reference_stream(ref)
-            ref_kvs = list(kvs)
+        ref_kvs, ref_mask = self._reference_kv(ref, ref_cache)
 
         block_layout = layout if sp is None else GenLayout(sp.frames_per_rank(f), h, w, layout.motion)
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
