@@ -1,0 +1,1 @@
+"""Data: the curation engine (``data.curation``) that turns raw footage into training shards."""

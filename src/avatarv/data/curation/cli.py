@@ -1,0 +1,113 @@
+"""``avatarv curate``: run a pipeline (reconcile), show what a run would do (diff), show the state (status)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import typer
+
+from avatarv.errors import InputError
+
+app = typer.Typer(name="curate", help="The data engine: declarative, resumable curation of raw footage.",
+                  no_args_is_help=True)
+
+PIPELINE_HELP = "pipeline TOML file, or a preset name (prefilter, filters, full)"
+
+
+@app.command("run")
+def run(
+    pipeline: str = typer.Argument(..., help=PIPELINE_HELP),
+    input: Path = typer.Option(..., "--input", help="folder of raw videos"),
+    out: Path = typer.Option(..., "--out", help="output folder (artifacts + state.sqlite)"),
+    executor: str = typer.Option("local", help="local (process pool), ray, or inline"),
+    workers: int = typer.Option(0, help="worker processes / Ray CPUs (0: all cores)"),
+    max_attempts: int = typer.Option(2, help="attempts per task before it is recorded as failed"),
+    retry_failed: bool = typer.Option(False, help="forget recorded failures and try them again"),
+    progress: bool = typer.Option(True, help="progress bars"),
+) -> None:
+    """Run every missing task of PIPELINE over the videos in --input (resumes; reruns only what changed)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from avatarv.data.curation.engine import Engine
+    from avatarv.data.curation.pipeline import load_pipeline
+
+    engine = Engine(load_pipeline(pipeline), input, out, max_attempts=max_attempts)
+    if retry_failed:
+        engine.store.reset_failed()
+    bars = Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    disable=not progress)
+    ids: dict[str, int] = {}
+
+    def on_event(event, task):
+        if event == "plan":
+            if task.stage not in ids:
+                ids[task.stage] = bars.add_task(task.stage, total=0)
+            bars.update(ids[task.stage], total=bars.tasks[ids[task.stage]].total + 1,
+                        advance=0 if task.status in ("pending", "running") else 1)
+        elif event == "finish" and task.status != "pending":
+            bars.update(ids[task.stage], advance=1)
+
+    with bars:
+        report = engine.run(executor, workers or None, progress=on_event)
+    engine.close()
+    for f in report.failures:
+        typer.echo(f"failed: {f.stage} {f.item}: {f.error}", err=True)
+    typer.echo(json.dumps(report.to_json()))
+
+
+@app.command("diff")
+def diff(
+    pipeline: str = typer.Argument(..., help=PIPELINE_HELP),
+    input: Path = typer.Option(..., "--input"),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
+    """What a run would do: per stage, tasks done / to run / failed / blocked; nothing is executed."""
+    from avatarv.data.curation.engine import Engine
+    from avatarv.data.curation.pipeline import load_pipeline
+
+    engine = Engine(load_pipeline(pipeline), input, out)
+    tasks = engine.plan()
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for t in tasks.values():
+        counts[t.stage][t.status] += 1
+    for stage in engine.pipeline.stages:
+        c = counts[stage.name]
+        typer.echo(f"{stage.name:>16}  to run {c['pending']:4d}  done {c['done']:4d}  unavailable "
+                   f"{c['unavailable']:3d}  failed {c['failed']:3d}  blocked {c['blocked']:3d}")
+    engine.close()
+
+
+@app.command("status")
+def status(out: Path = typer.Option(..., "--out", help="output folder of a run")) -> None:
+    """Counts per stage, failures with their errors, unavailable stages with the reason, throughput."""
+    from avatarv.data.curation.store import StateStore
+
+    if not (out / "state.sqlite").is_file():
+        raise InputError("no state.sqlite here (not a curation output folder)", out)
+    store = StateStore(out)
+    rows = store.rows()
+    order = [s["name"] for s in store.kv("pipeline", [])]
+    by_stage: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_stage[r["stage"]].append(r)
+    for name in order + sorted(set(by_stage) - set(order)):
+        rs = by_stage.get(name, [])
+        c = Counter(r["status"] for r in rs)
+        secs = sum(r["seconds"] or 0 for r in rs if r["status"] == "done")
+        frames = sum(r["frames"] or 0 for r in rs if r["status"] == "done")
+        rate = f"{frames / secs:7.1f} frames/s" if secs and frames else ""
+        typer.echo(f"{name:>16}  done {c['done']:4d}  unavailable {c['unavailable']:3d}  failed {c['failed']:3d}"
+                   f"  task-seconds {secs:8.1f}  {rate}")
+        for r in rs:
+            if r["status"] == "unavailable":
+                typer.echo(f"{'':>18}unavailable: {r['reason']}")
+                break
+        for r in rs:
+            if r["status"] == "failed":
+                typer.echo(f"{'':>18}failed {r['item']} ({r['attempts']} attempts): {r['error']}")
+    last = store.kv("last_run")
+    if last:
+        typer.echo(f"last run: {last['executed']} tasks in {last['seconds']:.1f} s")
+    store.close()
