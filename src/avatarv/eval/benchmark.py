@@ -57,6 +57,7 @@ class Manifest:
     cases: list[BenchmarkCase] = field(default_factory=list)
     root: Path = field(default_factory=Path)
     version: int = 1
+    eval_options: dict = field(default_factory=dict)  # e.g. {"min_face_size": 25.6} for small world faces
 
     @classmethod
     def load(cls, folder: str | Path, check_files: bool = True) -> Manifest:
@@ -104,12 +105,14 @@ class Manifest:
                     if f is not None and not f.is_file():
                         raise InputError(f"{where}: {name} file missing: {f}", path)
             cases.append(case)
-        return cls(name=str(data.get("name", root.name)), cases=cases, root=root, version=int(data.get("version", 1)))
+        return cls(name=str(data.get("name", root.name)), cases=cases, root=root, version=int(data.get("version", 1)),
+                   eval_options=dict(data.get("eval_options", {})))
 
     def save(self, folder: str | Path | None = None) -> Path:
         root = Path(folder) if folder is not None else self.root
         root.mkdir(parents=True, exist_ok=True)
-        data = {"name": self.name, "version": self.version, "cases": [c.to_json(root) for c in self.cases]}
+        data = {"name": self.name, "version": self.version, "eval_options": self.eval_options,
+                "cases": [c.to_json(root) for c in self.cases]}
         path = root / MANIFEST_NAME
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2))
@@ -134,13 +137,29 @@ class PassthroughSystem:
         return case.driving
 
 
-SYSTEMS: dict[str, Callable[[], System]] = {"passthrough": PassthroughSystem}
+def _pipeline_system(**kw) -> System:
+    from avatarv.eval.systems import PipelineSystem
+
+    return PipelineSystem(**kw)
 
 
-def get_system(name: str) -> System:
+def _image_reference_system(**kw) -> System:
+    from avatarv.eval.systems import PipelineSystem
+
+    return PipelineSystem(reference_mode="image", **kw)
+
+
+SYSTEMS: dict[str, Callable[..., System]] = {
+    "passthrough": PassthroughSystem,
+    "avatarv": _pipeline_system,  # our pipeline (--checkpoint DIR, or random weights of --preset)
+    "avatarv-image-ref": _image_reference_system,  # the ablation: the reference's first frame only
+}
+
+
+def get_system(name: str, **kwargs) -> System:
     if name not in SYSTEMS:
         raise InputError(f"unknown system {name!r} (choose from {sorted(SYSTEMS)})")
-    return SYSTEMS[name]()
+    return SYSTEMS[name](**kwargs) if name != "passthrough" else SYSTEMS[name]()
 
 
 Metric = Callable[[BenchmarkCase, Path, CaseResult], None]
@@ -174,7 +193,7 @@ def quality_metric(scorer=None) -> Metric:
     return run
 
 
-def sync_metric(model, **kwargs) -> Metric:
+def sync_metric(model, weights: str = "", **kwargs) -> Metric:
     """SyncNet on the output -> ``sync_c``, ``sync_d``, ``sync_offset`` (whole-video numbers, not per frame)."""
     from avatarv.eval.sync_video import evaluate_sync_video
 
@@ -182,6 +201,23 @@ def sync_metric(model, **kwargs) -> Metric:
         r = evaluate_sync_video(video, model, **kwargs)
         result.metrics.update({"sync_c": r.sync_c, "sync_d": r.sync_d, "sync_offset": float(r.offset or 0)})
         result.meta["sync_tracks"] = [t.to_json() for t in r.tracks]
+        result.meta["sync_weights"] = weights
+
+    return run
+
+
+def behaviour_metric(analyzer=None) -> Metric:
+    """Behaviour similarity of the output to the reference video (world analyzer signals) -> ``behaviour``."""
+    from avatarv.eval.behaviour import behaviour_similarity, video_behaviour
+
+    cache: dict[Path, dict] = {}
+
+    def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
+        if case.reference not in cache:
+            cache[case.reference] = video_behaviour(case.reference, analyzer)
+        out = video_behaviour(video, analyzer)
+        result.metrics["behaviour"] = behaviour_similarity(out, cache[case.reference])
+        result.meta["behaviour_stats"] = out
 
     return run
 
@@ -192,6 +228,7 @@ def run_benchmark(
     out_dir: str | Path,
     metrics: Sequence[Metric],
     progress: bool = True,
+    report: bool = True,
 ) -> dict:
     """Generates (or takes) each case's video, scores it, writes ``out_dir/cases/<id>.json`` and
     ``out_dir/summary.json``; returns the summary. A case whose metric fails keeps NaN for it and the error in
@@ -203,13 +240,15 @@ def run_benchmark(
     videos_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for case in tqdm(manifest.cases, desc=f"{system.name} on {manifest.name}", disable=not progress, unit="case"):
-        result = CaseResult(case.case_id, meta={"identity": case.identity, "scene": case.scene, "system": system.name})
+        result = CaseResult(case.case_id, meta={
+            "identity": case.identity, "scene": case.scene, "system": system.name, "reference": str(case.reference),
+            "scene_image": str(case.scene_image or case.driving), "driving": str(case.driving)})
         video = system.generate(case, videos_dir)
         result.meta["video"] = str(video)
         for metric in metrics:
             try:
                 metric(case, video, result)
-            except InputError as err:
+            except (InputError, ValueError) as err:
                 result.meta.setdefault("errors", []).append(str(err))  # type: ignore[union-attr]
         result.write(out_dir / "cases")
         results.append(result)
@@ -218,4 +257,10 @@ def run_benchmark(
         for scene in SCENE_SOURCES
         if any(r.meta["scene"] == scene for r in results)
     }
-    return write_summary(results, out_dir / "summary.json", extra={"system": system.name, "benchmark": manifest.name, "by_scene": by_scene})
+    summary = write_summary(results, out_dir / "summary.json",
+                            extra={"system": system.name, "benchmark": manifest.name, "by_scene": by_scene})
+    if report:
+        from avatarv.eval.report import write_report
+
+        summary["report"] = str(write_report(out_dir))
+    return summary

@@ -1,4 +1,5 @@
-"""``avatarv eval sync|face|quality FILE...``: the seed's metrics on single files, one JSON object per line.
+"""``avatarv eval sync|face|quality FILE...``: the seed's metrics on single files, one JSON object per line;
+``avatarv eval make-bench`` / ``run``: the world cross-scene benchmark and the runner with its HTML report.
 
 A bad file prints ``avatarv: FILE: what is wrong`` on stderr; the other files are still evaluated and the exit
 code is 2 if any failed.
@@ -71,26 +72,25 @@ def _finite(d: dict) -> dict:
 @app.command("sync")
 def sync(
     files: list[Path] = typer.Argument(..., help="Videos with speech (any frame rate: read at 25 fps, audio at 16 kHz)."),
-    weights: Path | None = typer.Option(None, help="SyncNet weights: the public syncnet_v2.model or our layout."),
+    weights: Path | None = typer.Option(None, help="SyncNet weights: the public syncnet_v2.model, our layout, or a world "
+                                        "SyncNet; default: the shipped world SyncNet (checkpoints/eval)."),
     random_init: bool = typer.Option(False, "--random-init", help="Random SyncNet weights: smoke tests only, numbers mean nothing."),
     detector: str = typer.Option("dlib-hog", help="Face detector: dlib-hog or dlib-mmod."),
     detect_every: int = typer.Option(1, min=1, help="Detect faces every N frames (tracks interpolate between)."),
     min_track: int = typer.Option(50, min=6, help="Shortest face track in frames."),
-    min_face_size: float = typer.Option(100.0, help="Smallest mean face box side in pixels (the original's 100)."),
+    min_face_size: float = typer.Option(100.0, help="Smallest mean face box side in pixels (the original's 100; "
+                                        "world clips at 128 px need ~25)."),
     max_seconds: float | None = typer.Option(None, help="Evaluate only the first N seconds."),
 ) -> None:
     """SyncNet offset (frames; > 0: audio leads), Sync-C (higher better) and Sync-D (lower better) per file."""
     from avatarv.eval.faces import get_detector
     from avatarv.eval.sync_video import evaluate_sync_video
     from avatarv.eval.syncnet import load_syncnet
+    from avatarv.eval.world_syncnet import DEFAULT_WEIGHTS, load_sync_model
     from avatarv.media import read_video
 
-    if weights is None and not random_init:
-        raise InputError(
-            "no SyncNet weights: pass --weights syncnet_v2.model (a local file; nothing is downloaded) "
-            "or --random-init for a smoke test"
-        )
-    model = load_syncnet(weights)
+    model = load_syncnet(None) if random_init else load_sync_model(weights)
+    weights_name = "random (meaningless)" if random_init else str(weights or DEFAULT_WEIGHTS)
     det = get_detector(detector)
 
     def run(path: Path) -> dict:
@@ -101,7 +101,7 @@ def sync(
         )
         out = result.to_json()
         out.pop("source", None)
-        out["weights"] = str(weights) if weights else "random (meaningless)"
+        out["weights"] = weights_name
         return _finite(out)
 
     _for_each(files, run)
@@ -111,7 +111,7 @@ def sync(
 def face(
     files: list[Path] = typer.Argument(..., help="Videos to compare with the reference."),
     ref: Path = typer.Option(..., "--ref", help="Reference video or image of the identity."),
-    backend: str = typer.Option("dlib", help="Identity model: dlib (default), arcface-onnx, world."),
+    backend: str = typer.Option("dlib", help="Identity model: dlib (default), arcface-onnx, world (world footage)."),
     model: Path | None = typer.Option(None, help="Model file for arcface-onnx (a local ArcFace ONNX)."),
     per_frame: bool = typer.Option(False, help="Include per-frame similarities."),
 ) -> None:
@@ -174,21 +174,52 @@ def _read_image(path: Path):
         raise InputError(f"not a readable image ({err.__class__.__name__})", path) from err
 
 
+@app.command("make-bench")
+def make_bench(
+    out: Path = typer.Option(..., "--out", help="Folder for the benchmark (manifest.json, refs/, driving/, scenes/)."),
+    cases: int = typer.Option(70, min=3, help="Number of cases (the seed's 70; split same / cross / generated)."),
+    seconds: float = typer.Option(4.0, help="Seconds per clip."),
+    size: int = typer.Option(128, help="Frame size in px."),
+    seed: int = typer.Option(0, help="World seed."),
+) -> None:
+    """The world cross-scene benchmark: held-out identities, same / cross / generated target scenes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from avatarv.eval.world_bench import make_world_bench
+
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory", out)
+    with Progress(TextColumn("make-bench"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("cases", total=cases)
+        path = make_world_bench(out, cases, seconds, size, seed, progress=lambda k: bar.advance(task, k))
+    typer.echo(str(path))
+
+
 @app.command("run")
 def run_bench(
     bench: Path = typer.Option(..., "--bench", help="Benchmark folder with manifest.json."),
-    system: str = typer.Option("passthrough", help="System to evaluate: passthrough (ground truth)."),
-    out: Path = typer.Option(..., "--out", help="Output folder: cases/*.json, summary.json."),
-    sync_weights: Path | None = typer.Option(None, help="SyncNet weights; Sync-C/Sync-D are skipped without them."),
-    face_backend: str = typer.Option("dlib", help="Identity model for face similarity."),
+    system: str = typer.Option("passthrough", help="passthrough (ground truth), avatarv (our pipeline), "
+                               "avatarv-image-ref (the image-reference ablation)."),
+    out: Path = typer.Option(..., "--out", help="Output folder: cases/*.json, summary.json, report/index.html."),
+    checkpoint: Path | None = typer.Option(None, help="Pipeline checkpoint folder for the avatarv systems."),
+    preset: str = typer.Option("tiny", help="Model preset for random pipeline weights (no --checkpoint)."),
+    steps: int | None = typer.Option(None, help="Sampling steps for the avatarv systems."),
+    sync_weights: Path | None = typer.Option(None, help="SyncNet weights (default: the shipped world SyncNet)."),
+    no_sync: bool = typer.Option(False, "--no-sync", help="Skip Sync-C/Sync-D."),
+    face_backend: str = typer.Option("auto", help="Identity model: auto (world for world benchmarks, else dlib), "
+                                     "dlib, arcface-onnx, world."),
     face_model: Path | None = typer.Option(None, help="Model file for --face-backend arcface-onnx."),
     quality_backend: str = typer.Option("classical-nr", help="classical-nr or q-align."),
     quality_weights: Path | None = typer.Option(None, help="Q-Align weights folder."),
-    min_face_size: float = typer.Option(100.0, help="Smallest face for SyncNet tracks (pixels)."),
+    behaviour: str = typer.Option("auto", help="Behaviour similarity (world analyzer): auto (world benchmarks), on, off."),
+    min_face_size: float | None = typer.Option(None, help="Smallest face for SyncNet tracks in px (default: the "
+                                               "benchmark's eval_options, else the original's 100)."),
+    report: bool = typer.Option(True, help="Write report/index.html."),
 ) -> None:
-    """Runs a system on a cross-scene benchmark and writes per-case JSON and the summary (printed)."""
+    """Runs a system on a cross-scene benchmark; writes per-case JSON, the summary (printed) and an HTML report."""
     from avatarv.eval.benchmark import (
         Manifest,
+        behaviour_metric,
         face_metric,
         get_system,
         quality_metric,
@@ -199,11 +230,21 @@ def run_bench(
     from avatarv.eval.quality import get_quality_scorer
 
     manifest = Manifest.load(bench)
+    world = bool(manifest.eval_options.get("world"))
+    if face_backend == "auto":
+        face_backend = "world" if world else "dlib"
     kwargs = {"model_path": face_model} if face_backend == "arcface-onnx" else {}
     metrics = [face_metric(get_identity_embedder(face_backend, **kwargs)), quality_metric(get_quality_scorer(quality_backend, quality_weights))]
-    if sync_weights is not None:
-        from avatarv.eval.syncnet import load_syncnet
+    if not no_sync:
+        from avatarv.eval.world_syncnet import DEFAULT_WEIGHTS, load_sync_model
 
-        metrics.append(sync_metric(load_syncnet(sync_weights), min_face_size=min_face_size))
-    summary = run_benchmark(manifest, get_system(system), out, metrics)
+        mfs = min_face_size if min_face_size is not None else float(manifest.eval_options.get("min_face_size", 100.0))
+        metrics.append(sync_metric(load_sync_model(sync_weights), weights=str(sync_weights or DEFAULT_WEIGHTS),
+                                   min_face_size=mfs))
+    if behaviour == "on" or (behaviour == "auto" and world):
+        metrics.append(behaviour_metric())
+    system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps}
+    summary = run_benchmark(manifest, get_system(system, **system_kwargs), out, metrics, report=report)
     print(json.dumps(_finite(summary["summary"]), indent=2))
+    if report:
+        print(f"report: {summary['report']}", file=sys.stderr)

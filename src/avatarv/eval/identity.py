@@ -7,8 +7,8 @@
 - ``arcface-onnx``: an ArcFace-format ONNX recogniser from a local path (e.g. insightface's ``w600k_r50.onnx``),
   the seed's metric ("ArcFace cosine similarity"). Faces are aligned to 112 x 112 with the standard ArcFace
   5-point template by a similarity transform (Umeyama), pixels fed as ``(RGB - 127.5) / 127.5`` NCHW.
-- ``world``: the world identity embedder (trained on the synthetic world), registered by the world's eval code
-  through :func:`register_identity_backend` once it exists.
+- ``world``: the world identity embedder (``world_identity.py``: a small CNN trained with an ArcFace loss on
+  world identities, shipped in ``checkpoints/eval/``), registered on first use.
 
 Face similarity of a video to a reference (seed, "Objective Metrics"): the reference embedding is the
 normalised mean of the reference's face embeddings at 2 fps (one image: its embedding); each frame of the
@@ -205,9 +205,11 @@ def identity_backends() -> list[str]:
 
 
 def get_identity_embedder(name: str = "dlib", **kwargs) -> IdentityEmbedder:
+    if name == "world" and name not in _BACKENDS:
+        from avatarv.eval.world_identity import WorldIdentityEmbedder
+
+        register_identity_backend("world", WorldIdentityEmbedder)
     if name not in _BACKENDS:
-        if name == "world":
-            raise InputError("the world identity embedder is not available yet (use --backend dlib or arcface-onnx)")
         raise InputError(f"unknown identity backend {name!r} (choose from {identity_backends()})")
     return _BACKENDS[name](**kwargs)
 
