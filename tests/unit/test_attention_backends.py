@@ -122,3 +122,40 @@ def test_cuda_backends_match_sdpa():
         if backend in ("flash", "sage", "sdpa", "chunked"):
             got = attention(q, k, v, backend=backend).float()
             torch.testing.assert_close(got, expected, atol=3e-2, rtol=3e-2)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_backend_window_with_always_visible_reference_keys(backend):
+    q, k, v = qkv(nq=64, nk=80, seed=6)
+    gen_frames = torch.arange(64) // 8
+    k_frames = torch.cat([torch.full((16,), -1), gen_frames])  # 16 reference keys, then generated keys
+    window = LocalWindow(gen_frames, k_frames, radius=1)
+    got = attention(q, k, v, window=window, backend=backend)
+    torch.testing.assert_close(got, reference(q, k, v, window=window), atol=1e-5, rtol=1e-4)
+    mask = dense_mask(None, window, 64, 80)[0, 0]
+    assert mask[:, :16].all() and not mask[0, 16 + 8 * 3]  # refs always; frame 3 hidden from frame 0
+
+
+@torch.no_grad()
+def test_local_window_limits_the_receptive_field():
+    from dataclasses import replace
+
+    from avatarv.config import get_preset
+    from avatarv.models.dit import RefInputs, VideoRefDiT
+
+    torch.manual_seed(0)
+    model = VideoRefDiT(replace(get_preset("tiny").dit, local_window=1)).eval()  # 2 blocks: reach 2 frames
+    for p in model.parameters():
+        p.add_(torch.randn_like(p) * 0.05)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 4, 6, 8, 8, generator=g)
+    ref = RefInputs(torch.randn(1, 4, 2, 8, 8, generator=g))
+    kw = dict(t=torch.tensor([0.6]), audio=torch.randn(1, 6, 4, 12, generator=g), ref=ref)
+    base = model(x, **kw).video
+    x2 = x.clone()
+    x2[:, :, 0] += 3.0
+    moved = model(x2, **kw).video
+    diff = (moved - base).abs().amax(dim=(0, 1, 3, 4))  # per latent frame
+    assert diff[1] > 1e-4 and diff[2] > 1e-4 and torch.all(diff[3:] == 0)
+    ref2 = RefInputs(ref.latents + 1)
+    assert (model(x, **{**kw, "ref": ref2}).video - base)[:, :, 5].abs().max() > 1e-4  # the reference reaches all

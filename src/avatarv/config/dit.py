@@ -44,6 +44,9 @@ class DiTConfig:
     num_guidance_scales: int = 0
     # Attention backend: auto | sdpa | chunked | flex | flash | sage (models/dit/attention.py).
     attn_backend: str = "auto"
+    # Local temporal attention among generated tokens (the SR refiner): a token of frame i sees generated
+    # tokens of frames |i − j| ≤ local_window, and every reference token. 0 = global attention.
+    local_window: int = 0
 
     def __post_init__(self):
         if self.dim % self.num_heads:
@@ -61,6 +64,8 @@ class DiTConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.attn_backend not in ATTENTION_BACKENDS:
             raise ConfigError(f"attn_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {self.attn_backend!r}")
+        if self.local_window < 0:
+            raise ConfigError(f"local_window must be ≥ 0, got {self.local_window}")
         if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
             raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
 

@@ -29,9 +29,16 @@ AttentionFn = Callable[..., torch.Tensor]
 
 @dataclass(frozen=True)
 class LocalWindow:
+    """Query of frame i sees keys of frames |i − j| ≤ radius; keys with a negative frame (reference tokens)
+    are visible to every query."""
+
     q_frames: torch.Tensor  # [Nq] int: latent frame of each query
-    k_frames: torch.Tensor  # [Nk] int: latent frame of each key
+    k_frames: torch.Tensor  # [Nk] int: latent frame of each key (< 0: always visible)
     radius: int
+
+    def allowed(self, q_frames: torch.Tensor, k_frames: torch.Tensor) -> torch.Tensor:
+        """Broadcasting predicate: True where a query of ``q_frames`` may see a key of ``k_frames``."""
+        return ((q_frames - k_frames).abs() <= self.radius) | (k_frames < 0)
 
 
 def dense_mask(
@@ -42,7 +49,7 @@ def dense_mask(
     if key_mask is not None:
         mask = key_mask[:, None, None, :]
     if window is not None:
-        local = (window.q_frames[:, None] - window.k_frames[None, :]).abs() <= window.radius  # [Nq, Nk]
+        local = window.allowed(window.q_frames[:, None], window.k_frames[None, :])  # [Nq, Nk]
         mask = local[None, None] if mask is None else mask & local[None, None]
     return mask
 
@@ -60,6 +67,7 @@ def chunked_attention(q, k, v, key_mask=None, window=None, block: int = 1024) ->
     nq = q.shape[2]
     out = torch.empty_like(q)
     sorted_keys = window is not None and bool(torch.all(window.k_frames[1:] >= window.k_frames[:-1]))
+    wildcards = 0 if window is None else int((window.k_frames < 0).sum())  # sorted: they come first
     for start in range(0, nq, block):
         stop = min(start + block, nq)
         lo, hi = 0, k.shape[2]
@@ -68,7 +76,7 @@ def chunked_attention(q, k, v, key_mask=None, window=None, block: int = 1024) ->
             qf = window.q_frames[start:stop]
             kf = window.k_frames
             if sorted_keys:
-                lo = int(torch.searchsorted(kf, qf.min() - window.radius, right=False))
+                lo = 0 if wildcards else int(torch.searchsorted(kf, qf.min() - window.radius, right=False))
                 hi = int(torch.searchsorted(kf, qf.max() + window.radius, right=True))
             sub_window = LocalWindow(qf, kf[lo:hi], window.radius)
         sub_keys = None if key_mask is None else key_mask[:, lo:hi]
@@ -94,7 +102,7 @@ def flex_mask_mod(key_mask: torch.Tensor | None, window: LocalWindow | None, ext
         if key_mask is not None:
             ok = ok & key_mask[b, kv_idx]
         if window is not None:
-            ok = ok & ((window.q_frames[q_idx] - window.k_frames[kv_idx]).abs() <= window.radius)
+            ok = ok & window.allowed(window.q_frames[q_idx], window.k_frames[kv_idx])
         if extra is not None:
             ok = ok & extra(b, h, q_idx, kv_idx)
         return ok

@@ -68,6 +68,7 @@ class VideoRefBlock(nn.Module):
         ref_kv: KV | None,
         ref_key_mask: torch.Tensor | None,
         gen_key_mask: torch.Tensor | None = None,
+        window: tuple[torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
         """Generation stream.
 
@@ -77,7 +78,7 @@ class VideoRefBlock(nn.Module):
         """
         shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6)
         h = modulate(x, self.eps, shift, scale)
-        attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask)
+        attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask, window)
         x = (x.float() + attn * gate).type_as(x)
         if text is not None:
             x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text)

@@ -269,8 +269,9 @@ class VideoRefDiT(nn.Module):
         ref_kvs, ref_mask = self._reference_kv(ref, ref_cache)
 
         block_layout = layout if sp is None else GenLayout(sp.frames_per_rank(f), h, w, layout.motion)
+        window = (pos[:, 0], cfg.local_window) if cfg.local_window else None  # time position = frame
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
-            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, gen_mask)
+            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, gen_mask, window)
 
         out = self.head(tokens, temb)
         if sp is not None:

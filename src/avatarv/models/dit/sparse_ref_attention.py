@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avatarv.models.dit.attention import make_attention
+from avatarv.models.dit.attention import LocalWindow, make_attention
 from avatarv.models.dit.rope import apply_rope
 
 KV = tuple[torch.Tensor, torch.Tensor]  # (k, v), each [B, H, N, d], RoPE applied to k
@@ -74,8 +74,13 @@ class SparseRefSelfAttention(nn.Module):
         ref_kv: KV | None,
         ref_key_mask: torch.Tensor | None,
         gen_key_mask: torch.Tensor | None = None,
+        window: tuple[torch.Tensor, int] | None = None,
     ) -> torch.Tensor:
-        """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``."""
+        """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``.
+
+        ``window`` = (frame of each gen token ``[N_gen]``, radius): local temporal attention among generated
+        tokens (the SR refiner); reference keys stay visible to all.
+        """
         q, k, v = self.project(x, rope)
         b = x.shape[0]
         key_mask = gen_key_mask
@@ -92,4 +97,10 @@ class SparseRefSelfAttention(nn.Module):
                 if ref_key_mask is not None:
                     ref_ok = ref_key_mask.expand(b, -1)
                 key_mask = torch.cat([ref_ok, ones if gen_key_mask is None else gen_key_mask.expand(b, -1)], 1)
-        return self._out(self.attn_fn(q, k, v, key_mask=key_mask))
+        local = None
+        if window is not None:
+            frames, radius = window
+            n_ref = k.shape[2] - q.shape[2]
+            k_frames = torch.cat([torch.full((n_ref,), -1, dtype=frames.dtype, device=frames.device), frames])
+            local = LocalWindow(frames, k_frames, radius)
+        return self._out(self.attn_fn(q, k, v, key_mask=key_mask, window=local))
