@@ -42,3 +42,22 @@ examples: install
 .PHONY: train-analyzer
 train-analyzer: install
 	$(PY) -m avatarv.world.analyzer.train --threads 1 --steps 4500 --pairs 400 --per-pair 48
+
+# Retrain the world SyncNet (small variant of the public architecture, contrastive with shifted-audio negatives)
+# on ONE CPU thread, checkpointed every 3 minutes, resumable: ~10 min of data, ~20 min of training; writes
+# checkpoints/eval/world_syncnet.safetensors (its held-out offset figures are in the file's metadata).
+.PHONY: train-syncnet
+train-syncnet: install
+	$(PY) -m avatarv.eval.train_syncnet --out runs/syncnet --threads 1 --steps 1400
+
+# Retrain the world identity embedder (ArcFace loss, 400 world identities) on ONE CPU thread, ~20 minutes;
+# writes checkpoints/eval/world_identity.safetensors (held-out verification AUC per backend in its metadata).
+.PHONY: train-identity
+train-identity: install
+	$(PY) -m avatarv.eval.train_identity --out runs/identity --threads 1 --steps 1200
+
+# The world cross-scene benchmark (70 cases) and its ground-truth row with the HTML report.
+.PHONY: eval-world-bench
+eval-world-bench: install
+	$(PY) -m avatarv.cli eval make-bench --out out/world70
+	$(PY) -m avatarv.cli eval run --bench out/world70 --system passthrough --out out/world70-gt

@@ -221,7 +221,7 @@ def train(args, log=print) -> dict:
         _save_clips(test_path, test)
     log(f"data ready: {len(clips)} train, {len(test)} held-out clips ({time.time() - t_start:.0f} s)")
 
-    model = WorldSyncNet(args.width, args.embed_dim)
+    model = WorldSyncNet(args.width, args.embed_dim, args.audio_width)
     all_mfcc = np.concatenate([c.mfcc for c in clips], 1)
     model.mfcc_mean.copy_(torch.from_numpy(all_mfcc.mean(1)).float())
     model.mfcc_std.copy_(torch.from_numpy(all_mfcc.std(1) + 1e-3).float())
@@ -263,7 +263,7 @@ def train(args, log=print) -> dict:
             last_ckpt = time.time()
     figures = offset_figures(model, test)
     log(json.dumps(figures))
-    meta = {"width": args.width, "embed_dim": args.embed_dim, "steps": args.steps, "train_clips": len(clips),
+    meta = {"width": args.width, "embed_dim": args.embed_dim, "audio_width": args.audio_width, "steps": args.steps, "train_clips": len(clips),
             "train_identities": args.identities, "held_out": figures, "train_seconds": round(elapsed)}
     save_world_syncnet(model, args.weights, meta)
     (out / "figures.json").write_text(json.dumps(meta, indent=1))
@@ -284,6 +284,7 @@ def main() -> None:
     ap.add_argument("--run", type=int, default=12)
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--embed-dim", type=int, default=128)
+    ap.add_argument("--audio-width", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

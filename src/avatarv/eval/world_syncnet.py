@@ -48,20 +48,21 @@ class Head(nn.Module):
 
 
 class WorldSyncNet(nn.Module):
-    def __init__(self, width: int = 32, embed_dim: int = 128):
+    def __init__(self, width: int = 32, embed_dim: int = 128, audio_width: int = 16):
         super().__init__()
-        w = width
+        w, aw = width, audio_width
         self.embed_dim = embed_dim
         # MFCC normalisation (per coefficient; set from the training data, saved with the weights)
         self.register_buffer("mfcc_mean", torch.zeros(N_MFCC))
         self.register_buffer("mfcc_std", torch.ones(N_MFCC))
+        # narrower than the lips: training embeds 31 + run audio windows per clip for `run` lip windows
         self.audio_encoder = nn.Sequential(
-            _conv(2, 1, w, 3, padding=1),  # [B,w,13,20]
-            _conv(2, w, 2 * w, 3, stride=(1, 2), padding=1),  # [B,2w,13,10]
-            _conv(2, 2 * w, 3 * w, 3, stride=2, padding=1),  # [B,3w,7,5]
-            _conv(2, 3 * w, 4 * w, 3, stride=(2, 1), padding=1),  # [B,4w,4,5]
+            _conv(2, 1, aw, 3, padding=1),  # [B,aw,13,20]
+            _conv(2, aw, 2 * aw, 3, stride=(1, 2), padding=1),  # [B,2aw,13,10]
+            _conv(2, 2 * aw, 3 * aw, 3, stride=2, padding=1),  # [B,3aw,7,5]
+            _conv(2, 3 * aw, 4 * aw, 3, stride=(2, 1), padding=1),  # [B,4aw,4,5]
         )
-        self.audio_head = Head(4 * w * 4 * 5, 256, embed_dim)
+        self.audio_head = Head(4 * aw * 4 * 5, 256, embed_dim)
         self.lip_encoder = nn.Sequential(
             _conv(3, 3, w, (WINDOW_FRAMES, 5, 5), stride=(1, 2, 2), padding=(0, 2, 2)),  # [B,w,T-4,28,28]
             _conv(3, w, 2 * w, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),  # 14
@@ -130,7 +131,7 @@ def load_world_syncnet(path: str | Path | None = None) -> WorldSyncNet:
         raise CheckpointError(f"{path}: world SyncNet weights not found (make train-syncnet)")
     with safe_open(str(path), "pt") as fh:
         meta = json.loads((fh.metadata() or {}).get("avatarv", "{}"))
-    model = WorldSyncNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)))
+    model = WorldSyncNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)), int(meta.get("audio_width", 16)))
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
