@@ -81,3 +81,14 @@ def test_generate_cli_json(tmp_path, real_inputs, capsys):
                  "--seconds", "0.5", "--steps", "1"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["random_weights"] is True and out.is_file()
+
+
+def test_generate_with_sr_refiner_and_preview(tmp_path, real_inputs):
+    ref_path, speech_path = real_inputs
+    pipe = AvatarPipeline.random("tiny", seed=1, refiner=True)
+    out, preview = tmp_path / "hr.mp4", tmp_path / "lr.mp4"
+    summary = pipe.generate(read_video(ref_path), read_audio(speech_path), out,
+                            GenerationOptions(seconds=1.0, steps=1, preview_path=str(preview)))
+    assert summary["resolution"] == 128 and summary["refiner_cache_builds"] == 1
+    hr, lr = read_video(out), read_video(preview)
+    assert hr.frames.shape == (25, 128, 128, 3) and lr.frames.shape == (25, 64, 64, 3)

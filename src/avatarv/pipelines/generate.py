@@ -10,7 +10,8 @@ chunk's exact audio samples.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,10 @@ from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
 from avatarv.models.encoders.audio_features import LogMelFeatures
+from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
-from avatarv.pipelines.reference import PreparedReference, prepare_reference
+from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
 
 
 @dataclass
@@ -38,6 +40,8 @@ class GenerationOptions:
     seed: int = 0
     anchor: bool = True  # global appearance anchor: later chunks also attend to the first chunk
     anchor_latents: int = 4  # latent frames of the first chunk kept as the anchor
+    refine: bool = True  # run the SR refiner when the pipeline has one (output at 2× resolution)
+    preview_path: str | None = None  # also stream the low-resolution video here (before SR)
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -47,20 +51,23 @@ def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class AvatarPipeline:
-    def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False):
+    def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
+                 refiner: SRRefiner | None = None):
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
+        self.refiner = refiner
         self.audio_features = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
         self.random_weights = random_weights
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def random(cls, preset: str = "tiny", seed: int = 0) -> AvatarPipeline:
+    def random(cls, preset: str = "tiny", seed: int = 0, refiner: bool = False) -> AvatarPipeline:
         """Untrained weights of a preset (for tests, and the demo until a trained checkpoint exists)."""
         cfg = get_preset(preset)
         torch.manual_seed(seed)
-        return cls(cfg, VideoRefDiT(cfg.dit), VideoVAE(cfg.vae), random_weights=True)
+        sr = SRRefiner(VideoRefDiT(replace(cfg.dit, local_window=1))) if refiner else None
+        return cls(cfg, VideoRefDiT(cfg.dit), VideoVAE(cfg.vae), random_weights=True, refiner=sr)
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path) -> AvatarPipeline:
@@ -73,16 +80,19 @@ class AvatarPipeline:
         base = get_preset(meta.get("preset", "small"))
         dit = VideoRefDiT.from_pretrained(directory / "dit")
         vae = VideoVAE.from_pretrained(directory / "vae")
-        from dataclasses import replace
-
+        refiner = None
+        if (directory / "refiner").is_dir():
+            refiner = SRRefiner(VideoRefDiT.from_pretrained(directory / "refiner"))
         cfg = replace(base, dit=dit.cfg, vae=vae.cfg, **meta.get("overrides", {}))
-        return cls(cfg, dit, vae)
+        return cls(cfg, dit, vae, refiner=refiner)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.dit.save_pretrained(directory / "dit")
         self.vae.save_pretrained(directory / "vae")
+        if self.refiner is not None:
+            self.refiner.dit.save_pretrained(directory / "refiner")
         meta = {"preset": self.cfg.name, "overrides": {"resolution": self.cfg.resolution}}
         (directory / "pipeline.json").write_text(json.dumps(meta, indent=2))
 
@@ -140,6 +150,21 @@ class AvatarPipeline:
         latents[:, :, :k] = known  # known frames are given, not generated
         return latents
 
+    @staticmethod
+    def _emit(writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
+              speech: np.ndarray) -> int:
+        """Cross-fade the seam with the previous chunk's tail, append everything but this chunk's own tail
+        (the next chunk blends it), with the exact audio samples of those frames. Returns frames appended."""
+        frames = frames.copy()
+        if pending is not None:
+            frames[: len(pending)] = crossfade(pending, frames[: len(pending)])
+        tail = 0 if last else plan.overlap_frames
+        new = frames[: len(frames) - tail][: max(0, plan.total_frames - written)]
+        if len(new):
+            a, b = plan.sample_range(written, len(new))
+            writer.append(new, speech[a:b].astype(np.float32))
+        return len(new)
+
     # ------------------------------------------------------------------ the job
     def generate(
         self, reference: Video, speech: np.ndarray, out_path: str | Path, opts: GenerationOptions | None = None,
@@ -154,23 +179,33 @@ class AvatarPipeline:
         seconds = opts.seconds if opts.seconds is not None else len(speech) / sr
         plan = ChunkPlan.for_duration(seconds, chunk_latents=cfg.chunk_latent_frames,
                                       overlap_latents=cfg.overlap_latent_frames, fps=fps, sample_rate=sr)
-        prepared: PreparedReference = prepare_reference(reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames)
-        cache = RefKVCache()
-        anchor_cache = RefKVCache()
+        refine = self.refiner is not None and opts.refine
+        out_res = cfg.resolution * (self.refiner.factor if refine else 1)
+        prepared: PreparedReference = prepare_reference(
+            reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None
+        )
+        cache, anchor_cache, hr_cache = RefKVCache(), RefKVCache(), RefKVCache()
         refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)
         speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
         scene_latent = self.vae.encode(prepared.scene_frame[None])  # [1, z, 1, h, w]
         chunks = plan.chunks()
         pending: np.ndarray | None = None  # decoded frames of the last overlap, not yet written
+        pending_lr: np.ndarray | None = None
         written = 0
         out_path = Path(out_path)
-        with StreamingMp4Writer(out_path, fps, cfg.resolution, cfg.resolution, sample_rate=sr) as writer:
+        with ExitStack() as stack:
+            writer = stack.enter_context(StreamingMp4Writer(out_path, fps, out_res, out_res, sample_rate=sr))
+            preview = None
+            if opts.preview_path:
+                preview = stack.enter_context(
+                    StreamingMp4Writer(opts.preview_path, fps, cfg.resolution, cfg.resolution, sample_rate=sr))
             for chunk in chunks:
                 if chunk.index == 0:
                     known = scene_latent
-                else:
-                    known = self.vae.encode(pending)  # the previous chunk's tail → prefix latents
+                else:  # the previous chunk's tail (at the base resolution) → prefix latents
+                    tail = pending if not refine else resize_square(pending, cfg.resolution)
+                    known = self.vae.encode(tail)
                 tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
                 latents = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator,
                                              on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
@@ -180,21 +215,24 @@ class AvatarPipeline:
                     anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
                                        time_offset=cfg.dit.ref_time_offset + 2048)
                     refs, caches = [prepared.ref, anchor], [cache, anchor_cache]
-                frames = self.vae.decode(latents)  # [4(c−1)+1, S, S, 3]
-                if pending is not None:
-                    frames[: len(pending)] = crossfade(pending, frames[: len(pending)])
+                lr_frames = self.vae.decode(latents) if (preview is not None or not refine) else None
+                if refine:
+                    hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
+                                      generator=generator)
+                    frames = self.vae.decode(hr)  # [4(c−1)+1, 2S, 2S, 3]
+                else:
+                    frames = lr_frames
                 last = chunk.index == len(chunks) - 1
-                tail = 0 if last else plan.overlap_frames
-                new = frames[: len(frames) - tail]
-                new = new[: max(0, plan.total_frames - written)]
-                a, b = plan.sample_range(written, len(new))
-                if len(new):
-                    writer.append(new, speech[a:b].astype(np.float32))
-                written += len(new)
-                pending = None if last else frames[len(frames) - tail :]
+                n_new = self._emit(writer, frames, pending, last, plan, written, speech)
+                if preview is not None:
+                    self._emit(preview, lr_frames, pending_lr, last, plan, written, speech)
+                    pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]
+                written += n_new
+                pending = None if last else frames[len(frames) - plan.overlap_frames :]
         return {
             "out": str(out_path), "frames": written, "seconds": written / fps, "chunks": len(chunks),
             "ref_cache_builds": cache.builds, "anchor_cache_builds": anchor_cache.builds,
+            "refiner_cache_builds": hr_cache.builds, "resolution": out_res,
             "ref_cache_hits": cache.hits, "ref_latent_frames": prepared.ref.num_frames,
             "faceless_ref_frames": int((~prepared.ref.frame_mask).sum()), "random_weights": self.random_weights,
         }

@@ -27,6 +27,7 @@ class PreparedReference:
     face_found: np.ndarray  # [T] bool per frame
     crop: tuple[int, int, int]  # (left, top, side) in source pixels
     scene_frame: np.ndarray  # [S, S, 3] the default scene image (first frame with a face)
+    ref_hr: RefInputs | None = None  # the same reference at the refiner's resolution (when asked for)
 
 
 def face_crop_box(frames: np.ndarray, found_boxes: list) -> tuple[int, int, int]:
@@ -49,7 +50,8 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare_reference(
-    video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1
+    video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1,
+    hr_resolution: int | None = None,
 ) -> PreparedReference:
     frames = video.frames
     n_lat = min(max_latents, (len(frames) - 1) // 4 + 1)
@@ -67,10 +69,15 @@ def prepare_reference(
     if not boxes:
         raise InputError("no face found in the reference video (a visible, frontal face is needed)", video.source)
     left, top, side = face_crop_box(frames, boxes)
-    crops = resize_square(frames[:, top : top + side, left : left + side], resolution)
-    latents = vae.encode(crops)  # [1, z, n_lat, h, w]
+    square = frames[:, top : top + side, left : left + side]
+    crops = resize_square(square, resolution)
     # latent j ← frames 4j−3 … 4j (j = 0: frame 0): faceless when most of them have no face
     mask = [found[0]] + [found[4 * j - 3 : 4 * j + 1].mean() >= 0.5 for j in range(1, n_lat)]
-    ref = RefInputs(latents=latents, frame_mask=torch.tensor([mask], dtype=torch.bool))
+    frame_mask = torch.tensor([mask], dtype=torch.bool)
+    ref = RefInputs(latents=vae.encode(crops), frame_mask=frame_mask)  # [1, z, n_lat, h, w]
+    ref_hr = None
+    if hr_resolution is not None:
+        ref_hr = RefInputs(latents=vae.encode(resize_square(square, hr_resolution)), frame_mask=frame_mask)
     scene = crops[int(np.argmax(found))]
-    return PreparedReference(ref=ref, frames=crops, face_found=found, crop=(left, top, side), scene_frame=scene)
+    return PreparedReference(ref=ref, frames=crops, face_found=found, crop=(left, top, side), scene_frame=scene,
+                             ref_hr=ref_hr)
