@@ -92,3 +92,17 @@ def test_generate_with_sr_refiner_and_preview(tmp_path, real_inputs):
     assert summary["resolution"] == 128 and summary["refiner_cache_builds"] == 1
     hr, lr = read_video(out), read_video(preview)
     assert hr.frames.shape == (25, 128, 128, 3) and lr.frames.shape == (25, 64, 64, 3)
+
+
+def test_generate_with_image_engine_and_scene_image(tmp_path, real_inputs):
+    import cv2
+
+    ref_path, speech_path = real_inputs
+    pipe = AvatarPipeline.random("tiny", seed=2)
+    ref, speech = read_video(ref_path), read_audio(speech_path)
+    s = pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=0.4, steps=1, scene_engine=True))
+    assert 1 <= len(s["scene_views"]) <= 4 and len(set(s["scene_views"])) == len(s["scene_views"])
+    scene = tmp_path / "scene.png"
+    cv2.imwrite(str(scene), np.full((80, 120, 3), 200, np.uint8))
+    s2 = pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=0.4, steps=1, scene_image=str(scene)))
+    assert s2["frames"] == 10 and s2["scene_views"] == []

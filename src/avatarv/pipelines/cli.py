@@ -31,7 +31,8 @@ def _speech_from_args(audio: Path | None, text: str | None, voice: Path | None):
 def run_generation(
     ref: Path, out: Path, audio: Path | None = None, text: str | None = None, voice: Path | None = None,
     checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
-    sampler: str = "overshoot", seed: int = 0,
+    sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
+    preview: Path | None = None, refine: bool = True,
 ) -> dict:
     from tqdm import tqdm
 
@@ -49,7 +50,9 @@ def run_generation(
         pipe = AvatarPipeline.random(preset, seed=seed)
         typer.echo(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
                    "weights; the video shows noise, not a person", err=True)
-    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed)
+    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
+                             scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
+                             preview_path=None if preview is None else str(preview), refine=refine)
     total_s = seconds if seconds is not None else len(speech) / 16000
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
@@ -79,9 +82,15 @@ def generate(
     steps: int = typer.Option(24, "--steps", min=1),
     sampler: str = typer.Option("overshoot", "--sampler", help="overshoot | euler"),
     seed: int = typer.Option(0, "--seed"),
+    scene: Path = typer.Option(None, "--scene", help="Scene image for the first frame (bypasses the image engine)."),
+    scene_engine: bool = typer.Option(False, "--scene-engine", help="Generate the scene image from diverse "
+                                      "reference frames (identity-preserving image engine)."),
+    preview: Path = typer.Option(None, "--preview", help="Also stream the low-resolution video (before SR) here."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="Run the SR refiner when the checkpoint has one."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
-    summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed)
+    summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
+                             scene, scene_engine, preview, refine)
     typer.echo(json.dumps(summary))
 
 

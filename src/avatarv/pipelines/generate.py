@@ -26,6 +26,7 @@ from avatarv.models.encoders.audio_features import LogMelFeatures
 from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
+from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
 
 
@@ -42,6 +43,8 @@ class GenerationOptions:
     anchor_latents: int = 4  # latent frames of the first chunk kept as the anchor
     refine: bool = True  # run the SR refiner when the pipeline has one (output at 2× resolution)
     preview_path: str | None = None  # also stream the low-resolution video here (before SR)
+    scene_image: str | None = None  # a user scene image (bypasses the image engine)
+    scene_engine: bool = False  # generate the scene image with the image engine (else: a reference frame)
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -188,7 +191,14 @@ class AvatarPipeline:
         refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)
         speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
-        scene_latent = self.vae.encode(prepared.scene_frame[None])  # [1, z, 1, h, w]
+        scene_views: list[int] = []
+        if opts.scene_image is not None:
+            scene = load_scene_image(opts.scene_image, cfg.resolution)
+        elif opts.scene_engine:
+            scene, scene_views = generate_scene_image(self, prepared.frames, prepared.face_found, generator)
+        else:
+            scene = prepared.scene_frame
+        scene_latent = self.vae.encode(scene[None])  # [1, z, 1, h, w]
         chunks = plan.chunks()
         pending: np.ndarray | None = None  # decoded frames of the last overlap, not yet written
         pending_lr: np.ndarray | None = None
@@ -232,7 +242,7 @@ class AvatarPipeline:
         return {
             "out": str(out_path), "frames": written, "seconds": written / fps, "chunks": len(chunks),
             "ref_cache_builds": cache.builds, "anchor_cache_builds": anchor_cache.builds,
-            "refiner_cache_builds": hr_cache.builds, "resolution": out_res,
+            "refiner_cache_builds": hr_cache.builds, "resolution": out_res, "scene_views": scene_views,
             "ref_cache_hits": cache.hits, "ref_latent_frames": prepared.ref.num_frames,
             "faceless_ref_frames": int((~prepared.ref.frame_mask).sum()), "random_weights": self.random_weights,
         }
