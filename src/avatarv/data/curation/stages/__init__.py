@@ -7,6 +7,13 @@ _P = "avatarv.data.curation.stages"
 REGISTRY: dict[str, str] = {
     "normalise": f"{_P}.normalise:Normalise",
     "prefilter": f"{_P}.prefilter:Prefilter",
+    "scenes": f"{_P}.scenes:Scenes",
+    "visual": f"{_P}.visual:Visual",
+    "faces": f"{_P}.faces:Faces",
+    "ocr": f"{_P}.ocr:Ocr",
+    "lipsync": f"{_P}.sync:LipSync",
+    "fingerprint": f"{_P}.dedup:Fingerprint",
+    "dedup": f"{_P}.dedup:Dedup",
 }
 
 
@@ -17,4 +24,15 @@ def _prefilter():
     return [Normalise(), Prefilter()]
 
 
-PRESETS = {"prefilter": _prefilter}
+def _filters():
+    from avatarv.data.curation.stages.dedup import Dedup, Fingerprint
+    from avatarv.data.curation.stages.faces import Faces
+    from avatarv.data.curation.stages.ocr import Ocr
+    from avatarv.data.curation.stages.scenes import Scenes
+    from avatarv.data.curation.stages.sync import LipSync
+    from avatarv.data.curation.stages.visual import Visual
+
+    return [*_prefilter(), Scenes(), Visual(), Faces(), Ocr(), LipSync(), Fingerprint(), Dedup()]
+
+
+PRESETS = {"prefilter": _prefilter, "filters": _filters}

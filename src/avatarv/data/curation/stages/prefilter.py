@@ -1,13 +1,16 @@
 """Temporal prefilter (seed: frame difference + perceptual hash): static and choppy stretches.
 
 Per frame ``t`` (64 px grey): ``rel_diff[t] = mean|I_t - I_{t-1}| / (std(I_t) + 1)`` (divided by contrast so a
-dark scene's small differences are not mistaken for stillness) and the 64-bit pHash (imagehash). A frame
-*repeats* its predecessor when ``rel_diff < repeat_thresh`` and the pHashes are equal. Over a sliding
-window of ``window`` frames:
+dark scene's small differences are not mistaken for stillness) and the 64-bit pHash (imagehash). With
+``high[t]`` the 80th percentile of ``rel_diff`` over a centred window of ``window`` frames:
 
-- static: at least ``static_frac`` of the frames repeat (a frozen picture);
-- choppy: between ``choppy_min`` and ``static_frac`` of the frames repeat (frames held 2-4 times, or dropped
-  frames replaced by their predecessor: the low effective frame rate the seed filters out).
+- static: ``high < static_max``: the whole window is frozen (a re-encoded frozen frame still differs by
+  ~1e-4; a slow camera pan by ~1e-3 and more);
+- repeat: ``rel_diff[t] < repeat_rel * high[t]`` while the window moves (``high >= moving_min``): a held
+  frame between moving ones (h264 leaves held frames a few 1e-3 apart, moving talking frames 2e-2 and up);
+- choppy: at least ``choppy_min`` of the window's frames repeat (frames held 2-4 times: the low effective frame
+  rate the seed filters out). Isolated dropped frames (a repeat every ~6 frames) stay below it.
+The pHash of each frame is stored for the near-duplicate stage and for inspection.
 """
 
 from __future__ import annotations
@@ -53,21 +56,24 @@ class Prefilter(Stage):
 
     @dataclass(frozen=True)
     class Config:
-        repeat_thresh: float = 0.004
         window: int = 13
-        static_frac: float = 0.85
+        static_max: float = 0.002
+        moving_min: float = 0.012
+        repeat_rel: float = 0.25
         choppy_min: float = 0.3
 
     def process(self, item: Item) -> Output:
         video = load_video(item)
         diff, hashes, luma = frame_statistics(video.frames)
-        same_hash = np.zeros(len(diff), bool)
-        same_hash[1:] = hashes[1:] == hashes[:-1]
-        repeat = (diff < self.config.repeat_thresh) & same_hash
+        c = self.config
+        pad = np.pad(diff, c.window // 2, mode="edge")
+        high = np.array([np.percentile(pad[t : t + c.window], 80) for t in range(len(diff))], np.float32)
+        static = high < c.static_max
+        static[0] = static[1] if len(static) > 1 else static[0]
+        repeat = (diff < c.repeat_rel * high) & (high >= c.moving_min)
         repeat[0] = False
-        frac = window_fraction(repeat, self.config.window)
-        static = close_gaps(frac >= self.config.static_frac, self.config.window)
-        choppy = (frac >= self.config.choppy_min) & ~static
+        frac = window_fraction(repeat, c.window)
+        choppy = close_gaps((frac >= c.choppy_min) & ~static, 3)
         return Output(
             values={"frames": int(len(diff)), "static": runs(static, 3), "choppy": runs(choppy, 3),
                     "repeat_fraction": float(repeat.mean()), "static_fraction": float(static.mean()),

@@ -1,0 +1,145 @@
+"""Precision and recall of the filters against the world's labelled raw footage (``world/raw.py``).
+
+Interval filters (static, choppy, no person, second speaker, text, blur, shake, dark, desync) are scored on
+one-second windows (25 frames): a window is positive when at least half of its frames carry the label,
+negative when none do, and left out otherwise (a boundary window), and also left out when it touches a shot
+transition (a fade is dark and a dissolve shows two people for a moment: not a defect of the footage). A
+window is detected when at least half of its frames are flagged. Windows in "dropped frame" stretches are left
+out for choppy (isolated single repeats, a different defect the table does not score).
+
+Cuts are events: a detected boundary matches a labelled cut, fade or dissolve when it falls within
+``CUT_TOLERANCE`` frames of its interval. Duplicates are item pairs: (copy, source video) from the labels, and
+(copy, copy) when the two copied stretches share at least ``DUP_MIN_OVERLAP`` frames (a shorter overlap
+is not scored either way).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from avatarv.data.curation.store import StateStore
+
+WINDOW = 25
+CUT_TOLERANCE = 3
+DUP_MIN_OVERLAP = 50  # two copies sharing >= 2 s (the shortest clip) are duplicates; sharing less is not scored
+TRANSITIONS = ("cut", "fade", "dissolve")
+# filter name -> (stage, values key holding [start, end) runs, label type)
+INTERVAL_FILTERS = {
+    "static": ("prefilter", "static", "static"),
+    "choppy": ("prefilter", "choppy", "choppy"),
+    "no person": ("faces", "no_person", "no_person"),
+    "second speaker": ("faces", "second_speaker", "second_speaker"),
+    "text": ("ocr", "text", "text"),
+    "blur": ("visual", "blur", "blur"),
+    "shake": ("visual", "shake", "shake"),
+    "dark": ("visual", "dark", "dark"),
+    "desync": ("lipsync", "desync", "desync"),
+}
+
+
+def _mask(intervals, n: int) -> np.ndarray:
+    m = np.zeros(n, bool)
+    for a, b in intervals:
+        m[max(int(a), 0) : min(int(b), n)] = True
+    return m
+
+
+def latest_artifacts(store: StateStore, stage: str) -> dict[str, dict]:
+    """item -> values of the most recently finished committed task of ``stage``."""
+    rows = [r for r in store.rows() if r["stage"] == stage and r["status"] in ("done", "unavailable")]
+    out = {}
+    for r in sorted(rows, key=lambda r: r["finished"] or 0):
+        if store.has_artifact(stage, r["item"], r["key"]):
+            art = store.load_artifact(stage, r["item"], r["key"])
+            out[r["item"]] = art.values if art.ok else {"unavailable": art.reason}
+    return out
+
+
+class Tally:
+    def __init__(self):
+        self.tp = self.fp = self.fn = 0
+        self.positives = 0
+
+    def add(self, detected: bool, positive: bool) -> None:
+        self.positives += positive
+        self.tp += detected and positive
+        self.fp += detected and not positive
+        self.fn += positive and not detected
+
+    def row(self) -> dict:
+        p = self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
+        r = self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan")
+        return {"precision": p, "recall": r, "tp": self.tp, "fp": self.fp, "fn": self.fn, "positives": self.positives}
+
+
+def filter_scores(out_dir: str | Path, input_dir: str | Path) -> dict[str, dict]:
+    """The per-filter table for every raw video in ``input_dir`` that has its ``.json`` labels."""
+    store = StateStore(out_dir)
+    arts = {s: latest_artifacts(store, s) for s in ("prefilter", "faces", "ocr", "visual", "lipsync", "scenes", "dedup")}
+    store.close()
+    tallies = {name: Tally() for name in [*INTERVAL_FILTERS, "cuts", "duplicates"]}
+    labelled = sorted(Path(input_dir).glob("raw_*.json"))
+    for lab_path in labelled:
+        doc = json.loads(lab_path.read_text())
+        item = doc["video"]
+        n = int(doc["n_frames"])
+        ivs = doc["intervals"]
+        near_transition = _mask([(i["start"] - CUT_TOLERANCE, i["end"] + CUT_TOLERANCE) for i in ivs
+                                 if i["type"] in TRANSITIONS], n)
+        dropped = _mask([(i["start"], i["end"]) for i in ivs if i["type"] == "dropped"], n)
+        for name, (stage, key, label) in INTERVAL_FILTERS.items():
+            vals = arts[stage].get(item)
+            if vals is None or key not in vals:
+                continue
+            truth = _mask([(i["start"], i["end"]) for i in ivs if i["type"] == label], n)
+            flagged = _mask(vals[key], n)
+            for a in range(0, n - WINDOW + 1, WINDOW):
+                w = slice(a, a + WINDOW)
+                if near_transition[w].any() or (name == "choppy" and dropped[w].any()):
+                    continue
+                frac = truth[w].mean()
+                if 0 < frac < 0.5:
+                    continue
+                tallies[name].add(bool(flagged[w].mean() >= 0.5), bool(frac >= 0.5))
+        if item in arts["scenes"]:
+            found = list(arts["scenes"][item]["transitions"])
+            trans = [i for i in ivs if i["type"] in TRANSITIONS]
+            used = set()
+            for i in trans:
+                hit = next((b for b in found if i["start"] - CUT_TOLERANCE <= b <= i["end"] + CUT_TOLERANCE
+                            and b not in used), None)
+                if hit is not None:
+                    used.add(hit)
+                tallies["cuts"].add(hit is not None, True)
+            for b in found:
+                if b not in used:
+                    tallies["cuts"].add(True, False)
+    dedup = next(iter(arts["dedup"].values()), None)
+    if dedup is not None and "pairs" in dedup:
+        truth_pairs, ignored = set(), set()
+        for lab_path in labelled:
+            doc = json.loads(lab_path.read_text())
+            dups = doc["duplicates"]
+            for d in dups:
+                truth_pairs.add(frozenset((d["file"], doc["video"])))
+            for d in dups:  # two copies of overlapping stretches are copies of each other
+                for e in dups:
+                    overlap = min(d["end"], e["end"]) - max(d["start"], e["start"])
+                    if d["file"] < e["file"] and overlap >= DUP_MIN_OVERLAP:
+                        truth_pairs.add(frozenset((d["file"], e["file"])))
+                    elif d["file"] < e["file"] and overlap > 0:
+                        ignored.add(frozenset((d["file"], e["file"])))
+        found_pairs = {frozenset((p["a"], p["b"])) for p in dedup["pairs"]}
+        for p in (truth_pairs | found_pairs) - ignored:
+            tallies["duplicates"].add(p in found_pairs, p in truth_pairs)
+    return {k: t.row() for k, t in tallies.items() if t.tp + t.fp + t.fn > 0 or t.positives}
+
+
+def format_table(scores: dict[str, dict]) -> str:
+    lines = ["| filter | precision | recall | tp | fp | fn |", "|---|---|---|---|---|---|"]
+    for k, r in scores.items():
+        lines.append(f"| {k} | {r['precision']:.2f} | {r['recall']:.2f} | {r['tp']} | {r['fp']} | {r['fn']} |")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Per-frame picture statistics in one pass: exposure, sharpness, camera shake, optical-flow motion.
+
+Per frame (grey, 128 px): mean luma; sharpness = variance of the Laplacian over the variance of the picture
+(contrast-free, so an under-exposed frame is not called blurred); global translation to the previous
+frame by phase correlation; and OpenCV DIS optical flow (ultrafast preset) magnitudes (seed: "optical flow
+motion statistics"). Flags are relative to the frame's shot (from ``scenes``) because an absolute threshold
+confuses a dim room with an under-exposed shot:
+
+- dark:  luma < ``dark_rel`` x the shot's 90th-percentile luma, or luma < ``dark_abs``;
+- blur:  sharpness < ``blur_rel`` x the shot's 90th-percentile sharpness;
+- shake: high-frequency camera motion: |shift - median_5(shift)| > ``shake_px`` (px at 128) or the flow's
+  rotation/zoom residual is large, sustained over ``shake_window`` frames (a pan or a walking subject is smooth,
+  shake is not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatarv.data.curation.stage import Item, Output, Resources, Stage
+from avatarv.data.curation.stages.common import close_gaps, load_video, runs, shots_of
+
+SIDE = 128
+
+
+def _median_filter(x: np.ndarray, k: int) -> np.ndarray:
+    pad = np.pad(x, ((k // 2, k // 2),) + ((0, 0),) * (x.ndim - 1), mode="edge")
+    return np.stack([np.median(pad[t : t + k], axis=0) for t in range(len(x))])
+
+
+def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
+    import cv2
+
+    n = len(frames)
+    luma = np.zeros(n, np.float32)
+    sharp = np.zeros(n, np.float32)
+    shift = np.zeros((n, 2), np.float32)
+    flow_mag = np.zeros(n, np.float32)
+    flow_resid = np.zeros(n, np.float32)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+    prev = None
+    win = cv2.createHanningWindow((SIDE, SIDE), cv2.CV_32F)
+    for t, f in enumerate(frames):
+        g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
+        luma[t] = g.mean()
+        sharp[t] = cv2.Laplacian(g, cv2.CV_32F).var() / (g.astype(np.float32).var() + 1.0)
+        if prev is not None:
+            (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), g.astype(np.float32), win)
+            shift[t] = (dx, dy)
+            flow = dis.calc(prev, g, None)
+            mag = np.linalg.norm(flow, axis=-1)
+            flow_mag[t] = mag.mean()
+            # the part of the flow a global translation does not explain (rotation, zoom, shake)
+            flow_resid[t] = np.linalg.norm(flow - np.median(flow.reshape(-1, 2), axis=0), axis=-1).mean()
+        prev = g
+    return {"luma": luma, "sharpness": sharp, "shift": shift, "flow_mag": flow_mag, "flow_resid": flow_resid}
+
+
+class Visual(Stage):
+    name = "visual"
+    inputs = ("normalise", "scenes")
+    resources = Resources(cpu=1.0, memory_mb=1024)
+
+    @dataclass(frozen=True)
+    class Config:
+        dark_rel: float = 0.5
+        dark_abs: float = 20.0
+        blur_rel: float = 0.35
+        shake_px: float = 1.5
+        shake_window: int = 7
+        shake_frac: float = 0.5
+
+    def process(self, item: Item) -> Output:
+        c = self.config
+        video = load_video(item)
+        m = frame_measures(video.frames)
+        n = video.num_frames
+        dark = m["luma"] < c.dark_abs
+        blur = np.zeros(n, bool)
+        jitter = np.linalg.norm(m["shift"] - _median_filter(m["shift"], 5), axis=-1)
+        for a, b in shots_of(item, n):
+            ref_l = np.percentile(m["luma"][a:b], 90)
+            ref_s = np.percentile(m["sharpness"][a:b], 90)
+            dark[a:b] |= m["luma"][a:b] < c.dark_rel * ref_l
+            blur[a:b] = m["sharpness"][a:b] < c.blur_rel * ref_s
+            jitter[a] = 0.0  # no motion across a boundary
+        k = np.ones(c.shake_window) / c.shake_window
+        shaky = np.convolve((jitter > c.shake_px).astype(float), k, mode="same") >= c.shake_frac
+        shaky = close_gaps(shaky, c.shake_window)
+        return Output(
+            values={"frames": n, "dark": runs(dark, 3), "blur": runs(blur, 3), "shake": runs(shaky, 3),
+                    "luma_mean": float(m["luma"].mean()), "sharpness_median": float(np.median(m["sharpness"])),
+                    "motion_mean": float(m["flow_mag"].mean()), "motion_p90": float(np.percentile(m["flow_mag"], 90)),
+                    "shake_fraction": float(shaky.mean())},
+            arrays={**m, "jitter": jitter.astype(np.float32), "dark": dark, "blur": blur, "shake": shaky})
