@@ -58,7 +58,7 @@ def test_behaviour_stats_recover_known_signals():
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="analyzer weights not built (make train-analyzer)")
 def test_shipped_analyzer_reads_held_out_frames():
     analyzer = WorldAnalyzer.load()
-    test = make_samples(8, 6, seed=0, id_base=3_000_000, scene_base=300_000, jitter=False, keep_frames=True)
+    test = make_samples(8, 4, seed=0, id_base=3_000_000, scene_base=300_000, jitter=False, keep_frames=True)
     errs, mouth_p, mouth_t, blink_p, blink_t = [], [], [], [], []
     for i, frame in enumerate(test.frames):
         pred = analyzer.predict(frame[None])

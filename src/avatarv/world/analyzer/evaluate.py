@@ -48,6 +48,7 @@ def behaviour_agreement(analyzer: WorldAnalyzer, identities: int = 12, seconds: 
         t = [r["traits"][trait] for r in rows]
         out["spearman"][stat] = float(spearmanr([r["predicted"][stat] for r in rows], t).statistic)
         out["spearman_from_labels"][stat] = float(spearmanr([r["from_labels"][stat] for r in rows], t).statistic)
+    out["per_identity"] = rows
     out["mouth_lag_exact"] = float(np.mean([r["predicted"]["mouth_lag"] == r["traits"]["mouth_lag_frames"]
                                             for r in rows]))
     out["nod_freq_abs_err_hz"] = float(np.mean([abs(r["predicted"]["nod_freq"] - r["traits"]["nod_freq"])
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     args = ap.parse_args()
     res = behaviour_agreement(WorldAnalyzer.load(args.weights), args.identities, args.seconds, args.size)
+    res.pop("per_identity")
     print(json.dumps(res, indent=1))
 
 
