@@ -56,7 +56,7 @@ def write_shard(directory: str | Path, name: str, items: list[dict], meta: list[
     """Write one shard (items: dicts of tensors) and add its items to the directory's index."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {f"{i}/{k}": v.contiguous() for i, item in enumerate(items) for k, v in item.items() if v is not None}
+    tensors = {f"{i}/{k}": v.detach().clone().contiguous() for i, item in enumerate(items) for k, v in item.items() if v is not None}
     tmp = directory / f".{name}.tmp"
     save_file(tensors, str(tmp))
     os.replace(tmp, directory / f"{name}.safetensors")

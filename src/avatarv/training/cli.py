@@ -43,3 +43,27 @@ def plot(log: Path = typer.Argument(..., help="log.jsonl"), out: Path = typer.Op
         raise InputError("no such training log", log)
     png = plot_log(log, out or log.with_name("loss.png"))
     typer.echo(str(png))
+
+
+@app.command("make-shards")
+def make_shards(
+    out: Path = typer.Option(..., "--out", help="Shard directory to write."),
+    preset: str = typer.Option("tiny", "--preset"),
+    identities: int = typer.Option(4, "--identities", min=1),
+    scenes: int = typer.Option(2, "--scenes", min=2),
+    latents: int = typer.Option(5, "--latents", min=2, help="Latent frames per target clip (4k+1 frames)."),
+    seed: int = typer.Option(0, "--seed"),
+    vae: Path = typer.Option(None, "--vae", help="A trained VAE directory (default: the preset's, untrained)."),
+) -> None:
+    """Write training shards (cross-scene pairs) straight from the synthetic world."""
+    import torch
+
+    from avatarv.config import get_preset
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.world_shards import make_world_shards
+
+    cfg = get_preset(preset)
+    torch.manual_seed(seed)
+    model = VideoVAE.from_pretrained(vae) if vae else VideoVAE(cfg.vae)
+    n = make_world_shards(out, cfg, model, identities, scenes, latents=latents, seed=seed)
+    typer.echo(f"avatarv train make-shards: {n} items in {out}")

@@ -17,7 +17,13 @@ import torch
 
 from avatarv.config import get_preset
 from avatarv.models.dit import VideoRefDiT
-from avatarv.training.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from avatarv.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+)
 from avatarv.training.config import TrainConfig
 from avatarv.training.data import DataCursor, SyntheticLatents, load_batch
 from avatarv.training.ema import EMA
@@ -30,7 +36,7 @@ def build_dataset(cfg: TrainConfig, dit_cfg):
         return SyntheticLatents(dit_cfg, size=cfg.data.size, frames=cfg.data.frames, latent_hw=cfg.data.latent_hw,
                                 seed=cfg.seed)
     if cfg.data.kind == "shards":
-        from avatarv.training.shards import ShardDataset
+        from avatarv.data.shards import ShardDataset
 
         return ShardDataset(cfg.data.path)
     from avatarv.errors import ConfigError

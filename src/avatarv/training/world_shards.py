@@ -1,0 +1,76 @@
+"""Training shards straight from the synthetic world (until the data engine's latent pre-encoding runs
+over curated footage, this is the same format written directly from world clips).
+
+For every identity, clips in several scenes; each item is a target clip with a reference clip of the same
+identity from a *different* scene (cross-scene pairs, as personality SFT needs), encoded with the VAE, with
+audio tokens and motion features from the world's exact labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from avatarv.config import ModelConfig
+from avatarv.data.shards import motion_features, write_shard
+from avatarv.models.encoders.audio_features import LogMelFeatures
+from avatarv.models.vae import VideoVAE
+
+
+def label_signals(labels) -> dict[str, np.ndarray]:
+    return {
+        "mouth_open": labels.mouth_open, "mouth_round": labels.mouth_round, "smile": labels.smile,
+        "blink": labels.blink, "brow_raise": labels.brow_raise, "gaze_x": labels.gaze[:, 0],
+        "gaze_y": labels.gaze[:, 1], "yaw": labels.pose[:, 0], "pitch": labels.pose[:, 1],
+        "roll": labels.pose[:, 2], "shrug": labels.shrug,
+    }
+
+
+def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int) -> dict[str, torch.Tensor]:
+    n = (latents - 1) * 4 + 1
+    frames = clip.frames[:n]
+    feats = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps) if cfg.dit.audio_dim else None
+    item = {"latents": vae.encode(frames)[0]}
+    if feats is not None:
+        item["audio"] = feats.latent_tokens(clip.audio, 0, latents)
+    if cfg.dit.motion_dim:
+        item["motion"] = motion_features(label_signals(clip.labels), latents, cfg.dit.motion_dim)
+    return item
+
+
+def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int, scenes: int, latents: int = 5,
+                      ref_latents: int = 3, seed: int = 0, items_per_shard: int = 32, progress: bool = True) -> int:
+    """Write cross-scene items for ``identities`` × ``scenes`` (each scene's clip paired with the next scene's
+    clip of the same identity as reference). Returns the number of items."""
+    from tqdm import tqdm
+
+    from avatarv.world import make_clip
+
+    if scenes < 2:
+        raise ValueError("cross-scene pairs need at least 2 scenes per identity")
+    seconds = ((latents - 1) * 4 + 1) / cfg.fps
+    buf, meta, shard_no, total = [], [], 0, 0
+    bar = tqdm(total=identities * scenes, desc="world shards", disable=not progress)
+    for ident in range(identities):
+        clips = [make_clip(ident, scene, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=scene)
+                 for scene in range(scenes)]
+        encoded = [encode_clip(c, vae, cfg, latents) for c in clips]
+        for s in range(scenes):
+            r = (s + 1) % scenes  # reference from another scene
+            item = dict(encoded[s])
+            item["ref_latents"] = encoded[r]["latents"][:, :ref_latents]
+            if "motion" in encoded[r]:
+                item["ref_motion"] = encoded[r]["motion"][:ref_latents]
+            item["ref_mask"] = torch.ones(ref_latents, dtype=torch.bool)
+            buf.append(item)
+            meta.append({"identity": ident, "scene": s, "ref_scene": r, "clip": f"id{ident}-sc{s}"})
+            bar.update(1)
+            if len(buf) == items_per_shard:
+                write_shard(out_dir, f"shard-{shard_no:05d}", buf, meta)
+                total += len(buf)
+                buf, meta, shard_no = [], [], shard_no + 1
+    if buf:
+        write_shard(out_dir, f"shard-{shard_no:05d}", buf, meta)
+        total += len(buf)
+    bar.close()
+    return total
