@@ -37,7 +37,7 @@ def test_world_shards_train(tmp_path):
     assert len(ds) == 2
     item = ds[1]
     assert item["latents"].shape == (4, 2, 8, 8) and item["ref_latents"].shape == (4, 2, 8, 8)
-    assert item["audio"].shape == (2, 4, 12) and item["motion"].shape == (2, 6) and item["ref_mask"].all()
+    assert item["audio"].shape == (2, 4, 12) and item["motion"].shape == (2, 6) and item["ref_mask"].shape == (2,)
     assert not torch.equal(ds[0]["latents"], ds[1]["latents"])
     index = json.loads((shards / "index.json").read_text())
     assert all(it["scene"] != it["ref_scene"] for it in index["items"])  # cross-scene pairs only

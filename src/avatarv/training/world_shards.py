@@ -61,7 +61,7 @@ def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int,
             item["ref_latents"] = encoded[r]["latents"][:, :ref_latents]
             if "motion" in encoded[r]:
                 item["ref_motion"] = encoded[r]["motion"][:ref_latents]
-            item["ref_mask"] = torch.ones(ref_latents, dtype=torch.bool)
+            item["ref_mask"] = torch.ones(item["ref_latents"].shape[1], dtype=torch.bool)
             buf.append(item)
             meta.append({"identity": ident, "scene": s, "ref_scene": r, "clip": f"id{ident}-sc{s}"})
             bar.update(1)
