@@ -4,8 +4,13 @@
     clip = make_clip(identity_id=0, scene_id=0, seconds=4, size=128, seed=0)
     clip.save("out/clip.mp4")   # mp4 with sound + clip.npz (per-frame labels) + clip.json (meta)
 
-See ``clip.py`` (one clip), ``raw.py`` (long footage with labelled defects), ``manifest.py`` (datasets),
-``sheet.py`` (contact sheet) and ``facecheck.py`` (dlib on world frames).
+Files, one idea each: ``seeds`` (named seed streams), ``identity`` (looks, behaviour, voice), ``scene``
+(backgrounds, light, framing), ``geometry`` (68 iBUG points in 3D, expressions, pose), ``hair``, ``paint``
+(anti-aliased shapes), ``render`` + ``face_parts`` + ``figure_parts`` (drawing), ``speech`` (espeak-ng /
+formant fallback), ``audio_features`` (envelope, lag), ``motion`` (behaviour → per-frame signals),
+``labels``, ``clip`` (one clip), ``raw`` (long footage with labelled defects), ``manifest`` (datasets),
+``sheet`` (contact sheet), ``examples`` (demo inputs), ``facecheck`` (dlib on world frames), ``cli`` and
+``analyzer/`` (a CNN reading the per-frame signals back from pixels; behaviour statistics).
 """
 
 from avatarv.world.clip import Clip, make_clip
