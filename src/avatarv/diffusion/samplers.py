@@ -44,27 +44,6 @@ def renoise(x_low: State, sigma_low: float, sigma_next: float, noise: State) -> 
 
 
 @dataclass
-class EulerSampler:
-    """x_{i+1} = x_i + (σ_{i+1} − σ_i)·v(x_i, σ_i)."""
-
-    def __call__(
-        self,
-        velocity: VelocityFn,
-        x: State,
-        sigmas: torch.Tensor,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> State:
-        for i in range(len(sigmas) - 1):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            v = velocity(x, sigmas[i])
-            x = _map(lambda a, b, dt=s_next - s: a + dt * b, x, v)
-            if callback:
-                callback(i, x)
-        return x
-
-
-@dataclass
 class OvershootEulerSampler:
     """Stochastic Euler: each step overshoots below the target noise level, then renoises up to it.
 
@@ -94,6 +73,14 @@ class OvershootEulerSampler:
             if callback:
                 callback(i, x)
         return x
+
+
+@dataclass
+class EulerSampler(OvershootEulerSampler):
+    """Deterministic Euler, x_{i+1} = x_i + (σ_{i+1} − σ_i)·v(x_i, σ_i): the overshoot sampler at overshoot 0
+    (σ_o = σ_{i+1}, so no renoise ever happens)."""
+
+    overshoot: float = 0.0
 
 
 def refine_one_step(

@@ -202,3 +202,25 @@ def sparse_ref_attention_flex(q_ref, k_ref, v_ref, q_gen, k_gen, v_gen, ref_key_
 
     out = flex_attention_backend(q, k, v, key_mask=key_mask, extra_mask_mod=asymmetric)
     return out[:, :, :n_ref], out[:, :, n_ref:]
+
+
+class AttentionProjections(torch.nn.Module):
+    """Wan's attention parameters: q, k, v, o projections and RMS q/k norms across heads (``WanSelfAttention``
+    / ``WanCrossAttention``), plus the attention function (``attn_fn``) the layer calls."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = torch.nn.Linear(dim, dim)
+        self.k = torch.nn.Linear(dim, dim)
+        self.v = torch.nn.Linear(dim, dim)
+        self.o = torch.nn.Linear(dim, dim)
+        self.norm_q = torch.nn.RMSNorm(dim, eps=eps)
+        self.norm_k = torch.nn.RMSNorm(dim, eps=eps)
+        self.attn_fn = make_attention()  # set per config; wrapped from outside for sequence parallelism
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, N, D] → [B, H, N, d]
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return self.o(x.transpose(1, 2).flatten(2))  # [B, H, N, d] → [B, N, D]

@@ -12,24 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.models.dit.attention import make_attention
+from avatarv.models.dit.attention import AttentionProjections
 
 
-class CrossAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, eps: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
-        self.attn_fn = make_attention()
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
-
+class CrossAttention(AttentionProjections):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -37,8 +23,7 @@ class CrossAttention(nn.Module):
         q = self._heads(self.norm_q(self.q(x)))
         k = self._heads(self.norm_k(self.k(context)))
         v = self._heads(self.v(context))
-        out = self.attn_fn(q, k, v, key_mask=context_mask)
-        return self.o(out.transpose(1, 2).flatten(2))
+        return self._out(self.attn_fn(q, k, v, key_mask=context_mask))
 
 
 def audio_windows(audio: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,29 +12,14 @@ heads, then 3D RoPE).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from avatarv.models.dit.attention import LocalWindow, make_attention
+from avatarv.models.dit.attention import AttentionProjections, LocalWindow
 from avatarv.models.dit.rope import apply_rope
 
 KV = tuple[torch.Tensor, torch.Tensor]  # (k, v), each [B, H, N, d], RoPE applied to k
 
 
-class SparseRefSelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, eps: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = nn.RMSNorm(dim, eps=eps)
-        self.norm_k = nn.RMSNorm(dim, eps=eps)
-        self.attn_fn = make_attention()  # set per config; wrapped from outside for sequence parallelism
-
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B, N, D] → [B, H, N, d]
-
+class SparseRefSelfAttention(AttentionProjections):
     def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
         """x ``[B, N, D]`` → q, k, v ``[B, H, N, d]`` with q/k normed and rotated."""
         cos, sin = rope
@@ -42,9 +27,6 @@ class SparseRefSelfAttention(nn.Module):
         k = apply_rope(self._heads(self.norm_k(self.k(x))), cos, sin)
         v = self._heads(self.v(x))
         return q, k, v
-
-    def _out(self, x: torch.Tensor) -> torch.Tensor:
-        return self.o(x.transpose(1, 2).flatten(2))  # [B, H, N, d] → [B, N, D]
 
     def forward_ref(
         self,
