@@ -14,6 +14,13 @@ REGISTRY: dict[str, str] = {
     "lipsync": f"{_P}.sync:LipSync",
     "fingerprint": f"{_P}.dedup:Fingerprint",
     "dedup": f"{_P}.dedup:Dedup",
+    "clips": f"{_P}.clipping:SmartClipping",
+    "tiers": f"{_P}.tiers:Tiers",
+    "speech": f"{_P}.speech:Speech",
+    "captions": f"{_P}.speech:Captions",
+    "identity": f"{_P}.identity:ClipIdentity",
+    "identity_graph": f"{_P}.identity:IdentityGraph",
+    "shards": f"{_P}.shards:Shards",
 }
 
 
@@ -35,4 +42,24 @@ def _filters():
     return [*_prefilter(), Scenes(), Visual(), Faces(), Ocr(), LipSync(), Fingerprint(), Dedup()]
 
 
-PRESETS = {"prefilter": _prefilter, "filters": _filters}
+def _full():
+    from avatarv.data.curation.stages.clipping import SmartClipping
+    from avatarv.data.curation.stages.identity import ClipIdentity, IdentityGraph
+    from avatarv.data.curation.stages.shards import Shards
+    from avatarv.data.curation.stages.speech import Captions, Speech
+    from avatarv.data.curation.stages.tiers import Tiers
+
+    return [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), ClipIdentity(), IdentityGraph(), Shards()]
+
+
+def _identity():
+    from avatarv.data.curation.stages.clipping import SmartClipping
+    from avatarv.data.curation.stages.faces import Faces
+    from avatarv.data.curation.stages.identity import ClipIdentity, IdentityGraph
+    from avatarv.data.curation.stages.scenes import Scenes
+    from avatarv.data.curation.stages.visual import Visual
+
+    return [*_prefilter(), Scenes(), Visual(), Faces(), SmartClipping(), ClipIdentity(), IdentityGraph()]
+
+
+PRESETS = {"prefilter": _prefilter, "filters": _filters, "full": _full, "identity": _identity}

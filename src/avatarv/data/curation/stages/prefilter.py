@@ -2,11 +2,12 @@
 
 Per frame ``t`` (64 px grey): ``rel_diff[t] = mean|I_t - I_{t-1}| / (std(I_t) + 1)`` (divided by contrast so a
 dark scene's small differences are not mistaken for stillness) and the 64-bit pHash (imagehash). With
-``high[t]`` the 80th percentile of ``rel_diff`` over a centred window of ``window`` frames:
+``high[t]`` the 85th percentile of ``rel_diff`` over a centred window of ``2 * window`` frames (with frames held
+4 times only a quarter of them move):
 
-- static: ``high < static_max``: the whole window is frozen (a re-encoded frozen frame still differs by
-  ~1e-4; a slow camera pan by ~1e-3 and more);
-- repeat: ``rel_diff[t] < repeat_rel * high[t]`` while the window moves (``high >= moving_min``): a held
+- static: ``rel_diff < static_max`` for at least ``static_run`` frames in a row (a re-encoded frozen frame
+  still differs by ~1e-4; a slow camera pan by ~1e-3 and more, and not for long);
+- repeat: ``rel_diff[t] < repeat_rel * high[t]`` and ``< repeat_abs`` while the window moves (``high >= moving_min``): a held
   frame between moving ones (h264 leaves held frames a few 1e-3 apart, moving talking frames 2e-2 and up);
 - choppy: at least ``choppy_min`` of the window's frames repeat (frames held 2-4 times: the low effective frame
   rate the seed filters out). Isolated dropped frames (a repeat every ~6 frames) stay below it.
@@ -42,6 +43,13 @@ def frame_statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return diff, hashes, grey.mean((1, 2))
 
 
+def _mask_runs(mask: np.ndarray, min_len: int, n: int) -> np.ndarray:
+    out = np.zeros(n, bool)
+    for a, b in runs(mask, min_len):
+        out[max(a - 1, 0) : b] = True  # frame a - 1 is the first frame of the frozen picture
+    return out
+
+
 def window_fraction(mask: np.ndarray, window: int) -> np.ndarray:
     """Centred moving fraction of True in ``mask``."""
     k = np.ones(window) / window
@@ -50,6 +58,7 @@ def window_fraction(mask: np.ndarray, window: int) -> np.ndarray:
 
 class Prefilter(Stage):
     name = "prefilter"
+    version = "3"
     inputs = ("normalise",)
     outputs = ("rel_diff.npy", "phash.npy", "luma.npy")
     resources = Resources(cpu=1.0, memory_mb=1024)
@@ -58,19 +67,23 @@ class Prefilter(Stage):
     class Config:
         window: int = 13
         static_max: float = 0.002
+        static_run: int = 6
         moving_min: float = 0.012
         repeat_rel: float = 0.25
+        repeat_abs: float = 0.008
         choppy_min: float = 0.3
 
     def process(self, item: Item) -> Output:
         video = load_video(item)
         diff, hashes, luma = frame_statistics(video.frames)
         c = self.config
-        pad = np.pad(diff, c.window // 2, mode="edge")
-        high = np.array([np.percentile(pad[t : t + c.window], 80) for t in range(len(diff))], np.float32)
-        static = high < c.static_max
-        static[0] = static[1] if len(static) > 1 else static[0]
-        repeat = (diff < c.repeat_rel * high) & (high >= c.moving_min)
+        w2 = 2 * c.window
+        pad = np.pad(diff, w2 // 2, mode="edge")
+        high = np.array([np.percentile(pad[t : t + w2], 85) for t in range(len(diff))], np.float32)
+        still = diff < c.static_max
+        still[0] = still[1] if len(still) > 1 else False
+        static = _mask_runs(still, c.static_run, len(diff))
+        repeat = (diff < c.repeat_rel * high) & (diff < c.repeat_abs) & (high >= c.moving_min)
         repeat[0] = False
         frac = window_fraction(repeat, c.window)
         choppy = close_gaps((frac >= c.choppy_min) & ~static, 3)

@@ -98,7 +98,8 @@ class Speech(Stage):
             out.append(rec)
         values = {"clips": out, "text_embedding_backend": "local:" + c.text_encoder if c.text_encoder else "hashing",
                   "unavailable": {"spoken_language": "no offline spoken-language-id model ships here"}}
-        emb = np.array(text_emb, np.float32).reshape(len(clips), -1)
+        dim = len(text_emb[0]) if text_emb else 256
+        emb = np.array(text_emb, np.float32).reshape(len(clips), dim)
         return Output(values=values, arrays={"text_embedding": emb})
 
     def _diarise(self, wave: np.ndarray, sr: int, spans) -> tuple[int, list]:

@@ -7,8 +7,9 @@ Two scorers:
   path this part is ``unavailable`` (reported, never invented).
 - ``envelope`` (the default that runs everywhere): the audio-visual offset from the cross-correlation of the
   subject's mouth openness (dlib landmarks, ``faces`` stage) with the speech loudness envelope (log RMS per
-  video frame), in sliding windows of ``window`` frames. A window whose best lag is at least ``min_offset``
-  frames away from the video's median lag with a clear peak (``min_corr``) is out of sync. Speech leads the mouth by about a
+  video frame), in sliding windows of ``window`` frames inside each shot (``scenes``). A window whose best lag is at least ``min_offset``
+  frames away from the video's median lag (frames another filter flags as static, choppy, blurred or
+  shaking are left out: their mouth motion is not measurable) with a clear peak (``min_corr``) is out of sync. Speech leads the mouth by about a
   frame in real talking; the world's desync defect shifts sound by 5-12 frames.
 """
 
@@ -52,7 +53,8 @@ def best_lag(mouth: np.ndarray, env: np.ndarray, max_lag: int) -> tuple[int, flo
 
 class LipSync(Stage):
     name = "lipsync"
-    inputs = ("normalise", "faces")
+    inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
+    version = "3"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
@@ -73,11 +75,27 @@ class LipSync(Stage):
         mouth = item.upstream["faces"].array("mouth_open")
         n_faces = item.upstream["faces"].array("n_faces")
         mouth = np.where(n_faces == 1, mouth, np.nan)
+        # a frozen, blurred or shaking picture has no usable mouth motion: other filters own those frames
+        for stage, keys in (("prefilter", ("static", "choppy")), ("visual", ("blur", "shake"))):
+            art = item.upstream.get(stage)
+            if art is not None and art.ok:
+                for k in keys:
+                    for a, b in art.values.get(k, []):
+                        mouth[a:b] = np.nan
         lag = np.full(n, np.nan, np.float32)
         corr = np.full(n, np.nan, np.float32)
         half = c.window // 2
+        from avatarv.data.curation.stages.common import shots_of
+
+        shot_of = np.zeros(n, int)
+        shots = shots_of(item, n)
+        for k, (a, b) in enumerate(shots):
+            shot_of[a:b] = k
         for centre in range(0, n, c.step):
-            a, b = max(0, centre - half), min(n, centre + half)
+            s0, s1 = shots[shot_of[centre]]  # a window never crosses a cut: another face, another voice
+            a, b = max(s0, centre - half), min(s1, centre + half)
+            if b - a < c.window // 2:
+                continue
             k, r = best_lag(mouth[a:b], env[a:b], c.max_lag)
             if r > -1:
                 lag[centre : centre + c.step], corr[centre : centre + c.step] = k, r
