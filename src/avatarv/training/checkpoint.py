@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from avatarv.errors import CheckpointError
+from avatarv.fsutil import atomic_directory
 
 
 def _flatten(obj, prefix: str, tensors: dict[str, torch.Tensor]):
@@ -83,18 +82,10 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
 
 def save_checkpoint(root: Path, step: int, parts: dict[str, dict]) -> Path:
     """Write ``root/step_XXXXXXX/{name}.safetensors|json`` for each part and point ``root/latest`` at it."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp_", dir=root))
-    try:
+    with atomic_directory(final) as tmp:
         for name, state in parts.items():
             save_state(tmp / name, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name)
     os.replace(latest_tmp, root / "latest")

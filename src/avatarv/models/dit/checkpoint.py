@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from avatarv.config import DiTConfig
 from avatarv.errors import CheckpointError
+from avatarv.fsutil import atomic_directory
 
 FORMAT = "avatarv-dit-v1"
 
@@ -19,19 +17,10 @@ FORMAT = "avatarv-dit-v1"
 def save_dit(model, directory: str | Path) -> None:
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_directory(directory) as tmp:
         (tmp / "config.json").write_text(json.dumps({"format": FORMAT, "dit": model.cfg.to_dict()}, indent=2))
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_dit(directory: str | Path, device: str | torch.device = "cpu"):
