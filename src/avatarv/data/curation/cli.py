@@ -87,7 +87,10 @@ def status(out: Path = typer.Option(..., "--out", help="output folder of a run")
     if not (out / "state.sqlite").is_file():
         raise InputError("no state.sqlite here (not a curation output folder)", out)
     store = StateStore(out)
-    rows = store.rows()
+    latest: dict[tuple[str, str], dict] = {}  # the most recent record per (stage, item): older configs are history
+    for r in sorted(store.rows(), key=lambda r: r["finished"] or 0):
+        latest[(r["stage"], r["item"])] = r
+    rows = list(latest.values())
     order = [s["name"] for s in store.kv("pipeline", [])]
     by_stage: dict[str, list[dict]] = defaultdict(list)
     for r in rows:

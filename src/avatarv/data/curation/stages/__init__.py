@@ -59,7 +59,8 @@ def _identity():
     from avatarv.data.curation.stages.scenes import Scenes
     from avatarv.data.curation.stages.visual import Visual
 
-    return [*_prefilter(), Scenes(), Visual(), Faces(), SmartClipping(), ClipIdentity(), IdentityGraph()]
+    clips = SmartClipping(inputs=("scenes", "visual", "faces", "prefilter"))
+    return [*_prefilter(), Scenes(), Visual(), Faces(), clips, ClipIdentity(), IdentityGraph()]
 
 
 PRESETS = {"prefilter": _prefilter, "filters": _filters, "full": _full, "identity": _identity}

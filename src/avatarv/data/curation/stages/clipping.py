@@ -69,7 +69,7 @@ def choose_clips(score: np.ndarray, usable: np.ndarray, shots: list[list[int]], 
 
 class SmartClipping(Stage):
     name = "clips"
-    inputs = ("scenes", "visual", "faces", "prefilter")
+    inputs = ("scenes", "visual", "faces", "prefilter", "lipsync", "ocr")  # the last two may be left out
     resources = Resources(cpu=1.0, memory_mb=512)
 
     @dataclass(frozen=True)
