@@ -7,8 +7,8 @@ STAMP := .make-stamps
 
 # Debian tools the project relies on (espeak-ng for speech, ffmpeg/sox for media checks).
 sysdeps:
-	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v sox >/dev/null || \
-	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox >/dev/null)
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v sox >/dev/null && command -v tesseract >/dev/null || \
+	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox tesseract-ocr >/dev/null)
 
 # CPU torch first and pinned (an unpinned install pulls GBs of CUDA), then the package.
 install: sysdeps
@@ -16,6 +16,7 @@ install: sysdeps
 	 $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps resemblyzer==0.1.4  # its webrtcvad dep imports pkg_resources; webrtcvad-wheels (pyproject) replaces it
+	$(PIP) install -q --no-deps scenedetect==0.7.2  # curation: its opencv-python dep would fight opencv-contrib-python over cv2
 
 test: install
 	$(PY) -m pytest -q tests
