@@ -17,10 +17,30 @@ def test_split_follows_the_three_conditions():
     assert split(3) == ["same", "cross", "generated"]
 
 
-@pytest.mark.slow
-def test_world_bench_passthrough_end_to_end(tmp_path, capsys):
-    bench, out = tmp_path / "bench", tmp_path / "out"
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    bench = tmp_path_factory.mktemp("world") / "bench"
     assert main(["eval", "make-bench", "--out", str(bench), "--cases", "3", "--seconds", "3"]) == 0
+    return bench
+
+
+def test_pipeline_adapter_image_reference_ablation(bench, tmp_path):
+    """Our pipeline (random tiny weights, 0.6 s) through the runner, with the reference cut to one frame."""
+    from avatarv.eval.benchmark import get_system, run_benchmark
+    from avatarv.media import read_video
+
+    m = Manifest.load(bench)
+    m.cases = m.cases[:1]
+    system = get_system("avatarv-image-ref", preset="tiny", steps=1, max_seconds=0.6)
+    summary = run_benchmark(m, system, tmp_path / "out", metrics=[], progress=False)
+    video = read_video(tmp_path / "out" / "videos" / "c000.mp4", fps=25.0, require_audio=True)
+    assert summary["system"] == "avatarv-image-ref" and video.num_frames == 15 and len(video.audio) == 9600
+    assert (tmp_path / "out" / "report" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_world_bench_passthrough_end_to_end(bench, tmp_path, capsys):
+    out = tmp_path / "out"
     m = Manifest.load(bench)
     assert [c.scene for c in m.cases] == ["same", "cross", "generated"]
     assert m.eval_options["world"] and m.eval_options["min_face_size"] < 40
@@ -33,7 +53,8 @@ def test_world_bench_passthrough_end_to_end(tmp_path, capsys):
     for case in ("c000", "c001", "c002"):
         c = json.loads((out / "cases" / f"{case}.json").read_text())
         assert not c["meta"].get("errors"), c["meta"]
-        assert c["meta"]["face_backend"] == "world" and c["metrics"]["face_sim"] > 0.6
+        # same identity across scenes: held-out frame pairs average 0.79, different identities 0.00
+        assert c["meta"]["face_backend"] == "world" and c["metrics"]["face_sim"] > 0.4
         assert c["metrics"]["sync_c"] > 1.0 and abs(c["metrics"]["sync_offset"]) <= 4  # ground truth: in sync
     page = (out / "report" / "index.html").read_text()
     assert "Sync-C ↑" in page and "Face Sim ↑" in page and "generated-scene" in page

@@ -28,24 +28,30 @@ def test_world_syncnet_is_the_default_and_small(syncnet):
 
 @pytest.mark.parametrize("identity", [5_000_000, 5_000_001])
 def test_world_syncnet_detects_injected_offsets(syncnet, identity, tmp_path):
-    """Full pipeline on an mp4 (h264 + AAC): tracks from the world labels, crops, MFCC, distances, scores."""
+    """Full pipeline on an mp4 (h264 + AAC): tracks from the world labels, crops, MFCC, distances, scores.
+
+    Sync-C is the median minus the minimum of the distance curve over offsets -15..+15, so a shift *inside*
+    that range moves the minimum without lowering the confidence much (held out: 7.50 in sync, 7.44 at
+    |s| = 5); audio shifted beyond the scan (20 frames) or another clip's audio has no matching offset left
+    (held out: Sync-C 1.9 and 2.1). The offset is what finds small shifts; Sync-C finds lost sync."""
     from avatarv.eval.face_tracks import tracks_from_world_labels
     from avatarv.eval.sync_video import evaluate_sync_video
     from avatarv.media import read_video
     from avatarv.world import make_clip
 
     results = {}
-    for shift in (-6, 0, 4):
+    for shift in (-6, 0, 4, 20):
         clip = make_clip(identity, 500_000 + identity % 7, 3.0, 128, seed=0, audio_offset_frames=shift)
         path = clip.save(tmp_path / f"s{shift}.mp4")
         video = read_video(path, fps=25.0, require_audio=True)
-        r = evaluate_sync_video(video, syncnet, tracks=tracks_from_world_labels(clip.labels))
-        results[shift] = r
+        results[shift] = evaluate_sync_video(video, syncnet, tracks=tracks_from_world_labels(clip.labels))
         lag = clip.meta["mouth_lag_frames"]  # in sync, the sound leads the mouth by the identity's own lag
-        assert abs(r.offset - (lag + shift)) <= 1, (shift, lag, r.offset)
-    assert results[0].sync_c > results[-6].sync_c and results[0].sync_c > results[4].sync_c
-    # the shifted clips are still *confident* about their (wrong) offset, and their distance at offset 0 is worse
-    assert results[0].sync_d < results[-6].tracks[0].dists[15].mean()
+        if shift != 20:
+            assert abs(results[shift].offset - (lag + shift)) <= 1, (shift, lag, results[shift].offset)
+    assert results[0].sync_c > 2 * results[20].sync_c, {k: r.sync_c for k, r in results.items()}
+    assert results[0].sync_c > 3.0 and results[0].sync_d < results[20].sync_d
+    # at the nominal offset 0 a shifted clip is far: its distance there is above its own minimum (Sync-D)
+    assert results[-6].tracks[0].dists[15].mean() > results[-6].sync_d + 1.0
 
 
 def test_world_identity_separates_held_out_identities():

@@ -204,6 +204,7 @@ def run_bench(
     checkpoint: Path | None = typer.Option(None, help="Pipeline checkpoint folder for the avatarv systems."),
     preset: str = typer.Option("tiny", help="Model preset for random pipeline weights (no --checkpoint)."),
     steps: int | None = typer.Option(None, help="Sampling steps for the avatarv systems."),
+    max_seconds: float | None = typer.Option(None, help="Generate at most this many seconds per case (avatarv systems)."),
     sync_weights: Path | None = typer.Option(None, help="SyncNet weights (default: the shipped world SyncNet)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Skip Sync-C/Sync-D."),
     face_backend: str = typer.Option("auto", help="Identity model: auto (world for world benchmarks, else dlib), "
@@ -243,7 +244,8 @@ def run_bench(
                                    min_face_size=mfs))
     if behaviour == "on" or (behaviour == "auto" and world):
         metrics.append(behaviour_metric())
-    system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps}
+    system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps,
+                                                             "max_seconds": max_seconds}
     summary = run_benchmark(manifest, get_system(system, **system_kwargs), out, metrics, report=report)
     print(json.dumps(_finite(summary["summary"]), indent=2))
     if report:

@@ -28,14 +28,14 @@ def image_reference(video: Video) -> Video:
 
 class PipelineSystem:
     def __init__(self, checkpoint: str | Path | None = None, preset: str = "tiny", steps: int | None = None,
-                 reference_mode: str = "video", seed: int = 0):
+                 reference_mode: str = "video", seed: int = 0, max_seconds: float | None = None):
         from avatarv.pipelines.generate import AvatarPipeline
 
         if reference_mode not in ("video", "image"):
             raise ValueError(f"reference_mode {reference_mode!r}: expected video or image")
         self.pipeline = AvatarPipeline.from_checkpoint(checkpoint) if checkpoint else AvatarPipeline.random(preset)
         self.reference_mode = reference_mode
-        self.steps, self.seed = steps, seed
+        self.steps, self.seed, self.max_seconds = steps, seed, max_seconds
         self.name = "avatarv" + ("-image-ref" if reference_mode == "image" else "")
         self.weights = str(checkpoint) if checkpoint else f"random {preset} (untrained: scores mean nothing)"
 
@@ -48,7 +48,7 @@ class PipelineSystem:
             reference = image_reference(reference)
         sr = self.pipeline.audio_features.sample_rate
         speech = read_audio(case.audio or case.driving, sample_rate=sr).astype(np.float32)
-        opts = GenerationOptions(seed=self.seed)
+        opts = GenerationOptions(seed=self.seed, seconds=self.max_seconds and min(self.max_seconds, len(speech) / sr))
         if self.steps is not None:
             opts.steps = self.steps
         out = Path(out_dir) / f"{case.case_id}.mp4"
