@@ -134,13 +134,14 @@ def write_report(out_dir: str | Path, title: str | None = None) -> Path:
 body{{font-family:system-ui,sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse;margin:8px 0 20px}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:13px}} th{{background:#f3f3f3}}
 td.l{{text-align:left}} td.e{{text-align:left;color:#a00;max-width:260px;font-size:11px}} img{{display:block}}
+img.plot{{max-width:100%;height:auto}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{len(cases)} cases. Per-frame metrics at 2 fps, 10 % trimmed mean per case; the table is the mean over cases
 (seed, "Evaluation Setup"). Sync-C/Sync-D: SyncNet protocol of syncnet_python.</p>
 <ul>{notes}</ul>
 <h2>Objective metrics</h2>{_table(rows, columns)}
-<h2>Per-case distributions</h2>{'<img src="distributions.png">' if plot else '<p>no metric values</p>'}
+<h2>Per-case distributions</h2>{'<img class="plot" src="distributions.png">' if plot else '<p>no metric values</p>'}
 <h2>Cases</h2><table><tr><th>case</th><th>scene</th><th>reference</th><th>scene image</th><th>output</th>{head}
 <th>errors</th></tr>{''.join(case_rows)}</table>
 </body></html>"""
