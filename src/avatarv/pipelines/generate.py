@@ -53,6 +53,16 @@ def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.round(a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w).astype(np.uint8)
 
 
+@torch.no_grad()
+def _live(model: VideoRefDiT) -> VideoRefDiT:
+    """Random weights everywhere: the zero-initialised outputs (head, audio attention, motion head) would
+    otherwise make an untrained DiT ignore its inputs, and the random pipeline would test nothing."""
+    for p in model.parameters():
+        if p.ndim >= 2 and not p.any():
+            p.normal_(std=0.02)
+    return model
+
+
 class AvatarPipeline:
     def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
                  refiner: SRRefiner | None = None):
@@ -69,8 +79,9 @@ class AvatarPipeline:
         """Untrained weights of a preset (for tests, and the demo until a trained checkpoint exists)."""
         cfg = get_preset(preset)
         torch.manual_seed(seed)
-        sr = SRRefiner(VideoRefDiT(replace(cfg.dit, local_window=1))) if refiner else None
-        return cls(cfg, VideoRefDiT(cfg.dit), VideoVAE(cfg.vae), random_weights=True, refiner=sr)
+        dit = _live(VideoRefDiT(cfg.dit))
+        sr = SRRefiner(_live(VideoRefDiT(replace(cfg.dit, local_window=1)))) if refiner else None
+        return cls(cfg, dit, VideoVAE(cfg.vae), random_weights=True, refiner=sr)
 
     @classmethod
     def from_checkpoint(cls, directory: str | Path) -> AvatarPipeline:
