@@ -106,3 +106,17 @@ def test_generate_with_image_engine_and_scene_image(tmp_path, real_inputs):
     cv2.imwrite(str(scene), np.full((80, 120, 3), 200, np.uint8))
     s2 = pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=0.4, steps=1, scene_image=str(scene)))
     assert s2["frames"] == 10 and s2["scene_views"] == []
+
+
+def test_anchor_changes_later_chunks_only(tmp_path, real_inputs):
+    ref_path, speech_path = real_inputs
+    ref, speech = read_video(ref_path), read_audio(speech_path)
+    outs = {}
+    for anchor in (True, False):
+        out = tmp_path / f"a{anchor}.mp4"
+        AvatarPipeline.random("tiny", seed=0).generate(ref, speech, out,
+                                                       GenerationOptions(seconds=1.2, steps=1, anchor=anchor))
+        outs[anchor] = read_video(out).frames.astype(int)
+    first = 17 - 5  # frames written by the first chunk (17 frames, its 5-frame tail is blended later)
+    assert np.array_equal(outs[True][:first], outs[False][:first])
+    assert np.abs(outs[True][first + 5 :] - outs[False][first + 5 :]).max() > 0
