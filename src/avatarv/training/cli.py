@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -67,3 +68,21 @@ def make_shards(
     model = VideoVAE.from_pretrained(vae) if vae else VideoVAE(cfg.vae)
     n = make_world_shards(out, cfg, model, identities, scenes, latents=latents, seed=seed)
     typer.echo(f"avatarv train make-shards: {n} items in {out}")
+
+
+@app.command("vae")
+def train_vae(
+    out: Path = typer.Option(Path("runs/vae"), "--out"),
+    preset: str = typer.Option("small", "--preset"),
+    steps: int = typer.Option(2000, "--steps", min=1),
+    resume: bool = typer.Option(False, "--resume"),
+    heldout: int = typer.Option(8, "--heldout", help="Held-out identities for the PSNR figure."),
+) -> None:
+    """Train the video autoencoder on world clips; prints held-out PSNR."""
+    from avatarv.training.vae import VAETrainConfig, VAETrainer
+
+    cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out))
+    trainer = VAETrainer(cfg)
+    trainer.fit(resume=resume)
+    score = trainer.heldout_psnr(range(10_000, 10_000 + heldout))
+    typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2)}))
