@@ -60,8 +60,6 @@ class Engine:
         self.store = StateStore(out_dir)
         self.max_attempts = max_attempts
         self.items: list[InputItem] = discover_inputs(input_dir)
-        self.store.put("pipeline", self.pipeline.specs())
-        self.store.put("input_dir", str(self.input_dir.resolve()))
 
     def close(self) -> None:
         self.store.close()
@@ -143,6 +141,8 @@ class Engine:
             progress: ProgressFn | None = None) -> RunReport:
         t0 = time.perf_counter()
         report = RunReport()
+        self.store.put("pipeline", self.pipeline.specs())  # what `status` lists (a diff does not change it)
+        self.store.put("input_dir", str(self.input_dir.resolve()))
         self.store.clear_tmp()
         own = isinstance(executor, str)
         ex = make_executor(executor, workers) if isinstance(executor, str) else executor
