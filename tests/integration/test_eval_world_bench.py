@@ -35,6 +35,8 @@ def test_pipeline_adapter_image_reference_ablation(bench, tmp_path):
     summary = run_benchmark(m, system, tmp_path / "out", metrics=[], progress=False)
     video = read_video(tmp_path / "out" / "videos" / "c000.mp4", fps=25.0, require_audio=True)
     assert summary["system"] == "avatarv-image-ref" and video.num_frames == 15 and len(video.audio) == 9600
+    meta = json.loads((tmp_path / "out" / "cases" / "c000.json").read_text())["meta"]
+    assert meta["reference_frames"] == 1 and meta["scene_image_used"] is False
     assert (tmp_path / "out" / "report" / "index.html").is_file()
 
 

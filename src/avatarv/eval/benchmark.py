@@ -245,6 +245,7 @@ def run_benchmark(
             "scene_image": str(case.scene_image or case.driving), "driving": str(case.driving)})
         video = system.generate(case, videos_dir)
         result.meta["video"] = str(video)
+        result.meta.update(getattr(system, "last_meta", {}))  # what the system says about this case, if anything
         for metric in metrics:
             try:
                 metric(case, video, result)

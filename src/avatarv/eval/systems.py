@@ -38,6 +38,7 @@ class PipelineSystem:
         self.steps, self.seed, self.max_seconds = steps, seed, max_seconds
         self.name = "avatarv" + ("-image-ref" if reference_mode == "image" else "")
         self.weights = str(checkpoint) if checkpoint else f"random {preset} (untrained: scores mean nothing)"
+        self.last_meta: dict = {}
 
     def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
         from avatarv.pipelines.generate import GenerationOptions
@@ -52,5 +53,7 @@ class PipelineSystem:
         if self.steps is not None:
             opts.steps = self.steps
         out = Path(out_dir) / f"{case.case_id}.mp4"
-        self.pipeline.generate(reference, speech, out, opts)
+        summary = self.pipeline.generate(reference, speech, out, opts)
+        self.last_meta = {"scene_image_used": False, "weights": self.weights, "reference_frames": reference.num_frames,
+                          "generated_seconds": summary.get("seconds")}
         return out
