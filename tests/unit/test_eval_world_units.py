@@ -123,3 +123,27 @@ def test_syncnet_trainer_resumes_exactly(tmp_path):
     a = load_world_syncnet(tmp_path / "a" / "w.safetensors").state_dict()
     b = load_world_syncnet(tmp_path / "b" / "w.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_identity_trainer_resumes_exactly(tmp_path):
+    import argparse
+
+    from avatarv.eval.train_identity import train
+    from avatarv.eval.world_identity import load_identity_net
+
+    def args(out, stop=None):
+        return argparse.Namespace(out=str(out), weights=str(out / "w.safetensors"), identities=3, scenes=3,
+                                  scenes_per_id=2, frames_per_scene=2, test_ids=2, test_frames=1, steps=4, batch=8,
+                                  width=4, embed_dim=8, scale=30.0, margin=0.3, lr=1e-3, threads=1, seed=0,
+                                  checkpoint_every=1e9, stop_after=stop)
+
+    train(args(tmp_path / "a"), lambda s: None)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "data.npz").write_bytes((tmp_path / "a" / "data.npz").read_bytes())
+    assert train(args(tmp_path / "b", stop=2), lambda s: None) == {"stopped_at": 2}
+    logs: list[str] = []
+    train(args(tmp_path / "b"), logs.append)
+    assert "resumed at step 2" in logs
+    a = load_identity_net(tmp_path / "a" / "w.safetensors").state_dict()
+    b = load_identity_net(tmp_path / "b" / "w.safetensors").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -176,13 +176,16 @@ def train(args, log=print) -> dict:
         if step % 50 == 0:
             log(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f} s/step")
             t0 = time.time()
-        if time.time() - last > args.checkpoint_every or step == args.steps:
+        stop = step == getattr(args, "stop_after", None)  # a planned interruption (tests of the resume)
+        if time.time() - last > args.checkpoint_every or step == args.steps or stop:
             torch.save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "rng": r.bit_generator.state,
                         "torch_rng": torch.get_rng_state(), "step": step}, out / "checkpoint.tmp")
             (out / "checkpoint.tmp").replace(ckpt)
             last = time.time()
-    held = held_out_set(args.test_ids, 3, 4, args.seed)
+        if stop:
+            return {"stopped_at": step}
+    held = held_out_set(args.test_ids, 3, getattr(args, "test_frames", 4), args.seed)
     figures = backend_figures(held, net)
     log(json.dumps(figures))
     meta = {"width": args.width, "embed_dim": args.embed_dim, "steps": args.steps, "train_identities": args.identities,
@@ -211,6 +214,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint-every", type=float, default=180.0)
+    ap.add_argument("--stop-after", type=int, default=None, help="checkpoint and stop at this step (resume later)")
     args = ap.parse_args()
     train(args, log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
 
