@@ -9,7 +9,8 @@ Two scorers:
   subject's mouth openness (dlib landmarks, ``faces`` stage) with the speech loudness envelope (log RMS per
   video frame), in sliding windows of ``window`` frames inside each shot (``scenes``). A window whose best lag is at least ``min_offset``
   frames away from the video's median lag (frames another filter flags as static, choppy, blurred or
-  shaking are left out: their mouth motion is not measurable) with a clear peak (``min_corr``) is out of sync. Speech leads the mouth by about a
+  shaking are left out: their mouth motion is not measurable), and the lag holds within ``stable_lag`` frames
+  over ``stable_windows`` windows either side (a weak peak on real footage jumps between lags) with a clear peak (``min_corr``) is out of sync. Speech leads the mouth by about a
   frame in real talking; the world's desync defect shifts sound by 5-12 frames.
 """
 
@@ -54,7 +55,7 @@ def best_lag(mouth: np.ndarray, env: np.ndarray, max_lag: int) -> tuple[int, flo
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "3"
+    version = "4"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class LipSync(Stage):
         max_lag: int = 15
         min_offset: int = 4
         min_corr: float = 0.3
+        stable_windows: int = 2
+        stable_lag: float = 2.0
         syncnet_weights: str = ""
 
     def process(self, item: Item) -> Output:
@@ -102,7 +105,13 @@ class LipSync(Stage):
         k_all, r_all = best_lag(mouth, env, c.max_lag)
         # the video's own lag (median over windows) is "in sync": renderers and cameras differ by a frame or two
         baseline = float(np.nanmedian(lag)) if np.isfinite(lag).any() else 0.0
-        desync = (np.abs(np.nan_to_num(lag - baseline)) >= c.min_offset) & (np.nan_to_num(corr) >= c.min_corr)
+        # a real offset holds still: the lag agrees within ``stable_lag`` frames over ``stable_windows`` windows
+        # either side (on real footage a weak correlation peak jumps between lags from window to window)
+        k = c.stable_windows * c.step
+        pad = np.pad(np.nan_to_num(lag, nan=1e3), k, mode="edge")
+        spread = np.array([np.ptp(pad[t : t + 2 * k + 1 : c.step]) for t in range(n)])
+        desync = ((np.abs(np.nan_to_num(lag - baseline)) >= c.min_offset) & (np.nan_to_num(corr) >= c.min_corr)
+                  & (spread <= c.stable_lag))
         values = {"frames": n, "offset_frames": k_all, "baseline_lag": baseline, "offset_corr": r_all, "desync": runs(desync, 3),
                   "desync_fraction": float(desync.mean())}
         if c.syncnet_weights:
