@@ -14,7 +14,7 @@ sysdeps:
 install: sysdeps
 	@$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null || \
 	 $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,scale]"
 	$(PIP) install -q --no-deps resemblyzer==0.1.4  # its webrtcvad dep imports pkg_resources; webrtcvad-wheels (pyproject) replaces it
 	$(PIP) install -q --no-deps scenedetect==0.7.2  # curation: its opencv-python dep would fight opencv-contrib-python over cv2
 
