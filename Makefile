@@ -1,7 +1,6 @@
 # avatarv — every target installs what it needs on a fresh machine.
 PY ?= python3
 PIP := $(PY) -m pip
-STAMP := .make-stamps
 
 .PHONY: install sysdeps test demo lint info clean
 

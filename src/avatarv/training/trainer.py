@@ -116,7 +116,9 @@ class Trainer:
         logs_acc: dict[str, float] = {}
         for _ in range(cfg.grad_accum):
             batch = load_batch(self.dataset, self.cursor, cfg.batch_size)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            device = next(self.model.parameters()).device
+            batch = batch.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
                 loss, logs = self.method.loss(self.model, batch, self.step, self.generator)
             (loss / cfg.grad_accum).backward()
             for k, v in logs.items():
