@@ -11,7 +11,6 @@ the others, ``theta`` the angle between the normalised embedding and the normali
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -20,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.errors import CheckpointError
 from avatarv.eval.identity import IdentityEmbedder
+from avatarv.eval.small_weights import load_small_weights, save_small_weights
 
 INPUT = 64
 CROP_SCALE = 1.3
@@ -98,29 +97,9 @@ class WorldIdentityEmbedder(IdentityEmbedder):
 
 
 def save_identity_net(net: IdentityNet, path: str | Path, meta: dict) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"avatarv": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return save_small_weights(net, path, meta)
 
 
 def load_identity_net(path: str | Path | None = None) -> IdentityNet:
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"{path}: world identity weights not found (make train-identity)")
-    with safe_open(str(path), "pt") as fh:
-        meta = json.loads((fh.metadata() or {}).get("avatarv", "{}"))
-    net = IdentityNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    result = net.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path}: not a world identity net ({result.missing_keys[:3]})")
-    net.meta = meta
-    return net.eval()
+    return load_small_weights(path, lambda meta: IdentityNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128))), "world identity net", "make train-identity")

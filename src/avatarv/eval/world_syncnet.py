@@ -14,14 +14,13 @@ in time: ``embed_lip_sequence`` on T frames gives the T-4 window embeddings at o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.errors import CheckpointError
+from avatarv.eval.small_weights import load_small_weights, save_small_weights
 from avatarv.eval.syncnet import N_MFCC, WINDOW_FRAMES
 
 POOL = 4  # 224 -> 56
@@ -111,33 +110,13 @@ class WorldSyncNet(nn.Module):
 
 def save_world_syncnet(model: WorldSyncNet, path: str | Path, meta: dict) -> Path:
     """fp16 safetensors (a few MB) with the config and training figures in the metadata."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"avatarv": json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return save_small_weights(model, path, meta)
 
 
 def load_world_syncnet(path: str | Path | None = None) -> WorldSyncNet:
     """The shipped world SyncNet (``checkpoints/eval/world_syncnet.safetensors``) in eval mode."""
-    from safetensors.torch import load_file, safe_open
-
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"{path}: world SyncNet weights not found (make train-syncnet)")
-    with safe_open(str(path), "pt") as fh:
-        meta = json.loads((fh.metadata() or {}).get("avatarv", "{}"))
-    model = WorldSyncNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)), int(meta.get("audio_width", 16)))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{path}: not a world SyncNet ({result.missing_keys[:3]} {result.unexpected_keys[:3]})")
-    model.meta = meta
-    return model.eval()
+    return load_small_weights(path, lambda meta: WorldSyncNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)), int(meta.get("audio_width", 16))), "world SyncNet", "make train-syncnet")
 
 
 def is_world_syncnet_file(path: str | Path) -> bool:
