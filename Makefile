@@ -56,6 +56,17 @@ train-syncnet: install
 train-identity: install
 	$(PY) -m avatarv.eval.train_identity --out runs/identity --threads 1 --steps 1200
 
+# The bundled world model (VAE → shards → DiT stages 1→3, plus the image-reference ablation) on the small
+# preset: ~2 CPU hours on 2 cores, resumable (run it again after a kill). Writes checkpoints/world-small and
+# checkpoints/world-small-imageref; the work files (checkpoints every 50 steps, logs, loss PNGs) are in runs/world.
+.PHONY: train-world train-world-smoke
+train-world: install
+	$(PY) -m avatarv.cli train world
+
+# The same recipe on the tiny preset (minutes); writes runs/world-smoke/checkpoints/.
+train-world-smoke: install
+	$(PY) -m avatarv.cli train world --smoke
+
 # The world cross-scene benchmark (70 cases) and its ground-truth row with the HTML report.
 .PHONY: eval-world-bench
 eval-world-bench: install

@@ -28,7 +28,9 @@ PRESETS: dict[str, ModelConfig] = {
             dim=256, num_heads=4, num_layers=8, ffn_dim=1024, latent_channels=16, cond_channels=20,
             text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, motion_dim=16,
         ),
-        vae=VAEConfig(base_dim=32, z_dim=16),
+        # base_dim 16 (3.6 M parameters): a training step at 2×5×128² is 1.3 s in bf16 on 2 CPU cores, against
+        # 3.5 s for base_dim 32 — the world's flat-shaded frames do not need the wider network.
+        vae=VAEConfig(base_dim=16, z_dim=16),
         resolution=128, chunk_latent_frames=21, overlap_latent_frames=2, max_ref_latent_frames=6,
     ),
     "wan-1.3b": ModelConfig(

@@ -16,6 +16,7 @@ class Batch:
     ref_latents: torch.Tensor | None = None  # [B, z, F_ref, h, w] reference from another scene
     ref_motion: torch.Tensor | None = None  # [B, F_ref, motion_dim]
     ref_mask: torch.Tensor | None = None  # [B, F_ref] bool, False on faceless reference frames
+    face_box: torch.Tensor | None = None  # [B, F, 4] face box (x0, y0, x1, y1 px) per latent frame (aux losses)
 
     @property
     def size(self) -> int:

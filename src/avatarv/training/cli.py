@@ -77,12 +77,42 @@ def train_vae(
     steps: int = typer.Option(2000, "--steps", min=1),
     resume: bool = typer.Option(False, "--resume"),
     heldout: int = typer.Option(8, "--heldout", help="Held-out identities for the PSNR figure."),
+    lr: float = typer.Option(3e-4, "--lr"),
+    batch_size: int = typer.Option(2, "--batch-size", min=1),
+    identities: int = typer.Option(64, "--identities", min=1, help="Training identities (× 4 scenes)."),
 ) -> None:
     """Train the video autoencoder on world clips; prints held-out PSNR."""
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
-    cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out))
+    cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
+                         train_identities=identities)
     trainer = VAETrainer(cfg)
     trainer.fit(resume=resume)
     score = trainer.heldout_psnr(range(10_000, 10_000 + heldout))
     typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2)}))
+
+
+@app.command("world")
+def train_world(
+    smoke: bool = typer.Option(False, "--smoke", help="The same recipe on the tiny preset, in minutes."),
+    out: Path = typer.Option(None, "--out", help="Work directory (default runs/world or runs/world-smoke)."),
+    variant: list[str] = typer.Option(None, "--variant", help="video and/or image (default both)."),
+    checkpoints: Path = typer.Option(None, "--checkpoints", help="Where the pipeline checkpoints go."),
+) -> None:
+    """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
+    Resumable: run it again after a kill and it continues where it stopped."""
+    from dataclasses import replace
+
+    from avatarv.errors import ConfigError
+    from avatarv.training.world_recipe import WorldRecipe, run
+
+    recipe = WorldRecipe.smoke() if smoke else WorldRecipe()
+    if out is not None:
+        recipe = replace(recipe, out=str(out))
+    if checkpoints is not None:
+        recipe = replace(recipe, checkpoints=str(checkpoints))
+    bad = set(variant or ()) - {"video", "image"}
+    if bad:
+        raise ConfigError(f"unknown variants {sorted(bad)} (video | image)")
+    for name, path in run(recipe, variants=tuple(variant) if variant else None).items():
+        typer.echo(f"avatarv train world: {name} → {path}")

@@ -46,14 +46,14 @@ def build_dataset(cfg: TrainConfig, dit_cfg):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, model: VideoRefDiT | None = None, dataset=None,
-                 method: TrainingMethod | None = None):
+                 method: TrainingMethod | None = None, aux_losses: dict | None = None):
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         if model is None:
             model = VideoRefDiT.from_pretrained(cfg.init_from) if cfg.init_from else VideoRefDiT(get_preset(cfg.preset).dit)
         self.model = model.train()
         self.dataset = dataset if dataset is not None else build_dataset(cfg, model.cfg)
-        self.method = method or make_method(cfg.method)
+        self.method = method or make_method(cfg.method, aux_losses)
         self.optim = MuonAdamW(self.model, cfg.optim)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.cursor = DataCursor(len(self.dataset), seed=cfg.seed)

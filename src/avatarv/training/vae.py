@@ -40,6 +40,10 @@ class VAETrainConfig:
     ckpt_every: int = 100
     out_dir: str = "runs/vae"
     seed: int = 0
+    # decode the posterior mean (a deterministic autoencoder with a tiny KL leash): at this budget, sampled
+    # latents (posterior std ≈ 1 at init) kept L1 at ~0.37 for 100 steps while the mean fell to 0.26 in 60
+    sample_posterior: bool = False
+    precision: str = "bf16"  # bf16 autocast (AMX: ~1.4× faster than fp32 here) | fp32
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -54,13 +58,14 @@ class WorldClipSource:
     def __init__(self, identities: range, scenes: int, size: int, frames: int, seed: int):
         self.identities, self.scenes, self.size, self.frames, self.seed = identities, scenes, size, frames, seed
         self._cache: dict[tuple[int, int], np.ndarray] = {}
+        self.max_cached = 256  # 2 s at 128² is 2.4 MB: the whole training set of the small preset stays in memory
 
     def clip(self, ident: int, scene: int) -> np.ndarray:
         from avatarv.world import make_clip
 
         key = (ident, scene)
         if key not in self._cache:
-            if len(self._cache) > 64:
+            if len(self._cache) >= self.max_cached:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[key] = make_clip(ident, scene, seconds=2.0, size=self.size, seed=self.seed).frames
         return self._cache[key]
@@ -94,8 +99,8 @@ class VAETrainer:
 
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
         posterior = self.model.encode(batch).latent_dist
-        z = posterior.sample(generator=self.generator)
-        recon = self.model.decode(z).sample
+        z = posterior.sample(generator=self.generator) if self.cfg.sample_posterior else posterior.mode()
+        recon = self.model.decode(z).sample.float()
         l1 = (recon - batch).abs().mean()
         kl = posterior.kl().mean() / batch[0].numel()
         return l1 + self.cfg.kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
@@ -103,7 +108,8 @@ class VAETrainer:
     def train_step(self) -> dict:
         batch = torch.stack([to_input(self.source.sample(self.generator)) for _ in range(self.cfg.batch_size)])
         self.optim.zero_grad(set_to_none=True)
-        loss, logs = self.loss(batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            loss, logs = self.loss(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optim.step()

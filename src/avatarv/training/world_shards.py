@@ -35,6 +35,8 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int) -> dict[str
         item["audio"] = feats.latent_tokens(clip.audio, 0, latents)
     if cfg.dit.motion_dim:
         item["motion"] = motion_features(label_signals(clip.labels), latents, cfg.dit.motion_dim)
+    # the face box of each latent frame (its last video frame), for the auxiliary losses' face crops
+    item["face_box"] = torch.from_numpy(clip.labels.face_box[[4 * j for j in range(latents)]].astype("float32"))
     return item
 
 

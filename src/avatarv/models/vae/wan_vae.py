@@ -51,12 +51,20 @@ class VideoVAE(nn.Module):
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise CheckpointError("not a VAE directory (no config.json)", directory)
-        model = AutoencoderKLWan.from_pretrained(str(directory), local_files_only=True)
+        # weights may be stored in bf16 (the bundled checkpoints); compute is fp32
+        model = AutoencoderKLWan.from_pretrained(str(directory), local_files_only=True, torch_dtype=torch.float32)
         cfg = VAEConfig(base_dim=model.config.base_dim, z_dim=model.config.z_dim)
         return cls(cfg, model)
 
     def save_pretrained(self, directory: str | Path) -> None:
         self.model.save_pretrained(str(directory))
+
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-channel statistics of the raw latents (``[z]`` each), used to normalise; saved in the config."""
+        mean, std = mean.detach().float().cpu(), std.detach().float().cpu()
+        self.model.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+        self.mean = mean.view(1, -1, 1, 1, 1).to(self.mean.device)
+        self.std = std.view(1, -1, 1, 1, 1).to(self.std.device)
 
     @property
     def device(self) -> torch.device:

@@ -31,6 +31,11 @@ class MethodConfig:
     drop_audio: float = 0.1
     drop_ref: float = 0.1
     motion_weight: float = 0.5
+    # reference latent frames the stage sees: 0 = all of them; 1 = one frame (the image-reference ablation: the
+    # causal VAE's first latent frame is the encoding of the reference's first frame alone)
+    ref_latent_frames: int = 0
+    # give the reference's motion features to the model (needs motion features of the reference at inference)
+    use_ref_motion: bool = True
     # curriculum: list of (start_step, latent_frames, latent_size); the last entry whose start ≤ step applies
     curriculum: tuple[tuple[int, int, int], ...] = ()
     # auxiliary losses: list of (name, weight, start_step, ramp_steps) — see methods/aux_losses.py
@@ -68,6 +73,9 @@ class TrainingMethod:
             motion=None if batch.motion is None else batch.motion[:, :f],
             ref_latents=None if batch.ref_latents is None else batch.ref_latents[:, :, :, h0 : h0 + size, w0 : w0 + size],
             ref_motion=batch.ref_motion, ref_mask=batch.ref_mask,
+            # boxes are in pixels: a latent offset is 8 pixels (the VAE's spatial stride)
+            face_box=None if batch.face_box is None else batch.face_box[:, :f] - torch.tensor(
+                [w0, h0, w0, h0], dtype=batch.face_box.dtype, device=batch.face_box.device) * 8,
         )
 
     # ------------------------------------------------------------------ the loss
@@ -110,10 +118,14 @@ class TrainingMethod:
             audio = batch.audio * keep_audio[:, None, None, None].to(batch.audio.dtype)
         ref = None
         if self.uses_ref and batch.ref_latents is not None:
+            n_ref = cfg.ref_latent_frames or batch.ref_latents.shape[2]
             ref_mask = batch.ref_mask if batch.ref_mask is not None else torch.ones(
                 b, batch.ref_latents.shape[2], dtype=torch.bool, device=dev)
-            ref_mask = ref_mask & keep_ref[:, None]  # a dropped reference is fully masked: no keys
-            ref = RefInputs(batch.ref_latents, batch.ref_motion if self.uses_motion else None, ref_mask)
+            ref_mask = ref_mask[:, :n_ref] & keep_ref[:, None]  # a dropped reference is fully masked: no keys
+            ref_motion = None
+            if self.uses_motion and cfg.use_ref_motion and batch.ref_motion is not None:
+                ref_motion = batch.ref_motion[:, :n_ref]
+            ref = RefInputs(batch.ref_latents[:, :, :n_ref], ref_motion, ref_mask)
         motion_t = motion_target = None
         if self.uses_motion and batch.motion is not None and model.cfg.motion_dim:
             m_noise = torch.randn(batch.motion.shape, generator=generator).to(dev)

@@ -1,0 +1,236 @@
+"""The bundled world model, end to end: VAE → latent shards → DiT stages 1 → 2 → 3 → pipeline checkpoint.
+
+``make train-world`` runs this recipe with the ``small`` preset (a few CPU hours on 2 cores);
+``make train-world-smoke`` runs the same steps on ``tiny`` in minutes. Every step is resumable: a step that
+finished leaves a ``DONE`` marker, a step that was killed continues from its latest checkpoint (the trainers
+resume exactly) or, for the shards, is redone from scratch into a temp directory. Killing the job at any
+point and running it again gives the same weights as an uninterrupted run.
+
+Two variants share the VAE, the shards and stages 1–2 (which never see the reference) and differ only in
+stage 3, trained for the same number of steps on the same items:
+
+- ``video``: the reference is a 21-frame clip of the same identity in another scene (6 latent frames);
+- ``image``: the reference is that clip's first frame alone (the causal VAE's first latent frame) — the
+  single-image conditioning of the open anchors, the ablation for the thesis that a video reference carries
+  behaviour an image cannot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from avatarv.config import get_preset
+from avatarv.training.config import DataConfig, TrainConfig
+from avatarv.training.methods.base import MethodConfig
+from avatarv.training.optim import OptimConfig
+
+
+@dataclass
+class WorldRecipe:
+    preset: str = "small"
+    out: str = "runs/world"
+    seed: int = 0
+    # autoencoder
+    vae_steps: int = 900
+    vae_lr: float = 6e-4
+    vae_identities: int = 64
+    # shards: identities 0 … identities−1, every scene paired with the next scene of the same identity
+    identities: int = 240
+    scenes: int = 2
+    target_latents: int = 9  # 33 frames (1.3 s) per target clip
+    ref_latents: int = 6  # 21 frames of reference (the preset's max_ref_latent_frames)
+    # DiT
+    stage_steps: tuple[int, int, int] = (300, 300, 900)
+    batch_size: int = 4
+    lr: float = 2e-3
+    warmup_steps: int = 50
+    ema_decay: float = 0.995
+    ckpt_every: int = 50
+    identity_aux_weight: float = 0.1  # stage 3: identity-embedder feature matching, ramped in over its 2nd half
+    variants: tuple[str, ...] = ("video", "image")
+    checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
+
+    @classmethod
+    def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
+        return cls(preset="tiny", out=out, vae_steps=20, vae_identities=4, identities=4, scenes=2, target_latents=3,
+                   ref_latents=2, stage_steps=(6, 6, 8), batch_size=2, warmup_steps=2, ckpt_every=4,
+                   identity_aux_weight=0.1, checkpoints=None)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out)
+
+    def export_name(self, variant: str) -> str:
+        return f"world-{self.preset}" + ("" if variant == "video" else f"-{variant}ref")
+
+
+def _done(path: Path) -> bool:
+    return (path / "DONE").is_file()
+
+
+def _mark(path: Path, info: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "DONE").write_text(json.dumps(info, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------- the steps
+def train_vae(r: WorldRecipe, progress: bool = True) -> Path:
+    """Train the autoencoder, calibrate its latent statistics, report held-out PSNR. → the VAE directory."""
+    from avatarv.training.vae import VAETrainConfig, VAETrainer
+
+    out = r.root / "vae"
+    if _done(out):
+        return out / "vae"
+    trainer = VAETrainer(VAETrainConfig(preset=r.preset, steps=r.vae_steps, lr=r.vae_lr, out_dir=str(out),
+                                        train_identities=r.vae_identities, seed=r.seed))
+    trainer.fit(resume=True, progress=progress)
+    calibrate_latents(trainer.vae, trainer.source, n=16, seed=r.seed)
+    trainer.vae.save_pretrained(out / "vae")
+    heldout = trainer.heldout_psnr(range(10_000, 10_008))
+    _mark(out, {"steps": trainer.step, "heldout_psnr_db": round(heldout, 2)})
+    return out / "vae"
+
+
+@torch.no_grad()
+def calibrate_latents(vae, source, n: int = 16, seed: int = 0) -> None:
+    """Per-channel mean/std of the raw latents over ``n`` training windows, stored in the VAE's config (as the
+    Wan VAE's ``latents_mean``/``latents_std`` are), so the DiT sees unit-variance latents."""
+    g = torch.Generator().manual_seed(seed + 17)
+    raw = []
+    for _ in range(n):
+        frames = source.sample(g)
+        vae.set_latent_stats(torch.zeros(vae.cfg.z_dim), torch.ones(vae.cfg.z_dim))
+        raw.append(vae.encode(frames))
+    z = torch.cat(raw, dim=2)  # [1, C, F, h, w]
+    mean = z.mean(dim=(0, 2, 3, 4))
+    std = z.std(dim=(0, 2, 3, 4)).clamp(min=1e-3)
+    vae.set_latent_stats(mean, std)
+
+
+def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
+    import shutil
+
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.world_shards import make_world_shards
+
+    out = r.root / "shards"
+    if _done(out):
+        return out
+    tmp = r.root / "shards.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cfg = get_preset(r.preset)
+    vae = VideoVAE.from_pretrained(vae_dir)
+    n = make_world_shards(tmp, cfg, vae, r.identities, r.scenes, latents=r.target_latents, ref_latents=r.ref_latents,
+                          seed=r.seed, progress=progress)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    _mark(out, {"items": n})
+    return out
+
+
+def stage_configs(r: WorldRecipe, shards: Path, variant: str) -> list[TrainConfig]:
+    """The three stages' configs (stage 3 depends on the variant)."""
+    s1, s2, s3 = r.stage_steps
+    lat = r.target_latents
+    data = DataConfig(kind="shards", path=str(shards))
+    base = TrainConfig(preset=r.preset, data=data, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
+                       ema_decay=r.ema_decay, ckpt_every=r.ckpt_every, seed=r.seed,
+                       optim=OptimConfig(lr=r.lr))
+    # known leading latent frames: 1 = the scene image (first chunk), 2 = the previous chunk's overlap
+    known = (1, 2)
+    hw = get_preset(r.preset).resolution // 8  # latent side: the curriculum is on duration (faces fill the frame)
+    stage1 = replace(base, steps=s1, out_dir=str(r.root / "stage1"), method=MethodConfig(
+        name="t2v", known_frames=(0, 1, 2), curriculum=((0, max(2, lat // 2), hw), (s1 // 2, lat, hw))))
+    stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
+                     method=MethodConfig(name="a2v", known_frames=known))
+    aux = ((("identity", r.identity_aux_weight, s3 // 2, max(1, s3 // 4)),) if r.identity_aux_weight else ())
+    stage3 = replace(base, steps=s3, out_dir=str(r.root / f"stage3-{variant}"),
+                     init_from=str(r.root / "stage2" / "export"),
+                     method=MethodConfig(name="personality", known_frames=known, use_ref_motion=False,
+                                         ref_latent_frames=1 if variant == "image" else 0, aux=aux))
+    return [stage1, stage2, stage3]
+
+
+def run_stage(cfg: TrainConfig, vae_dir: Path, progress: bool = True) -> Path:
+    """Train one stage (resuming) and export its EMA weights to ``out_dir/export``."""
+    from avatarv.training.trainer import Trainer
+
+    out = Path(cfg.out_dir)
+    export = out / "export"
+    if _done(out):
+        return export
+    aux = build_aux_losses(cfg, vae_dir)
+    trainer = Trainer(cfg, aux_losses=aux)
+    trainer.fit(resume=True, progress=progress)
+    if trainer.ema is not None:
+        trainer.ema.copy_to(trainer.model)
+    trainer.model.save_pretrained(export)
+    from avatarv.training.plot import plot_log
+
+    plot_log(out / "log.jsonl", out / "loss.png")
+    last = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()[-20:]]
+    _mark(out, {"steps": trainer.step, "loss_last20": sum(x["loss"] for x in last) / len(last)})
+    return export
+
+
+def build_aux_losses(cfg: TrainConfig, vae_dir: Path) -> dict:
+    names = {a[0] for a in cfg.method.aux}
+    if not names:
+        return {}
+    from avatarv.training.methods.aux_losses import make_aux_losses
+
+    return make_aux_losses(names, vae_dir)
+
+
+def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) -> Path:
+    """``checkpoints/world-<preset>[-imageref]``: pipeline.json + dit/ + vae/, weights in bf16 (half the bytes)."""
+    from avatarv.fsutil import atomic_directory
+    from avatarv.models.dit import VideoRefDiT
+    from avatarv.models.vae import VideoVAE
+
+    dest = Path(r.checkpoints or r.root / "checkpoints") / r.export_name(variant)
+    dit = VideoRefDiT.from_pretrained(dit_dir)
+    vae = VideoVAE.from_pretrained(vae_dir)
+    overrides = {"chunk_latent_frames": r.target_latents, "max_ref_latent_frames": r.ref_latents if variant == "video" else 1}
+    cfg = get_preset(r.preset)
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "cast with to()" advice is about fp16 inference, not storage
+    with atomic_directory(dest) as tmp:
+        dit.to(torch.bfloat16).save_pretrained(tmp / "dit")
+        vae.model.to(torch.bfloat16).save_pretrained(str(tmp / "vae"))
+        meta = {"preset": r.preset, "variant": variant, "overrides": {"resolution": cfg.resolution, **overrides},
+                "recipe": asdict(r), "stages": {}}
+        for name in ("vae", "shards", "stage1", "stage2", f"stage3-{variant}"):
+            done = r.root / name / "DONE"
+            if done.is_file():
+                meta["stages"][name] = json.loads(done.read_text())
+        (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
+    diffusers_logging.set_verbosity(level)
+    return dest
+
+
+def run(r: WorldRecipe, progress: bool = True, variants: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """The whole recipe; returns the exported pipeline directory of each variant."""
+    r.root.mkdir(parents=True, exist_ok=True)
+    (r.root / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
+    vae_dir = train_vae(r, progress)
+    shards = make_shards(r, vae_dir, progress)
+    exports = {}
+    stage2 = None
+    for variant in variants or r.variants:
+        s1, s2, s3 = stage_configs(r, shards, variant)
+        if stage2 is None:
+            run_stage(s1, vae_dir, progress)
+            stage2 = run_stage(s2, vae_dir, progress)
+        dit = run_stage(s3, vae_dir, progress)
+        exports[variant] = export_pipeline(r, vae_dir, dit, variant)
+    return exports
+
+
+__all__ = ["WorldRecipe", "run", "stage_configs", "calibrate_latents"]
