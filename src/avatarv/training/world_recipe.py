@@ -46,7 +46,7 @@ class WorldRecipe:
     # DiT
     stage_steps: tuple[int, int, int] = (300, 300, 900)
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 1.5e-3
     warmup_steps: int = 50
     ema_decay: float = 0.995
     ckpt_every: int = 50
