@@ -5,8 +5,9 @@
 - ``peak_rss_ratio_60s_vs_10s``: peak resident memory of a 60 s generation over a 10 s one, each in a fresh
   process (target ≤ 1.1: chunks are streamed to disk, nothing grows with duration);
 - ``seconds_per_output_second``: wall time per second of video (10 s run);
-- drift: distance between the last chunk's and the first chunk's appearance descriptor (the image engine's
-  frame embedding of the mean frame), with and without the global appearance anchor.
+- drift: identity-embedding distance (1 − cosine; the world identity embedder, dlib's face recogniser with
+  ``--identity dlib``) between the last chunk's and the first chunk's frames, with and without the global
+  appearance anchor; also each against the reference.
 Without a trained checkpoint it runs the tiny preset with random weights: memory and speed figures hold,
 the drift figures then say nothing about identity. Ends with one JSON line.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(seconds: float, out: str, anchor: bool, checkpoint: str | None) -> None:
+def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps: int) -> None:
     from avatarv.media import read_audio, read_video
     from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
 
@@ -33,31 +34,43 @@ def child(seconds: float, out: str, anchor: bool, checkpoint: str | None) -> Non
     speech = read_audio(ROOT / "examples" / "speech.wav")
     start = time.perf_counter()
     summary = pipe.generate(read_video(ROOT / "examples" / "ref.mp4"), speech, out,
-                            GenerationOptions(seconds=seconds, steps=2, anchor=anchor))
+                            GenerationOptions(seconds=seconds, steps=steps, anchor=anchor))
     summary["wall_s"] = time.perf_counter() - start
+    summary["chunk_frames"] = (pipe.cfg.chunk_latent_frames - 1) * 4 + 1
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(summary))
 
 
-def run_child(seconds: float, out: str, anchor: bool = True, checkpoint: str | None = None) -> dict:
-    args = [sys.executable, __file__, "--child", str(seconds), "--out", out] + (["--no-anchor"] if not anchor else [])
+def run_child(seconds: float, out: str, anchor: bool = True, checkpoint: str | None = None, steps: int = 2) -> dict:
+    args = [sys.executable, __file__, "--child", str(seconds), "--out", out, "--steps", str(steps)]
+    args += ["--no-anchor"] if not anchor else []
     if checkpoint:
         args += ["--checkpoint", checkpoint]
     res = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def drift(path: str, chunk_frames: int) -> float:
+def identity_of(embedder, frames) -> np.ndarray | None:  # noqa: F821
+    """Normalised mean identity embedding of the frames with a face (every 5th frame)."""
+    import numpy as np
+
+    from avatarv.eval.identity import normalize
+
+    embs = [e for e in (embedder.embed_largest(f) for f in frames[::5]) if e is not None]
+    return normalize(normalize(np.stack(embs)).mean(0)) if embs else None
+
+
+def drift(path: str, chunk_frames: int, embedder) -> dict:
+    """1 − cos between the identity of the first and of the last chunk (and of each to the reference)."""
     import numpy as np
 
     from avatarv.media import read_video
-    from avatarv.pipelines.image_engine import frame_embeddings
 
     frames = read_video(path).frames
-    first = frames[:chunk_frames].mean(0).astype(np.uint8)[None]
-    last = frames[-chunk_frames:].mean(0).astype(np.uint8)[None]
-    e = frame_embeddings(np.concatenate([first, last]))
-    return float(np.linalg.norm(e[0] - e[1]))
+    ref = identity_of(embedder, read_video(ROOT / "examples" / "ref.mp4").frames)
+    first, last = identity_of(embedder, frames[:chunk_frames]), identity_of(embedder, frames[-chunk_frames:])
+    d = lambda a, b: float("nan") if a is None or b is None else round(float(1 - np.dot(a, b)), 4)  # noqa: E731
+    return {"last_vs_first": d(last, first), "first_vs_ref": d(first, ref), "last_vs_ref": d(last, ref)}
 
 
 def main() -> None:
@@ -67,28 +80,33 @@ def main() -> None:
     p.add_argument("--child", type=float, default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--no-anchor", action="store_true")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default 2 random, 12 trained)")
+    p.add_argument("--identity", default="world", help="identity backend for drift: world | dlib")
     args = p.parse_args()
+    steps = args.steps or (12 if args.checkpoint else 2)
     if args.child is not None:
-        child(args.child, args.out, not args.no_anchor, args.checkpoint)
+        child(args.child, args.out, not args.no_anchor, args.checkpoint, steps)
         return
     long_s = 20.0 if args.quick else 60.0
+    kw = {"checkpoint": args.checkpoint, "steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
-        short = run_child(10.0, f"{tmp}/short.mp4", checkpoint=args.checkpoint)
+        short = run_child(10.0, f"{tmp}/short.mp4", **kw)
         print(f"10 s: {short['wall_s']:.1f} s wall, peak RSS {short['peak_rss_mb']:.0f} MB", flush=True)
-        long = run_child(long_s, f"{tmp}/long.mp4", checkpoint=args.checkpoint)
+        long = run_child(long_s, f"{tmp}/long.mp4", **kw)
         print(f"{long_s:.0f} s: {long['wall_s']:.1f} s wall, peak RSS {long['peak_rss_mb']:.0f} MB", flush=True)
-        run_child(long_s, f"{tmp}/long_noanchor.mp4", anchor=False, checkpoint=args.checkpoint)
-        from avatarv.config import get_preset
-        from avatarv.pipelines.chunks import latents_to_frames
+        run_child(long_s, f"{tmp}/long_noanchor.mp4", anchor=False, **kw)
+        from avatarv.eval.identity import get_identity_embedder
 
-        chunk_frames = latents_to_frames(get_preset("tiny").chunk_latent_frames)
+        embedder = get_identity_embedder(args.identity)
+        chunk_frames = long["chunk_frames"]
         result = {
             "long_seconds": long_s,
             "peak_rss_ratio_60s_vs_10s": round(long["peak_rss_mb"] / short["peak_rss_mb"], 3),
             "peak_rss_mb_10s": round(short["peak_rss_mb"], 1),
             "seconds_per_output_second": round(short["wall_s"] / 10.0, 2),
-            "drift_with_anchor": round(drift(f"{tmp}/long.mp4", chunk_frames), 4),
-            "drift_without_anchor": round(drift(f"{tmp}/long_noanchor.mp4", chunk_frames), 4),
+            "steps": steps,
+            "drift_with_anchor": drift(f"{tmp}/long.mp4", chunk_frames, embedder),
+            "drift_without_anchor": drift(f"{tmp}/long_noanchor.mp4", chunk_frames, embedder),
             "chunks_long": long["chunks"],
             "random_weights": long["random_weights"],
         }

@@ -30,14 +30,32 @@ def test_pipeline_adapter_image_reference_ablation(bench, tmp_path):
     from avatarv.media import read_video
 
     m = Manifest.load(bench)
-    m.cases = m.cases[:1]
+    m.cases = m.cases[:2]  # same, cross
     system = get_system("avatarv-image-ref", preset="tiny", steps=1, max_seconds=0.6)
     summary = run_benchmark(m, system, tmp_path / "out", metrics=[], progress=False)
     video = read_video(tmp_path / "out" / "videos" / "c000.mp4", fps=25.0, require_audio=True)
     assert summary["system"] == "avatarv-image-ref" and video.num_frames == 15 and len(video.audio) == 9600
     meta = json.loads((tmp_path / "out" / "cases" / "c000.json").read_text())["meta"]
-    assert meta["reference_frames"] == 1 and meta["scene_image_used"] is False
+    assert meta["reference_frames"] == 1 and meta["scene_image_used"] is False  # same scene: the reference's
+    meta = json.loads((tmp_path / "out" / "cases" / "c001.json").read_text())["meta"]
+    assert meta["scene_image_used"] is True  # cross scene: the target scene is given as the scene image
     assert (tmp_path / "out" / "report" / "index.html").is_file()
+
+
+def test_behaviour_identification_of_a_run(tmp_path):
+    from pathlib import Path
+
+    from avatarv.eval.benchmark import behaviour_identification_of_run
+    from avatarv.eval.protocol import CaseResult
+
+    refs = {Path("a.mp4"): {"blink_rate": 0.1, "nod_amp": 1.0}, Path("b.mp4"): {"blink_rate": 0.5, "nod_amp": 4.0}}
+    results = [CaseResult("c0", meta={"behaviour_stats": {"blink_rate": 0.12, "nod_amp": 1.1},
+                                      "behaviour_reference": "a.mp4"}),
+               CaseResult("c1", meta={"behaviour_stats": {"blink_rate": 0.11, "nod_amp": 0.9},
+                                      "behaviour_reference": "b.mp4"})]
+    out = behaviour_identification_of_run(results, refs)
+    assert out == {"accuracy": 0.5, "chance": 0.5, "k": 2, "trials": 2}
+    assert behaviour_identification_of_run(results, {Path("a.mp4"): refs[Path("a.mp4")]}) is None
 
 
 @pytest.mark.slow
@@ -52,6 +70,8 @@ def test_world_bench_passthrough_end_to_end(bench, tmp_path, capsys):
     assert main(["eval", "run", "--bench", str(bench), "--system", "passthrough", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) >= {"sync_c", "sync_d", "sync_offset", "face_sim", "quality", "behaviour"}
+    ident = json.loads((out / "summary.json").read_text())["behaviour_identification"]
+    assert ident["k"] == 3 and ident["trials"] == 3 and 0 <= ident["accuracy"] <= 1
     for case in ("c000", "c001", "c002"):
         c = json.loads((out / "cases" / f"{case}.json").read_text())
         assert not c["meta"].get("errors"), c["meta"]

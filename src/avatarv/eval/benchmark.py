@@ -218,8 +218,24 @@ def behaviour_metric(analyzer=None) -> Metric:
         out = video_behaviour(video, analyzer)
         result.metrics["behaviour"] = behaviour_similarity(out, cache[case.reference])
         result.meta["behaviour_stats"] = out
+        result.meta["behaviour_reference"] = str(case.reference)
 
+    run.reference_stats = cache  # type: ignore[attr-defined]  # for behaviour identification over the run
     return run
+
+
+def behaviour_identification_of_run(results: list[CaseResult], reference_stats: dict) -> dict | None:
+    """Behaviour identification over a run: each output is matched against every case's reference behaviour;
+    correct when its own reference wins. ``None`` with fewer than 2 references."""
+    from avatarv.eval.behaviour import identify
+
+    refs = list(reference_stats)
+    scored = [r for r in results if "behaviour_stats" in r.meta and Path(r.meta["behaviour_reference"]) in reference_stats]
+    if len(refs) < 2 or not scored:
+        return None
+    table = [reference_stats[k] for k in refs]
+    hits = sum(refs[identify(r.meta["behaviour_stats"], table)] == Path(r.meta["behaviour_reference"]) for r in scored)
+    return {"accuracy": hits / len(scored), "chance": 1 / len(refs), "k": len(refs), "trials": len(scored)}
 
 
 def run_benchmark(
@@ -258,8 +274,11 @@ def run_benchmark(
         for scene in SCENE_SOURCES
         if any(r.meta["scene"] == scene for r in results)
     }
-    summary = write_summary(results, out_dir / "summary.json",
-                            extra={"system": system.name, "benchmark": manifest.name, "by_scene": by_scene})
+    extra = {"system": system.name, "benchmark": manifest.name, "by_scene": by_scene}
+    for metric in metrics:
+        if hasattr(metric, "reference_stats"):
+            extra["behaviour_identification"] = behaviour_identification_of_run(results, metric.reference_stats)
+    summary = write_summary(results, out_dir / "summary.json", extra=extra)
     if report:
         from avatarv.eval.report import write_report
 

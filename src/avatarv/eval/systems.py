@@ -1,9 +1,9 @@
 """System adapters for the benchmark runner: our pipeline and its image-reference ablation.
 
-``PipelineSystem`` runs ``avatarv.pipelines.generate.AvatarPipeline`` on a case: the reference video, and the
-driving clip's speech (or the case's ``audio``). The pipeline takes its scene from the reference (its
-``generate`` has no scene-image input yet), so on cross / generated cases it is scored against the target
-scene's ground truth without having seen that scene: the case meta says ``scene_image_used: false``.
+``PipelineSystem`` runs ``avatarv.pipelines.generate.AvatarPipeline`` on a case: the reference video, the
+driving clip's speech (or the case's ``audio``) and the case's scene: on ``same`` cases the reference's own
+frame, on ``cross`` / ``generated`` cases the case's scene image (for ``cross`` without one, the driving clip's
+first frame), given to the pipeline as the first chunk's scene image.
 
 ``reference_mode="image"`` is the seed's ablation of video references: the reference becomes a one-frame
 video (its first frame), what an image-conditioned avatar model sees.
@@ -53,7 +53,22 @@ class PipelineSystem:
         if self.steps is not None:
             opts.steps = self.steps
         out = Path(out_dir) / f"{case.case_id}.mp4"
+        opts.scene_image = self.scene_image(case, Path(out_dir))
         summary = self.pipeline.generate(reference, speech, out, opts)
-        self.last_meta = {"scene_image_used": False, "weights": self.weights, "reference_frames": reference.num_frames,
-                          "generated_seconds": summary.get("seconds")}
+        self.last_meta = {"scene_image_used": opts.scene_image is not None, "weights": self.weights,
+                          "reference_frames": reference.num_frames, "generated_seconds": summary.get("seconds")}
         return out
+
+    @staticmethod
+    def scene_image(case: BenchmarkCase, out_dir: Path) -> str | None:
+        """The case's target scene as an image file (None: the reference's own scene)."""
+        if case.scene == "same":
+            return None
+        if case.scene_image is not None:
+            return str(case.scene_image)
+        import cv2
+
+        first = read_video(case.driving).frames[0]
+        path = out_dir / f"{case.case_id}.scene.png"
+        cv2.imwrite(str(path), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
+        return str(path)
