@@ -32,7 +32,7 @@ def run_generation(
     ref: Path, out: Path, audio: Path | None = None, text: str | None = None, voice: Path | None = None,
     checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
     sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
-    preview: Path | None = None, refine: bool = True,
+    preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -42,6 +42,8 @@ def run_generation(
 
     if not str(out).lower().endswith(".mp4"):
         raise InputError("the output must be an .mp4 file", out)
+    if scene is not None and scene_prompt is not None:
+        raise InputError("give at most one of --scene IMAGE and --scene-prompt \"...\"")
     speech = _speech_from_args(audio, text, voice)
     reference = read_video(ref)
     if checkpoint is not None:
@@ -52,7 +54,8 @@ def run_generation(
                    "weights; the video shows noise, not a person", err=True)
     opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
-                             preview_path=None if preview is None else str(preview), refine=refine)
+                             preview_path=None if preview is None else str(preview), refine=refine,
+                             prompt=prompt or "", scene_prompt=scene_prompt)
     total_s = seconds if seconds is not None else len(speech) / 16000
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
@@ -87,10 +90,13 @@ def generate(
                                       "reference frames (identity-preserving image engine)."),
     preview: Path = typer.Option(None, "--preview", help="Also stream the low-resolution video (before SR) here."),
     refine: bool = typer.Option(True, "--refine/--no-refine", help="Run the SR refiner when the checkpoint has one."),
+    prompt: str = typer.Option("", "--prompt", help="Text condition of the video (checkpoints with a text encoder)."),
+    scene_prompt: str = typer.Option(None, "--scene-prompt", help="Describe the scene: the image engine makes the "
+                                     "first frame from it and diverse reference frames."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
-                             scene, scene_engine, preview, refine)
+                             scene, scene_engine, preview, refine, prompt, scene_prompt)
     typer.echo(json.dumps(summary))
 
 

@@ -45,6 +45,8 @@ class GenerationOptions:
     preview_path: str | None = None  # also stream the low-resolution video here (before SR)
     scene_image: str | None = None  # a user scene image (bypasses the image engine)
     scene_engine: bool = False  # generate the scene image with the image engine (else: a reference frame)
+    prompt: str = ""  # text condition of every chunk (needs a checkpoint with a text encoder)
+    scene_prompt: str | None = None  # text condition of the image engine's scene image (implies scene_engine)
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,11 +67,12 @@ def _live(model: VideoRefDiT) -> VideoRefDiT:
 
 class AvatarPipeline:
     def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
-                 refiner: SRRefiner | None = None):
+                 refiner: SRRefiner | None = None, text_encoder=None):
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
         self.refiner = refiner
+        self.text_encoder = text_encoder
         self.audio_features = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
         self.random_weights = random_weights
 
@@ -97,8 +100,13 @@ class AvatarPipeline:
         refiner = None
         if (directory / "refiner").is_dir():
             refiner = SRRefiner(VideoRefDiT.from_pretrained(directory / "refiner"))
+        text_encoder = None
+        if (directory / "text_encoder").is_dir():
+            from avatarv.models.encoders.text import TextEncoder
+
+            text_encoder = TextEncoder.from_pretrained(directory / "text_encoder", max_length=meta.get("text_max_length", 64))
         cfg = replace(base, dit=dit.cfg, vae=vae.cfg, **meta.get("overrides", {}))
-        return cls(cfg, dit, vae, refiner=refiner)
+        return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -108,7 +116,20 @@ class AvatarPipeline:
         if self.refiner is not None:
             self.refiner.dit.save_pretrained(directory / "refiner")
         meta = {"preset": self.cfg.name, "overrides": {"resolution": self.cfg.resolution}}
+        if self.text_encoder is not None:
+            self.text_encoder.save_pretrained(directory / "text_encoder")
+            meta["text_max_length"] = self.text_encoder.max_length
         (directory / "pipeline.json").write_text(json.dumps(meta, indent=2))
+
+    def encode_text(self, prompt: str | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(prompt tokens, the unconditional tokens) ``[1, L, text_dim]`` each, or None without a text encoder.
+        The unconditional is all zeros — what training's text dropout feeds — and an empty prompt gets it too."""
+        if self.text_encoder is None:
+            if prompt:
+                raise InputError("this checkpoint has no text encoder: --prompt / --scene-prompt need one")
+            return None
+        null = torch.zeros(1, self.text_encoder.max_length, self.cfg.dit.text_dim)
+        return (self.text_encoder.encode([prompt]).float() if prompt else null), null
 
     # ------------------------------------------------------------------ one chunk
     def _condition(self, known: torch.Tensor | None, num_latents: int, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -125,6 +146,7 @@ class AvatarPipeline:
     def _sample_chunk(
         self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: list[RefInputs],
         cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         cfg = self.cfg
         s = cfg.resolution // cfg.vae.spatial_stride
@@ -143,6 +165,7 @@ class AvatarPipeline:
             def predict(kept: frozenset[str]):
                 out = self.dit(
                     x[0], t, cond=cond, audio=audio if "audio" in kept else None, motion=motion,
+                    text=None if text is None else text[0] if "text" in kept else text[1],
                     ref=ref if "ref" in kept else None, ref_cache=cache if "ref" in kept else None,
                 )
                 return torch.cat([out.video.flatten(), out.motion.flatten()]) if motion is not None else out.video
@@ -203,10 +226,13 @@ class AvatarPipeline:
         generator = torch.Generator().manual_seed(opts.seed)
         speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
         scene_views: list[int] = []
+        text = self.encode_text(opts.prompt)
         if opts.scene_image is not None:
             scene = load_scene_image(opts.scene_image, cfg.resolution)
-        elif opts.scene_engine:
-            scene, scene_views = generate_scene_image(self, prepared.frames, prepared.face_found, generator)
+        elif opts.scene_engine or opts.scene_prompt:
+            scene_text = self.encode_text(opts.scene_prompt if opts.scene_prompt is not None else opts.prompt)
+            scene, scene_views = generate_scene_image(self, prepared.frames, prepared.face_found, generator,
+                                                      text=None if scene_text is None else scene_text[0])
         else:
             scene = prepared.scene_frame
         scene_latent = self.vae.encode(scene[None])  # [1, z, 1, h, w]
@@ -228,7 +254,7 @@ class AvatarPipeline:
                     tail = pending if not refine else resize_square(pending, cfg.resolution)
                     known = self.vae.encode(tail)
                 tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
-                latents = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator,
+                latents = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator, text=text,
                                              on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
                     # global appearance anchor: the first chunk's last latent frames, a second reference

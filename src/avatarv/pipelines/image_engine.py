@@ -60,8 +60,10 @@ def load_scene_image(path: str | Path, resolution: int) -> np.ndarray:
 
 @torch.no_grad()
 def generate_scene_image(pipe, frames: np.ndarray, face_found: np.ndarray, generator: torch.Generator,
-                         steps: int = 8, num_views: int = 4) -> tuple[np.ndarray, list[int]]:
-    """Scene image ``[R, R, 3]`` from the DiT in single-frame mode, conditioned on diverse reference frames."""
+                         steps: int = 8, num_views: int = 4, text: torch.Tensor | None = None,
+                         ) -> tuple[np.ndarray, list[int]]:
+    """Scene image ``[R, R, 3]`` from the DiT in single-frame mode, conditioned on diverse reference frames
+    and (``text`` ``[1, L, text_dim]``) a scene prompt."""
     from avatarv.diffusion import make_sampler, sigma_schedule
 
     views = farthest_point_sampling(frame_embeddings(frames), num_views, candidates=face_found)
@@ -72,7 +74,7 @@ def generate_scene_image(pipe, frames: np.ndarray, face_found: np.ndarray, gener
     x = torch.randn(1, pipe.cfg.dit.latent_channels, 1, s, s, generator=generator)
 
     def velocity(state, sigma):
-        return (pipe.dit(state[0], sigma.reshape(1).float(), ref=ref).video,)
+        return (pipe.dit(state[0], sigma.reshape(1).float(), ref=ref, text=text).video,)
 
     out = make_sampler("euler")(velocity, (x,), sigma_schedule(steps), generator=generator)[0]
     return pipe.vae.decode(out)[0], views

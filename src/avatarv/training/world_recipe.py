@@ -111,6 +111,22 @@ def calibrate_latents(vae, source, n: int = 16, seed: int = 0) -> None:
     vae.set_latent_stats(mean, std)
 
 
+TEXT_MAX_LENGTH = 64  # bytes of caption (ByT5 tokens): world captions are ~50
+
+
+def text_encoder(r: WorldRecipe):
+    """The world model's text encoder: a small byte-level UMT5 (random, frozen — its outputs tell captions
+    apart, and the DiT's text projection learns to read them), saved beside the shards."""
+    from avatarv.models.encoders.text import TextEncoder
+
+    path = r.root / "text_encoder"
+    if (path / "config.json").is_file():
+        return TextEncoder.from_pretrained(path, max_length=TEXT_MAX_LENGTH)
+    enc = TextEncoder.tiny(get_preset(r.preset).dit.text_dim, max_length=TEXT_MAX_LENGTH, seed=r.seed)
+    enc.save_pretrained(path)
+    return enc
+
+
 def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
     import shutil
 
@@ -125,7 +141,7 @@ def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
     cfg = get_preset(r.preset)
     vae = VideoVAE.from_pretrained(vae_dir)
     n = make_world_shards(tmp, cfg, vae, r.identities, r.scenes, latents=r.target_latents, ref_latents=r.ref_latents,
-                          seed=r.seed, progress=progress)
+                          seed=r.seed, progress=progress, text_encoder=text_encoder(r))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     _mark(out, {"items": n})
@@ -204,7 +220,9 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     with atomic_directory(dest) as tmp:
         dit.to(torch.bfloat16).save_pretrained(tmp / "dit")
         vae.model.to(torch.bfloat16).save_pretrained(str(tmp / "vae"))
+        text_encoder(r).model.to(torch.bfloat16).save_pretrained(str(tmp / "text_encoder"))
         meta = {"preset": r.preset, "variant": variant, "overrides": {"resolution": cfg.resolution, **overrides},
+                "text_max_length": TEXT_MAX_LENGTH,
                 "recipe": asdict(r), "stages": {}}
         for name in ("vae", "shards", "stage1", "stage2", f"stage3-{variant}"):
             done = r.root / name / "DONE"

@@ -26,6 +26,17 @@ def label_signals(labels) -> dict[str, np.ndarray]:
     }
 
 
+def scene_prompt(scene_id: int, seed: int = 0) -> str:
+    """A caption of a world scene from its parameters: kind, light strength and colour temperature."""
+    from avatarv.world.scene import sample_scene
+
+    s = sample_scene(scene_id, seed)
+    warmth = s.light_colour[0] - s.light_colour[2]
+    tone = "warm" if warmth > 0.08 else "cool" if warmth < -0.08 else "neutral"
+    strength = "soft" if s.light_strength < 0.35 else "strong"
+    return f"a person talking in a {s.kind} scene, {strength} {tone} light"
+
+
 def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int) -> dict[str, torch.Tensor]:
     n = (latents - 1) * 4 + 1
     frames = clip.frames[:n]
@@ -41,9 +52,11 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int) -> dict[str
 
 
 def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int, scenes: int, latents: int = 5,
-                      ref_latents: int = 3, seed: int = 0, items_per_shard: int = 32, progress: bool = True) -> int:
+                      ref_latents: int = 3, seed: int = 0, items_per_shard: int = 32, progress: bool = True,
+                      text_encoder=None) -> int:
     """Write cross-scene items for ``identities`` × ``scenes`` (each scene's clip paired with the next scene's
-    clip of the same identity as reference). Returns the number of items."""
+    clip of the same identity as reference). With ``text_encoder``, each item carries the encoded caption of
+    its scene (``scene_prompt``) as ``text``. Returns the number of items."""
     from tqdm import tqdm
 
     from avatarv.world import make_clip
@@ -57,6 +70,9 @@ def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int,
         clips = [make_clip(ident, scene, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=scene)
                  for scene in range(scenes)]
         encoded = [encode_clip(c, vae, cfg, latents) for c in clips]
+        if text_encoder is not None:
+            for scene, enc in enumerate(encoded):
+                enc["text"] = text_encoder.encode([scene_prompt(scene, seed)])[0]
         for s in range(scenes):
             r = (s + 1) % scenes  # reference from another scene
             item = dict(encoded[s])

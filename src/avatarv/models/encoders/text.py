@@ -47,7 +47,8 @@ class TextEncoder(nn.Module):
             raise CheckpointError("not a text-encoder directory (no config.json)", directory)
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
         model_cls = UMT5EncoderModel if config.model_type == "umt5" else T5EncoderModel
-        model = model_cls.from_pretrained(str(directory), local_files_only=True)
+        # weights may be stored in bf16 (the bundled checkpoints); the encoder computes in fp32
+        model = model_cls.from_pretrained(str(directory), local_files_only=True).float()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         except (OSError, ValueError):
