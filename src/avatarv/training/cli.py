@@ -17,12 +17,17 @@ def run(
     steps: int = typer.Option(None, "--steps", help="Override the total number of steps."),
     out: Path = typer.Option(None, "--out", help="Override out_dir."),
 ) -> None:
-    """Train; checkpoints and log.jsonl go to out_dir."""
+    """Train; checkpoints and log.jsonl go to out_dir.
+
+    Scale out with ``torchrun --nproc-per-node N -m avatarv.cli train run --config FILE``: FSDP2 over N ranks,
+    the same result as one process (``grad_accum`` must be a multiple of N)."""
     from dataclasses import replace
 
+    from avatarv.distributed.state import init_distributed
     from avatarv.training.config import TrainConfig
     from avatarv.training.trainer import Trainer
 
+    init_distributed()
     cfg = TrainConfig.load(config)
     if steps is not None:
         cfg = replace(cfg, steps=steps)

@@ -31,6 +31,46 @@ def split_parameters(model: nn.Module) -> tuple[list[str], list[str]]:
     return muon, adamw
 
 
+class ShardedMuon(torch.optim.Muon):
+    """``torch.optim.Muon`` that also steps FSDP2-sharded (DTensor) matrices correctly.
+
+    Newton–Schulz orthogonalises the *whole* matrix, so a shard cannot be processed alone (and running the
+    iteration through DTensor ops was measured to diverge from one process by a full step). For DTensor
+    parameters the momentum is kept sharded (an elementwise update), the momentum-blended update is
+    all-gathered, orthogonalised redundantly on every rank and cut back to the local shard — the simple form
+    of the "distributed Muon" the seed names (gather, orthogonalise, scatter). Plain tensors take torch's path.
+    The state layout (``momentum_buffer``) is torch's, so checkpoints are interchangeable.
+    """
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        from torch.distributed.tensor import DTensor
+
+        if not any(isinstance(p, DTensor) for g in self.param_groups for p in g["params"]):
+            return super().step(closure)
+        from torch.distributed.tensor import distribute_tensor
+        from torch.optim._muon import _adjust_lr, _zeropower_via_newtonschulz  # torch's own maths
+
+        for group in self.param_groups:
+            lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - momentum)
+                update = p.grad.lerp(buf, momentum) if group["nesterov"] else buf
+                full = update.full_tensor() if isinstance(update, DTensor) else update
+                ortho = _zeropower_via_newtonschulz(full, group["ns_coefficients"], group["ns_steps"], group["eps"])
+                if isinstance(p, DTensor):
+                    ortho = distribute_tensor(ortho.to(p.dtype), p.device_mesh, p.placements)
+                p.mul_(1 - lr * wd)
+                p.add_(ortho, alpha=-_adjust_lr(lr, group["adjust_lr_fn"], p.shape))
+        return None
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-3
@@ -51,7 +91,7 @@ class MuonAdamW:
         self.assignment = {**{n: "muon" for n in muon_names}, **{n: "adamw" for n in adamw_names}}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         if muon_names:
-            self.optimizers["muon"] = torch.optim.Muon(
+            self.optimizers["muon"] = ShardedMuon(
                 [named[n] for n in muon_names], lr=cfg.lr, weight_decay=cfg.weight_decay,
                 momentum=cfg.muon_momentum, adjust_lr_fn="match_rms_adamw",
             )
