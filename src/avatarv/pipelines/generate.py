@@ -22,7 +22,7 @@ from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, si
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
-from avatarv.models.encoders.audio_features import LogMelFeatures
+from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
@@ -67,13 +67,15 @@ def _live(model: VideoRefDiT) -> VideoRefDiT:
 
 class AvatarPipeline:
     def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
-                 refiner: SRRefiner | None = None, text_encoder=None):
+                 refiner: SRRefiner | None = None, text_encoder=None, audio_encoder: str | Path | None = None):
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
         self.refiner = refiner
         self.text_encoder = text_encoder
-        self.audio_features = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
+        # log-mel by default; a Wav2Vec2 folder (``audio_encoder/`` in a checkpoint) when the DiT was trained on it
+        self.audio_encoder = Path(audio_encoder) if audio_encoder is not None else None
+        self.audio_features = make_audio_features(cfg.dit.audio_dim, cfg.fps, self.audio_encoder)
         self.random_weights = random_weights
 
     # ------------------------------------------------------------------ construction
@@ -106,7 +108,8 @@ class AvatarPipeline:
 
             text_encoder = TextEncoder.from_pretrained(directory / "text_encoder", max_length=meta.get("text_max_length", 64))
         cfg = replace(base, dit=dit.cfg, vae=vae.cfg, **meta.get("overrides", {}))
-        return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder)
+        audio_encoder = directory / "audio_encoder" if (directory / "audio_encoder").is_dir() else None
+        return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder, audio_encoder=audio_encoder)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -119,6 +122,8 @@ class AvatarPipeline:
         if self.text_encoder is not None:
             self.text_encoder.save_pretrained(directory / "text_encoder")
             meta["text_max_length"] = self.text_encoder.max_length
+        if self.audio_encoder is not None:
+            self.audio_features.model.save_pretrained(directory / "audio_encoder")
         (directory / "pipeline.json").write_text(json.dumps(meta, indent=2))
 
     def encode_text(self, prompt: str | None) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -37,10 +37,13 @@ def scene_prompt(scene_id: int, seed: int = 0) -> str:
     return f"a person talking in a {s.kind} scene, {strength} {tone} light"
 
 
-def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int) -> dict[str, torch.Tensor]:
+def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_features=None) -> dict[str, torch.Tensor]:
+    """``audio_features``: the model's audio front-end (``LogMelFeatures`` by default, or ``Wav2Vec2Features``)."""
     n = (latents - 1) * 4 + 1
     frames = clip.frames[:n]
-    feats = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps) if cfg.dit.audio_dim else None
+    feats = audio_features
+    if feats is None and cfg.dit.audio_dim:
+        feats = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
     # bf16 autocast: 4.6× faster on this CPU (AMX) than fp32, latents within 0.3 % (mean relative error)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_on_cpu(vae)):
         item = {"latents": vae.encode(frames)[0].float()}
@@ -59,7 +62,7 @@ def _on_cpu(module) -> bool:
 
 def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int, scenes: int, latents: int = 5,
                       ref_latents: int = 3, seed: int = 0, items_per_shard: int = 32, progress: bool = True,
-                      text_encoder=None) -> int:
+                      text_encoder=None, audio_features=None) -> int:
     """Write cross-scene items for ``identities`` × ``scenes`` (each scene's clip paired with the next scene's
     clip of the same identity as reference). With ``text_encoder``, each item carries the encoded caption of
     its scene (``scene_prompt``) as ``text``. Returns the number of items."""
@@ -75,7 +78,7 @@ def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int,
     for ident in range(identities):
         clips = [make_clip(ident, scene, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=scene)
                  for scene in range(scenes)]
-        encoded = [encode_clip(c, vae, cfg, latents) for c in clips]
+        encoded = [encode_clip(c, vae, cfg, latents, audio_features) for c in clips]
         if text_encoder is not None:
             for scene, enc in enumerate(encoded):
                 enc["text"] = text_encoder.encode([scene_prompt(scene, seed)])[0]
