@@ -44,7 +44,7 @@ class WorldRecipe:
     target_latents: int = 9  # 33 frames (1.3 s) per target clip
     ref_latents: int = 6  # 21 frames of reference (the preset's max_ref_latent_frames)
     # DiT
-    stage_steps: tuple[int, int, int] = (300, 300, 900)
+    stage_steps: tuple[int, int, int] = (300, 600, 900)
     batch_size: int = 4
     lr: float = 1.5e-3
     warmup_steps: int = 50
