@@ -51,3 +51,26 @@ def test_vae_resume_is_exact(tmp_path):
     resumed.fit(resume=True, progress=False)
     for (n, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_decoder_only_finetune_keeps_the_encoder_and_its_latents(tmp_path):
+    cfg = VAETrainConfig(preset="tiny", steps=3, batch_size=1, lr=2e-3, frames=9, out_dir=str(tmp_path),
+                         ckpt_every=1000, train_encoder=False)
+    trainer = VAETrainer(cfg, source=FixedClip(frames=9))
+    clip = FixedClip(frames=9).frames
+    before_latents = trainer.vae.encode(clip)
+    enc = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if n.startswith(("encoder.", "quant_conv."))}
+    dec = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if n.startswith("decoder.")}
+    trainer.fit(progress=False)
+    for n, p in trainer.model.named_parameters():
+        if n in enc:
+            assert torch.equal(p, enc[n]), n
+    assert any(not torch.equal(p, dec[n]) for n, p in trainer.model.named_parameters() if n in dec)
+    torch.testing.assert_close(trainer.vae.encode(clip), before_latents, rtol=0, atol=0)
+
+
+def test_heldout_psnr_on_chunk_length_clips(tmp_path):
+    trainer = VAETrainer(VAETrainConfig(preset="tiny", out_dir=str(tmp_path)))
+    short = trainer.heldout_psnr(range(10_000, 10_001), scenes=1, size=64)
+    long = trainer.heldout_psnr(range(10_000, 10_001), scenes=1, size=64, frames=17)
+    assert np.isfinite(short) and np.isfinite(long) and short != long

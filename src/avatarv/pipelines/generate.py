@@ -86,6 +86,7 @@ class AvatarPipeline:
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
+        self.vae.bf16_inference = not random_weights  # trained weights: bf16 VAE compute (random: exact fp32)
         self.refiner = refiner
         self.text_encoder = text_encoder
         # log-mel by default; a Wav2Vec2 folder (``audio_encoder/`` in a checkpoint) when the DiT was trained on it

@@ -44,6 +44,8 @@ class VAETrainConfig:
     # latents (posterior std ≈ 1 at init) kept L1 at ~0.37 for 100 steps while the mean fell to 0.26 in 60
     sample_posterior: bool = False
     precision: str = "bf16"  # bf16 autocast (AMX: ~1.4× faster than fp32 here) | fp32
+    # False: only the decoder learns (the encoder, and so every latent already encoded with it, stays fixed)
+    train_encoder: bool = True
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -92,13 +94,20 @@ class VAETrainer:
         self.model = self.vae.model.train()
         self.source = source or WorldClipSource(range(cfg.train_identities), cfg.scenes, preset.resolution,
                                                 cfg.frames, cfg.seed)
-        self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        params = self.model.parameters()
+        if not cfg.train_encoder:
+            frozen = [self.model.encoder, self.model.quant_conv]
+            for m in frozen:
+                m.requires_grad_(False)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
         self.out = Path(cfg.out_dir)
 
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        posterior = self.model.encode(batch).latent_dist
+        with torch.set_grad_enabled(self.cfg.train_encoder):
+            posterior = self.model.encode(batch).latent_dist
         z = posterior.sample(generator=self.generator) if self.cfg.sample_posterior else posterior.mode()
         recon = self.model.decode(z).sample.float()
         l1 = (recon - batch).abs().mean()
@@ -111,7 +120,7 @@ class VAETrainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             loss, logs = self.loss(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
         self.optim.step()
         self.step += 1
         return {"step": self.step, "loss": loss.item(), **logs}
@@ -154,12 +163,15 @@ class VAETrainer:
         return records
 
     @torch.no_grad()
-    def heldout_psnr(self, identities: range, scenes: int = 2, size: int | None = None) -> float:
-        """Mean reconstruction PSNR on world clips of ``identities`` (not used in training)."""
+    def heldout_psnr(self, identities: range, scenes: int = 2, size: int | None = None,
+                     frames: int | None = None) -> float:
+        """Mean reconstruction PSNR on ``frames``-frame world clips of ``identities`` (not used in training).
+        Measure on clips as long as the pipeline's chunks: a causal VAE trained on short windows can be fine
+        on its first latent frames and fail on later ones (its caches then carry states it never saw)."""
         from avatarv.world import make_clip
 
         self.model.eval()
-        n = self.cfg.frames
+        n = frames or self.cfg.frames
         scores = []
         for ident in identities:
             for scene in range(scenes):

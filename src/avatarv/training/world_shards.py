@@ -44,9 +44,12 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_featu
     feats = audio_features
     if feats is None and cfg.dit.audio_dim:
         feats = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
-    # bf16 autocast: 4.6× faster on this CPU (AMX) than fp32, latents within 0.3 % (mean relative error)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=_on_cpu(vae)):
-        item = {"latents": vae.encode(frames)[0].float()}
+    # bf16 compute: 4.6× faster on this CPU (AMX) than fp32, latents within 0.3 % (mean relative error)
+    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
+    try:
+        item = {"latents": vae.encode(frames)[0]}
+    finally:
+        vae.bf16_inference = fast
     if feats is not None:
         item["audio"] = feats.latent_tokens(clip.audio, 0, latents)
     if cfg.dit.motion_dim:

@@ -42,6 +42,12 @@ class VideoVAE(nn.Module):
         std = torch.tensor(self.model.config.latents_std, dtype=torch.float32)
         self.register_buffer("mean", mean.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, -1, 1, 1, 1), persistent=False)
+        # inference compute in bf16 autocast (weights stay fp32): 4.6× faster encode on this CPU (AMX),
+        # latents within 0.3 %; the pipeline turns it on, training and parity tests keep fp32
+        self.bf16_inference = False
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_inference)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> VideoVAE:
@@ -75,12 +81,14 @@ class VideoVAE(nn.Module):
         """frames uint8 ``[T, H, W, 3]`` (T = 4k+1) → normalised latents ``[1, z, k+1, H/8, W/8]``."""
         x = torch.as_tensor(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0  # [1, 3, T, H, W] in [-1, 1]
-        latents = self.model.encode(x).latent_dist.mode()
+        with self._autocast():
+            latents = self.model.encode(x).latent_dist.mode().float()
         return (latents - self.mean) / self.std
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """normalised latents ``[1, z, F, h, w]`` → uint8 frames ``[4(F−1)+1, 8h, 8w, 3]``."""
         z = latents.float() * self.std + self.mean
-        video = self.model.decode(z).sample.clamp(-1, 1)  # [1, 3, T, H, W]
+        with self._autocast():
+            video = self.model.decode(z).sample.float().clamp(-1, 1)  # [1, 3, T, H, W]
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
