@@ -1,8 +1,8 @@
 """The filters, smart clipping, identity graph and shards on the world's labelled footage.
 
 Figures (world raw 128 px, seed 0; measured when written): see the module constants; the test fails when a
-filter falls below its target. Desync's target is lower: its default scorer is a mouth/loudness
-cross-correlation (no SyncNet weights ship here) and stays noisy on 128 px faces.
+filter falls below its target. Desync is scored by the shipped world SyncNet in sliding windows (the
+mouth/loudness envelope scorer reached recall 0.8 here).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from avatarv.data.curation.stages.tiers import Tiers
 from avatarv.data.curation.worldset import SPLIT_DEFECTS, make_identity_set, make_raw_set
 
 TARGET = 0.9
-# measured below target (see the report): desync (mouth/loudness correlation) and duplicates (crop/resize
-# copies sharing < 2 s with another copy are missed)
-LOWER = {"desync": 0.6, "duplicates": 0.8}
+# measured below target (see the report): duplicates (crop/resize copies sharing < 2 s with another copy are
+# missed)
+LOWER = {"duplicates": 0.8}
 
 
 @pytest.fixture(scope="module")

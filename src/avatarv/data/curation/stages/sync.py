@@ -1,17 +1,25 @@
 """Lip sync (seed: lip-sync score and desync filter).
 
-Two scorers:
+Two scorers of the desync filter (``Config.scorer``):
 
-- ``syncnet``: the eval suite's SyncNet (``avatarv.eval.sync_video``) when ``syncnet_weights`` points at a local
-  ``syncnet_v2.model``: Sync-C / Sync-D / offset per face track. No public weights ship here, so without a
-  path this part is ``unavailable`` (reported, never invented).
-- ``envelope`` (the default that runs everywhere): the audio-visual offset from the cross-correlation of the
+- ``syncnet`` (default): the eval suite's SyncNet, in sliding windows. Face tracks come from the ``faces``
+  stage's boxes (single-face frames, inside one shot); each track's crops and audio give the SyncNet distance
+  table ``[31, frames]`` (``eval.sync``); every ``window`` frames (hop ``step``) the table's columns are
+  averaged and give that window's offset and confidence exactly as Sync-C is computed (median − min). A
+  window is out of sync when its offset is at least ``min_offset`` frames from the video's own offset (the
+  median over windows: renderers and cameras differ by a frame or two) with confidence ≥ ``min_conf``.
+  ``syncnet_weights``: ``world`` = the shipped world SyncNet (``checkpoints/eval``; trained on world faces,
+  meaningful on world footage only), a path = a public ``syncnet_v2.model`` (real footage), ``""`` = none.
+  Sync-C / Sync-D / offset of the whole video are recorded under ``syncnet``.
+- ``envelope`` (runs with no network at all): the audio-visual offset from the cross-correlation of the
   subject's mouth openness (dlib landmarks, ``faces`` stage) with the speech loudness envelope (log RMS per
-  video frame), in sliding windows of ``window`` frames inside each shot (``scenes``). A window whose best lag is at least ``min_offset``
-  frames away from the video's median lag (frames another filter flags as static, choppy, blurred or
-  shaking are left out: their mouth motion is not measurable), and the lag holds within ``stable_lag`` frames
-  over ``stable_windows`` windows either side (a weak peak on real footage jumps between lags) with a clear peak (``min_corr``) is out of sync. Speech leads the mouth by about a
-  frame in real talking; the world's desync defect shifts sound by 5-12 frames.
+  video frame), in sliding windows of ``window`` frames inside each shot (``scenes``). A window whose best lag
+  is at least ``min_offset`` frames away from the video's median lag, whose lag holds within ``stable_lag``
+  frames over ``stable_windows`` windows either side (a weak peak on real footage jumps between lags) and
+  with a clear peak (``min_corr``) is out of sync. Measured on the world: recall 0.8 (see the curation tests).
+
+Frames another filter flags as static, choppy, blurred or shaking are left out by both scorers: their mouth
+motion is not measurable. The world's desync defect shifts sound by 5–12 frames.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from avatarv.data.curation.stage import Item, Output, Resources, Stage
-from avatarv.data.curation.stages.common import load_video, runs
+from avatarv.data.curation.stages.common import load_video, runs, shots_of
 
 
 def loudness_envelope(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
@@ -52,46 +60,113 @@ def best_lag(mouth: np.ndarray, env: np.ndarray, max_lag: int) -> tuple[int, flo
     return best
 
 
+def syncnet_windows(
+    model, frames: np.ndarray, audio: np.ndarray, boxes: np.ndarray, usable: np.ndarray, shots, window: int,
+    step: int,
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """Per-frame SyncNet offset and confidence over sliding windows ``[T]`` each (NaN where no window covers a
+    frame), and the per-track ``SyncResult`` list. ``audio``: 16 kHz mono aligned with ``frames`` (25 fps);
+    ``usable [T]``: frames with exactly one measurable face."""
+    from avatarv.eval.face_tracks import crop_track, tracks_from_boxes
+    from avatarv.eval.sync import SAMPLES_PER_FRAME, WINDOW_FRAMES, SyncResult, distance_table, embed_track, sync_scores
+
+    n = len(frames)
+    offset = np.full(n, np.nan, np.float32)
+    conf = np.full(n, np.nan, np.float32)
+    results = []
+    half = window // 2
+    for s0, s1 in shots:
+        vis = usable & np.isfinite(boxes).all(1)
+        vis[:s0] = False
+        vis[s1:] = False
+        for track in tracks_from_boxes(boxes, vis, min_track=window):
+            crops = crop_track(frames, track)
+            aud = audio[track.start * SAMPLES_PER_FRAME : track.stop * SAMPLES_PER_FRAME]
+            v, a = embed_track(model, crops, aud)
+            if len(v) == 0:
+                continue
+            d = distance_table(v, a)  # [31, m]: column i is the 5-frame window starting at track.start + i
+            results.append(SyncResult.from_dists(d, track.start))
+            m = d.shape[1]
+            for c in range(0, m, step):
+                lo, hi = max(0, c - half), min(m, c + half)
+                if hi - lo < half:
+                    continue
+                off, sync_c, _ = sync_scores(d[:, lo:hi])
+                f = track.start + c + WINDOW_FRAMES // 2  # the centre frame of window column c
+                offset[f : f + step], conf[f : f + step] = off, sync_c
+    return offset, conf, results
+
+
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "4"
+    version = "5"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
     class Config:
+        scorer: str = "syncnet"  # syncnet | envelope (syncnet falls back to envelope when no weights)
         window: int = 50
         step: int = 5
         max_lag: int = 15
         min_offset: int = 4
-        min_corr: float = 0.3
+        min_corr: float = 0.3  # envelope: correlation of the best lag
+        min_conf: float = 1.0  # syncnet: the window's Sync-C (median − min distance)
         stable_windows: int = 2
         stable_lag: float = 2.0
-        syncnet_weights: str = ""
+        syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
 
     def process(self, item: Item) -> Output:
         c = self.config
+        if c.scorer not in ("syncnet", "envelope"):
+            raise ValueError(f"lipsync: unknown scorer {c.scorer!r} (syncnet | envelope)")
         video = load_video(item, require_audio=True)
         n = video.num_frames
         hop = int(round(video.sample_rate / video.fps))
         env = loudness_envelope(video.audio, n, hop)
-        mouth = item.upstream["faces"].array("mouth_open")
-        n_faces = item.upstream["faces"].array("n_faces")
-        mouth = np.where(n_faces == 1, mouth, np.nan)
+        faces = item.upstream["faces"]
+        n_faces = faces.array("n_faces")
+        usable = n_faces == 1
         # a frozen, blurred or shaking picture has no usable mouth motion: other filters own those frames
         for stage, keys in (("prefilter", ("static", "choppy")), ("visual", ("blur", "shake"))):
             art = item.upstream.get(stage)
             if art is not None and art.ok:
                 for k in keys:
                     for a, b in art.values.get(k, []):
-                        mouth[a:b] = np.nan
+                        usable[a:b] = False
+        shots = shots_of(item, n)
+        lag, corr = self._envelope_lags(np.where(usable, faces.array("mouth_open"), np.nan), env, shots)
+        k_all, r_all = best_lag(np.where(usable, faces.array("mouth_open"), np.nan), env, c.max_lag)
+        values = {"frames": n, "offset_frames": k_all, "offset_corr": r_all}
+        arrays = {"lag": lag, "corr": corr, "envelope": env}
+        if c.syncnet_weights:
+            model = self._syncnet_model()
+            audio16 = _to_16k(video.audio, video.sample_rate)
+            sn_off, sn_conf, tracks = syncnet_windows(model, video.frames, audio16, faces.array("box"), usable,
+                                                      shots, c.window, c.step)
+            arrays.update(syncnet_offset=sn_off, syncnet_conf=sn_conf)
+            values["syncnet"] = _syncnet_summary(tracks)
+        else:
+            values["syncnet"] = {"unavailable": "no SyncNet weights (syncnet_weights is empty)"}
+        if c.scorer == "syncnet" and c.syncnet_weights:
+            desync, baseline = self._syncnet_desync(arrays["syncnet_offset"], arrays["syncnet_conf"])
+            values["scorer"] = "syncnet"
+        else:
+            desync, baseline = self._envelope_desync(lag, corr)
+            values["scorer"] = "envelope"
+        values.update(baseline_lag=baseline, desync=runs(desync, 3), desync_fraction=float(desync.mean()))
+        arrays["desync"] = desync
+        return Output(values=values, arrays=arrays)
+
+    # ----------------------------------------------------------------- envelope
+    def _envelope_lags(self, mouth: np.ndarray, env: np.ndarray, shots) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        n = len(env)
         lag = np.full(n, np.nan, np.float32)
         corr = np.full(n, np.nan, np.float32)
         half = c.window // 2
-        from avatarv.data.curation.stages.common import shots_of
-
         shot_of = np.zeros(n, int)
-        shots = shots_of(item, n)
         for k, (a, b) in enumerate(shots):
             shot_of[a:b] = k
         for centre in range(0, n, c.step):
@@ -102,28 +177,52 @@ class LipSync(Stage):
             k, r = best_lag(mouth[a:b], env[a:b], c.max_lag)
             if r > -1:
                 lag[centre : centre + c.step], corr[centre : centre + c.step] = k, r
-        k_all, r_all = best_lag(mouth, env, c.max_lag)
-        # the video's own lag (median over windows) is "in sync": renderers and cameras differ by a frame or two
+        return lag, corr
+
+    def _envelope_desync(self, lag: np.ndarray, corr: np.ndarray) -> tuple[np.ndarray, float]:
+        c = self.config
+        n = len(lag)
         baseline = float(np.nanmedian(lag)) if np.isfinite(lag).any() else 0.0
         # a real offset holds still: the lag agrees within ``stable_lag`` frames over ``stable_windows`` windows
-        # either side (on real footage a weak correlation peak jumps between lags from window to window)
         k = c.stable_windows * c.step
         pad = np.pad(np.nan_to_num(lag, nan=1e3), k, mode="edge")
         spread = np.array([np.ptp(pad[t : t + 2 * k + 1 : c.step]) for t in range(n)])
         desync = ((np.abs(np.nan_to_num(lag - baseline)) >= c.min_offset) & (np.nan_to_num(corr) >= c.min_corr)
                   & (spread <= c.stable_lag))
-        values = {"frames": n, "offset_frames": k_all, "baseline_lag": baseline, "offset_corr": r_all, "desync": runs(desync, 3),
-                  "desync_fraction": float(desync.mean())}
-        if c.syncnet_weights:
-            values["syncnet"] = self._syncnet(video)
-        else:
-            values["syncnet"] = {"unavailable": "no SyncNet weights (set syncnet_weights to a local "
-                                                "syncnet_v2.model; none ship here)"}
-        return Output(values=values, arrays={"lag": lag, "corr": corr, "desync": desync, "envelope": env})
+        return desync, baseline
 
-    def _syncnet(self, video) -> dict:
-        from avatarv.eval.sync_video import evaluate_sync_video
-        from avatarv.eval.syncnet import load_syncnet
+    # ------------------------------------------------------------------ syncnet
+    def _syncnet_desync(self, offset: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, float]:
+        c = self.config
+        baseline = float(np.nanmedian(offset)) if np.isfinite(offset).any() else 0.0
+        desync = (np.abs(np.nan_to_num(offset - baseline)) >= c.min_offset) & (np.nan_to_num(conf) >= c.min_conf)
+        return desync, baseline
 
-        res = evaluate_sync_video(video, load_syncnet(self.config.syncnet_weights))
-        return {"sync_c": res.sync_c, "sync_d": res.sync_d, "offset": res.offset}
+    def _syncnet_model(self):
+        from avatarv.eval.world_syncnet import load_sync_model
+
+        w = self.config.syncnet_weights
+        return load_sync_model(None if w == "world" else w)
+
+
+def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
+    from avatarv.eval.sync import AUDIO_RATE
+
+    if rate == AUDIO_RATE:
+        return audio
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(rate), AUDIO_RATE)
+    return resample_poly(audio, AUDIO_RATE // g, int(rate) // g).astype(np.float32)
+
+
+def _syncnet_summary(tracks: list) -> dict:
+    """Sync-C / Sync-D / offset of the whole video: window-weighted over tracks (as ``VideoSyncResult``)."""
+    if not tracks:
+        return {"unavailable": "no single-face track long enough for SyncNet"}
+    w = np.array([t.n_windows for t in tracks], float)
+    return {"sync_c": float(np.average([t.sync_c for t in tracks], weights=w)),
+            "sync_d": float(np.average([t.sync_d for t in tracks], weights=w)),
+            "offset": int(tracks[int(np.argmax(w))].offset), "n_tracks": len(tracks)}

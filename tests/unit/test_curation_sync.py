@@ -1,0 +1,49 @@
+"""The lipsync stage's SyncNet desync scorer on an oracle embedder (the trained scorer runs on world footage in
+``tests/integration/test_curation_filters.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avatarv.data.curation.stages.sync import LipSync, syncnet_windows
+from avatarv.world.clip import offset_audio
+from tests.unit.test_eval_sync import _LoudnessOracle, _synthetic_talker
+
+
+def _talker_with_desync(n=240, a=100, b=170, shift=8):
+    frames, audio = _synthetic_talker(n, 0, seed=3)
+    audio = audio.copy()
+    audio[a * 640 : b * 640] = offset_audio(audio[a * 640 : b * 640], shift)
+    boxes = np.tile(np.array([0, 0, 224, 224], np.float32), (n, 1))
+    return frames, audio, boxes
+
+
+def test_syncnet_windows_find_a_shifted_stretch():
+    frames, audio, boxes = _talker_with_desync()
+    usable = np.ones(len(frames), bool)
+    off, conf, tracks = syncnet_windows(_LoudnessOracle(), frames, audio, boxes, usable, [[0, 240]], window=30, step=5)
+    assert len(tracks) == 1 and tracks[0].offset == 0  # the video as a whole is in sync
+    # windows reaching into the stretch (half a window either side) are left unscored here
+    inside, outside = off[115:160], np.concatenate([off[20:85], off[200:225]])
+    assert np.all(np.abs(inside) >= 6), inside  # the shifted stretch: |offset| ≈ 8
+    assert np.all(np.abs(outside) <= 1), outside
+    assert np.isnan(off[:2]).all()  # window columns are centred 2 frames into their 5-frame window
+
+
+def test_syncnet_desync_rule_and_unusable_frames():
+    stage = LipSync(LipSync.Config(min_offset=4, min_conf=0.5))
+    offset = np.array([0, 0, 1, 8, 8, 8, -9, np.nan, 0, 0, 0], np.float32)
+    conf = np.array([2, 2, 2, 2, 0.1, 2, 2, 2, 2, 2, 2], np.float32)
+    desync, baseline = stage._syncnet_desync(offset, conf)
+    assert baseline == 0.0
+    assert desync.tolist() == [False, False, False, True, False, True, True, False, False, False, False]
+    # frames another filter owns (or with no single face) never form a track
+    frames, audio, boxes = _talker_with_desync()
+    usable = np.ones(len(frames), bool)
+    usable[90:200] = False
+    off, _, _ = syncnet_windows(_LoudnessOracle(), frames, audio, boxes, usable, [[0, 240]], window=30, step=5)
+    assert np.isnan(off[95:200]).all()
+    # shots split tracks: nothing crosses the cut at 120
+    off2, _, tracks = syncnet_windows(_LoudnessOracle(), frames, audio, boxes, np.ones(240, bool), [[0, 120], [120, 240]],
+                                      window=30, step=5)
+    assert [t.start_frame for t in tracks] == [0, 120]
