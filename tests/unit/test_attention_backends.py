@@ -86,7 +86,7 @@ def test_flex_sparse_reference_pattern_in_one_call():
     torch.testing.assert_close(gen_out, exp_gen, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("backend", ["chunked", "flex"])
+@pytest.mark.parametrize("backend", ["chunked", "tiled", "flex"])
 def test_model_with_backend_equals_sdpa(backend):
     from avatarv.config import get_preset
     from avatarv.models.dit import RefInputs, VideoRefDiT
@@ -159,3 +159,33 @@ def test_local_window_limits_the_receptive_field():
     assert diff[1] > 1e-4 and diff[2] > 1e-4 and torch.all(diff[3:] == 0)
     ref2 = RefInputs(ref.latents + 1)
     assert (model(x, **{**kw, "ref": ref2}).video - base)[:, :, 5].abs().max() > 1e-4  # the reference reaches all
+
+
+def test_tiled_small_tiles_equal_reference_and_bf16_error_is_bounded():
+    from avatarv.models.dit.attention import tiled_attention
+
+    q, k, v = qkv(nq=70, nk=90, seed=7)
+    key_mask = torch.rand(2, 90, generator=torch.Generator().manual_seed(1)) > 0.3
+    torch.testing.assert_close(tiled_attention(q, k, v, key_mask=key_mask, block=16),
+                               reference(q, k, v, key_mask=key_mask), atol=1e-5, rtol=1e-4)
+    # bf16: scores are rounded to bf16 before the softmax; the error stays within a small multiple of SDPA's
+    for logit_std in (1.0, 3.0):
+        q, k, v = qkv(b=1, h=2, nq=512, nk=512, d=64, seed=8)
+        q = q * logit_std**0.5
+        k = k * logit_std**0.5
+        exact = reference(q, k, v)
+        qb, kb, vb = (t.bfloat16() for t in (q, k, v))
+        err_tiled = (tiled_attention(qb, kb, vb).float() - exact).abs().max().item()
+        err_sdpa = (F.scaled_dot_product_attention(qb, kb, vb).float() - exact).abs().max().item()
+        assert err_tiled <= 4 * err_sdpa + 2e-3, (logit_std, err_tiled, err_sdpa)
+
+
+def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu():
+    from avatarv.models.dit.attention import select_backend
+
+    q = torch.zeros(1, 2, 1024, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert select_backend(q, masked=False) == "tiled"
+        assert select_backend(q.float(), masked=False) == "sdpa"
+        assert select_backend(q[:, :, :64], masked=False) == "sdpa"
+    assert select_backend(q, masked=False) == "sdpa"  # autograd on: training keeps the fused kernel

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from avatarv.errors import ConfigError
 
-ATTENTION_BACKENDS = ("auto", "sdpa", "chunked", "flex", "flash", "sage")
+ATTENTION_BACKENDS = ("auto", "sdpa", "chunked", "tiled", "flex", "flash", "sage")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class DiTConfig:
     motion_dim: int = 0
     # Distilled students take guidance scales as input (CFG distillation). 0 = none.
     num_guidance_scales: int = 0
-    # Attention backend: auto | sdpa | chunked | flex | flash | sage (models/dit/attention.py).
+    # Attention backend: auto | sdpa | chunked | tiled | flex | flash | sage (models/dit/attention.py).
     attn_backend: str = "auto"
     # Local temporal attention among generated tokens (the SR refiner): a token of frame i sees generated
     # tokens of frames |i − j| ≤ local_window, and every reference token. 0 = global attention.
