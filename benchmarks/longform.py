@@ -7,7 +7,8 @@
 - ``seconds_per_output_second``: wall time per second of video (10 s run);
 - drift: identity-embedding distance (1 − cosine; the world identity embedder, dlib's face recogniser with
   ``--identity dlib``) between the last chunk's and the first chunk's frames, with and without the global
-  appearance anchor; also each against the reference.
+  appearance anchor; also each against the reference. Colour drift: ΔE between the mean L*a*b* colour of
+  the last and of the first chunk (and the change in lightness), with and without the anchor.
 Without a trained checkpoint it runs the tiny preset with random weights: memory and speed figures hold,
 the drift figures then say nothing about identity. Ends with one JSON line.
 """
@@ -60,17 +61,32 @@ def identity_of(embedder, frames) -> np.ndarray | None:  # noqa: F821
     return normalize(normalize(np.stack(embs)).mean(0)) if embs else None
 
 
+def mean_lab(frames) -> np.ndarray:  # noqa: F821
+    """Mean CIE L*a*b* colour of the frames ``[T, H, W, 3]`` uint8 RGB (every 5th frame)."""
+    import cv2
+    import numpy as np
+
+    return np.mean([cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+                    for f in frames[::5]], axis=0)
+
+
 def drift(path: str, chunk_frames: int, embedder) -> dict:
-    """1 − cos between the identity of the first and of the last chunk (and of each to the reference)."""
+    """Identity drift: 1 − cos between the identity of the first and of the last chunk (and of each to the
+    reference; NaN where no face is found). Colour drift: ΔE (CIE76) between the mean L*a*b* colour of the
+    first and of the last chunk, and the last chunk's mean lightness change."""
     import numpy as np
 
     from avatarv.media import read_video
 
     frames = read_video(path).frames
     ref = identity_of(embedder, read_video(ROOT / "examples" / "ref.mp4").frames)
-    first, last = identity_of(embedder, frames[:chunk_frames]), identity_of(embedder, frames[-chunk_frames:])
+    first_f, last_f = frames[:chunk_frames], frames[-chunk_frames:]
+    first, last = identity_of(embedder, first_f), identity_of(embedder, last_f)
     d = lambda a, b: float("nan") if a is None or b is None else round(float(1 - np.dot(a, b)), 4)  # noqa: E731
-    return {"last_vs_first": d(last, first), "first_vs_ref": d(first, ref), "last_vs_ref": d(last, ref)}
+    lab_first, lab_last = mean_lab(first_f), mean_lab(last_f)
+    return {"last_vs_first": d(last, first), "first_vs_ref": d(first, ref), "last_vs_ref": d(last, ref),
+            "colour_de_last_vs_first": round(float(np.linalg.norm(lab_last - lab_first)), 2),
+            "lightness_last_minus_first": round(float(lab_last[0] - lab_first[0]), 2)}
 
 
 def main() -> None:

@@ -231,6 +231,7 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     """``checkpoints/world-<preset>[-imageref]``: pipeline.json + dit/ + vae/, weights in bf16 (half the bytes)."""
     from avatarv.fsutil import atomic_directory
     from avatarv.models.dit import VideoRefDiT
+    from avatarv.training.plot import plot_runs
     from avatarv.models.vae import VideoVAE
 
     dest = Path(r.checkpoints or r.root / "checkpoints") / r.export_name(variant)
@@ -254,6 +255,8 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
             if done.is_file():
                 meta["stages"][name] = json.loads(done.read_text())
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
+        plot_runs({name: r.root / name for name in ("vae", "vae-decoder", "vae-decoder2", "stage1", "stage2",
+                                                     f"stage3-{variant}")}, tmp / "training_curves.png")
     diffusers_logging.set_verbosity(level)
     return dest
 
