@@ -7,8 +7,11 @@ near its source (a copy cropped to c of the frame shows what the source shows at
 ``dedup`` (collection): faiss inner-product search of every item's scale-1 vectors against all items' vectors
 at all scales. Items A and B are duplicates when at least ``min_matches`` *consecutive* sampled frames of A find frames
 of B with cosine >= ``threshold`` at one time offset (within ``every`` frames): a copy matches its source in
-order, another take of the same person in the same place matches at scattered offsets. The pair list and, per pair, the item to drop (the shorter, else the smaller
-frame, else the later name) are the output.
+order, another take of the same person in the same place matches at scattered offsets. Copies of one source
+are also copies of each other even where their own frames match too weakly (a crop against a resize): two
+items whose matched stretches cover at least ``min_shared_frames`` common frames of a third item pair up
+(``shared_pairs``). The pair list and, per pair, the item to drop (the shorter, else the smaller frame, else
+the later name) are the output.
 """
 
 from __future__ import annotations
@@ -39,20 +42,44 @@ def frame_vectors(frame: np.ndarray, scales=SCALES, side: int = 16) -> np.ndarra
     return np.stack(out).astype(np.float32)
 
 
-def _longest_consistent_run(matches: list[tuple[int, int]], tol: int) -> int:
-    """Longest run of consecutive query samples whose matches keep one time offset (within ``tol`` frames)."""
-    best = 0
+def _longest_consistent_run(matches: list[tuple[int, int]], tol: int) -> tuple[int, int, int, int]:
+    """Longest run of consecutive query samples whose matches keep one time offset (within ``tol`` frames).
+
+    Returns ``(length, offset, first_sample, last_sample)`` of that run (``(0, 0, 0, 0)`` without matches)."""
+    best = (0, 0, 0, 0)
     by_sample = dict(matches)
     for start, off in matches:
-        run, i, miss = 0, start, 0
+        run, i, miss, last = 0, start, 0, start
         while miss <= 1:  # one unmatched sample may interrupt a run (a compression artefact, a blink)
             if i in by_sample and abs(by_sample[i] - off) <= tol:
-                run, miss = run + 1, 0
+                run, miss, last = run + 1, 0, i
             else:
                 miss += 1
             i += 1
-        best = max(best, run)
+        if run > best[0]:
+            best = (run, off, start, last)
     return best
+
+
+def shared_pairs(spans: dict[tuple[int, int], tuple[int, int, int]], min_shared: int) -> dict[tuple[int, int], int]:
+    """Pairs implied by a common partner: copies of one source are copies of each other.
+
+    ``spans[(x, y)] = (start, end, offset)``: frames ``[start, end)`` of ``x`` match ``y`` at ``t_y = t_x +
+    offset``. When two items x1, x2 both match y and their matched stretches cover at least ``min_shared``
+    common frames of y, (x1, x2) is a pair, found with that many shared frames. Only matched stretches count,
+    so a short chance match between two different videos cannot join their copies."""
+    by_partner: dict[int, list[tuple[int, int, int]]] = {}
+    for (x, y), (a, b, off) in spans.items():
+        by_partner.setdefault(y, []).append((x, a + off, b + off))  # x's stretch in y's time
+    out: dict[tuple[int, int], int] = {}
+    for y, members in by_partner.items():
+        for i, (x1, a1, b1) in enumerate(members):
+            for x2, a2, b2 in members[i + 1 :]:
+                shared = min(b1, b2) - max(a1, a2)
+                if x1 != x2 and shared >= min_shared:
+                    key = (min(x1, x2), max(x1, x2))
+                    out[key] = max(out.get(key, 0), shared)
+    return out
 
 
 class Fingerprint(Stage):
@@ -76,7 +103,7 @@ class Fingerprint(Stage):
 
 class Dedup(Stage):
     name = "dedup"
-    version = "4"
+    version = "5"
     inputs = ("fingerprint",)
     scope = "collection"
     resources = Resources(cpu=1.0, memory_mb=2048)
@@ -85,6 +112,7 @@ class Dedup(Stage):
     class Config:
         threshold: float = 0.95
         min_matches: int = 7  # samples in one run (1.4 s at every = 5)
+        min_shared_frames: int = 25  # two items whose matched stretches share >= 1 s of a third item pair up
 
     def process(self, items: list[Item]) -> Output:
         import faiss
@@ -101,6 +129,7 @@ class Dedup(Stage):
         index.add(np.ascontiguousarray(base))
         every = int(items[0].upstream["fingerprint"].values.get("every", 5))
         found: dict[tuple[int, int], int] = {}
+        spans: dict[tuple[int, int], tuple[int, int, int]] = {}
         for a, v in enumerate(vecs):
             sims, ids = index.search(np.ascontiguousarray(v[:, 0]), min(64, len(base)))  # scale 1 of each sample
             offsets: dict[int, list[tuple[int, int]]] = {}  # item b -> (query sample, offset)
@@ -116,10 +145,19 @@ class Dedup(Stage):
                     offsets.setdefault(b, []).append((i, int(sample_t[j]) - int(times[a][i])))
             for b, offs in offsets.items():
                 # a copy matches at one time offset; another take of the same person and place matches anywhere
-                consistent = _longest_consistent_run(offs, every)
+                consistent, off, first, last = _longest_consistent_run(offs, every)
                 if consistent >= c.min_matches:
                     key = (min(a, b), max(a, b))
                     found[key] = max(found.get(key, 0), consistent)
+                    start, end = int(times[a][first]), int(times[a][last]) + every
+                    spans[(a, b)] = (start, end, off)
+                    spans[(b, a)] = (start + off, end + off, -off)
+        via = {}
+        if c.min_shared_frames:
+            for key, shared in shared_pairs(spans, c.min_shared_frames).items():
+                if key not in found:
+                    found[key] = shared // every  # in samples, like a direct match
+                    via[key] = True
         pairs = [(a, b, n) for (a, b), n in found.items()]
         out = []
         for a, b, count in sorted(pairs):
@@ -128,5 +166,6 @@ class Dedup(Stage):
             key_a = (fa["frames"], fa["size"][0] * fa["size"][1], [-ord(ch) for ch in ia.item_id])
             key_b = (fb["frames"], fb["size"][0] * fb["size"][1], [-ord(ch) for ch in ib.item_id])
             drop = ib.item_id if key_a >= key_b else ia.item_id
-            out.append({"a": ia.item_id, "b": ib.item_id, "matches": count, "drop": drop})
+            out.append({"a": ia.item_id, "b": ib.item_id, "matches": count, "drop": drop,
+                        "via_shared_partner": bool(via.get((a, b)))})
         return Output(values={"items": len(items), "pairs": out, "drop": sorted({p["drop"] for p in out})})
