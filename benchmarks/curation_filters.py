@@ -41,7 +41,7 @@ def main() -> None:
     make_raw_set(inp, videos=args.videos, seconds=args.seconds, size=args.size)
     tables = {}
     for scorer in ("envelope", "syncnet"):  # the default (syncnet) last: the table's other rows are shared
-        stages = [LipSync(LipSync.Config(scorer=scorer)) if s.name == "lipsync" else s for s in PRESETS["filters"]()]
+        stages = [LipSync(scorer=scorer) if s.name == "lipsync" else s for s in PRESETS["filters"]()]
         report = Engine(Pipeline(stages), inp, work).run("local", workers=args.workers)
         if report.failures:
             raise SystemExit(f"curation_filters: {len(report.failures)} failed tasks: {report.failures[:3]}")

@@ -31,7 +31,8 @@ def test_syncnet_windows_find_a_shifted_stretch():
 
 
 def test_syncnet_desync_rule_and_unusable_frames():
-    stage = LipSync(LipSync.Config(min_offset=4, min_conf=0.5))
+    stage = LipSync(min_offset=4, min_conf=0.5)
+    assert stage.name == "lipsync" and stage.config.min_conf == 0.5
     offset = np.array([0, 0, 1, 8, 8, 8, -9, np.nan, 0, 0, 0], np.float32)
     conf = np.array([2, 2, 2, 2, 0.1, 2, 2, 2, 2, 2, 2], np.float32)
     desync, baseline = stage._syncnet_desync(offset, conf)

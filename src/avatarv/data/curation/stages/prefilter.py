@@ -5,8 +5,13 @@ dark scene's small differences are not mistaken for stillness) and the 64-bit pH
 ``high[t]`` the 85th percentile of ``rel_diff`` over a centred window of ``2 * window`` frames (with frames held
 4 times only a quarter of them move):
 
-- static: ``rel_diff < static_max`` for at least ``static_run`` frames in a row (a re-encoded frozen frame
-  still differs by <= 2e-4; a calm real speaker on a locked camera by 3e-4 to 6e-3 at 256 px);
+- static: a frozen picture for at least ``static_run`` frames in a row. Frame t is still when it differs by
+  less than ``static_max`` from every earlier frame of its run of small consecutive differences, up to
+  ``static_lag`` frames back (``still_frames``). The look-back separates the two things a consecutive
+  difference cannot: h264 re-encodes a frozen frame with codec noise that does not accumulate (consecutive
+  differences of 2e-4 to 1.2e-3, periodic with the GOP), while a calm real speaker's small motions do
+  (consecutive differences from 1.2e-3 on the calmest of ``../shared/real``, but >= 6e-3 over any 8-frame
+  stretch). The first ~10 frames of a freeze, while the encoder still refines the picture, are missed;
 - repeat: ``rel_diff[t] < repeat_rel * high[t]`` and ``< repeat_abs`` while the window moves (``high >= moving_min``): a held
   frame between moving ones (h264 leaves held frames a few 1e-3 apart, moving talking frames 2e-2 and up);
 - choppy: at least ``choppy_min`` of the window's frames repeat (frames held 2-4 times: the low effective frame
@@ -33,14 +38,30 @@ def phash64(grey: np.ndarray) -> int:
     return int(str(h), 16)
 
 
-def frame_statistics(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_statistics(frames: np.ndarray, grey: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``rel_diff`` [T] (0 for frame 0), ``phash`` [T] uint64, mean luma [T]."""
-    grey = grey_small(frames)
+    grey = grey_small(frames) if grey is None else grey
     diff = np.zeros(len(grey), np.float32)
     if len(grey) > 1:
         diff[1:] = np.abs(np.diff(grey, axis=0)).mean((1, 2)) / (grey[1:].std((1, 2)) + 1.0)
     hashes = np.array([phash64(g) for g in grey], np.uint64)
     return diff, hashes, grey.mean((1, 2))
+
+
+def still_frames(grey: np.ndarray, diff: np.ndarray, threshold: float, max_lag: int) -> np.ndarray:
+    """[T] bool: frame t differs by < ``threshold`` (``rel_diff`` units) from each of the previous ``max_lag``
+    frames that belong to its run of consecutive differences below ``threshold``."""
+    n = len(grey)
+    contrast = grey.std((1, 2)) + 1.0
+    candidate = diff < threshold
+    candidate[0] = False
+    still = np.zeros(n, bool)
+    for a, b in runs(candidate, 1):  # frames a-1 .. b-1 show one (nearly) unchanged picture
+        for t in range(a, b):
+            lo = max(a - 1, t - max_lag)
+            back = np.abs(grey[lo:t] - grey[t]).mean((1, 2)) / contrast[t]
+            still[t] = bool(back.max() < threshold)
+    return still
 
 
 def _mask_runs(mask: np.ndarray, min_len: int, n: int) -> np.ndarray:
@@ -58,7 +79,7 @@ def window_fraction(mask: np.ndarray, window: int) -> np.ndarray:
 
 class Prefilter(Stage):
     name = "prefilter"
-    version = "3"
+    version = "4"
     inputs = ("normalise",)
     outputs = ("rel_diff.npy", "phash.npy", "luma.npy")
     resources = Resources(cpu=1.0, memory_mb=1024)
@@ -66,7 +87,8 @@ class Prefilter(Stage):
     @dataclass(frozen=True)
     class Config:
         window: int = 13
-        static_max: float = 0.0004  # a calm real speaker on a locked-off camera: 3e-4 to 6e-3
+        static_max: float = 0.002  # see the module docstring (frozen + h264: < 1.2e-3; real speakers accumulate more)
+        static_lag: int = 8
         static_run: int = 6
         moving_min: float = 0.012
         repeat_rel: float = 0.25
@@ -75,14 +97,13 @@ class Prefilter(Stage):
 
     def process(self, item: Item) -> Output:
         video = load_video(item)
-        diff, hashes, luma = frame_statistics(video.frames)
+        grey = grey_small(video.frames)
+        diff, hashes, luma = frame_statistics(video.frames, grey)
         c = self.config
         w2 = 2 * c.window
         pad = np.pad(diff, w2 // 2, mode="edge")
         high = np.array([np.percentile(pad[t : t + w2], 85) for t in range(len(diff))], np.float32)
-        still = diff < c.static_max
-        still[0] = still[1] if len(still) > 1 else False
-        static = _mask_runs(still, c.static_run, len(diff))
+        static = _mask_runs(still_frames(grey, diff, c.static_max, c.static_lag), c.static_run, len(diff))
         repeat = (diff < c.repeat_rel * high) & (diff < c.repeat_abs) & (high >= c.moving_min)
         repeat[0] = False
         frac = window_fraction(repeat, c.window)

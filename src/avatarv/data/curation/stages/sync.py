@@ -18,8 +18,9 @@ Two scorers of the desync filter (``Config.scorer``):
   frames over ``stable_windows`` windows either side (a weak peak on real footage jumps between lags) and
   with a clear peak (``min_corr``) is out of sync. Measured on the world: recall 0.8 (see the curation tests).
 
-Frames another filter flags as static, choppy, blurred or shaking are left out by both scorers: their mouth
-motion is not measurable. The world's desync defect shifts sound by 5–12 frames.
+Frames another filter flags as static, choppy, blurred, shaking or dark are left out by both scorers: their
+mouth motion is not measurable (and SyncNet's embeddings of a dark face are noise). The world's desync
+defect shifts sound by 5–12 frames.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def syncnet_windows(
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "5"
+    version = "6"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class LipSync(Stage):
         n_faces = faces.array("n_faces")
         usable = n_faces == 1
         # a frozen, blurred or shaking picture has no usable mouth motion: other filters own those frames
-        for stage, keys in (("prefilter", ("static", "choppy")), ("visual", ("blur", "shake"))):
+        for stage, keys in (("prefilter", ("static", "choppy")), ("visual", ("blur", "shake", "dark"))):
             art = item.upstream.get(stage)
             if art is not None and art.ok:
                 for k in keys:
