@@ -42,10 +42,13 @@ def main() -> None:
     tables = {}
     for scorer in ("envelope", "syncnet"):  # the default (syncnet) last: the table's other rows are shared
         stages = [LipSync(scorer=scorer) if s.name == "lipsync" else s for s in PRESETS["filters"]()]
-        report = Engine(Pipeline(stages), inp, work).run("local", workers=args.workers)
+        engine = Engine(Pipeline(stages), inp, work)
+        report = engine.run("local", workers=args.workers)
         if report.failures:
             raise SystemExit(f"curation_filters: {len(report.failures)} failed tasks: {report.failures[:3]}")
-        tables[scorer] = filter_scores(work, inp)
+        keys = {k: t.key for k, t in engine.plan().items()}  # this pipeline's artifacts, not the store's latest
+        engine.close()
+        tables[scorer] = filter_scores(work, inp, keys)
     scores = tables["syncnet"]
     scores["desync (envelope scorer)"] = tables["envelope"]["desync"]
     table = format_table(scores)

@@ -47,9 +47,13 @@ def _mask(intervals, n: int) -> np.ndarray:
     return m
 
 
-def latest_artifacts(store: StateStore, stage: str) -> dict[str, dict]:
-    """item -> values of the most recently finished committed task of ``stage``."""
+def latest_artifacts(store: StateStore, stage: str, keys: dict[tuple[str, str], str] | None = None) -> dict[str, dict]:
+    """item -> values of the most recently finished committed task of ``stage``; with ``keys`` ((stage, item)
+    -> task key, e.g. from ``Engine.plan()``), exactly those tasks: a store holds every config ever run, and
+    "latest" is then the last one that ran, not the one a pipeline asks for."""
     rows = [r for r in store.rows() if r["stage"] == stage and r["status"] in ("done", "unavailable")]
+    if keys is not None:
+        rows = [r for r in rows if keys.get((stage, r["item"])) == r["key"]]
     out = {}
     for r in sorted(rows, key=lambda r: r["finished"] or 0):
         if store.has_artifact(stage, r["item"], r["key"]):
@@ -75,10 +79,13 @@ class Tally:
         return {"precision": p, "recall": r, "tp": self.tp, "fp": self.fp, "fn": self.fn, "positives": self.positives}
 
 
-def filter_scores(out_dir: str | Path, input_dir: str | Path) -> dict[str, dict]:
-    """The per-filter table for every raw video in ``input_dir`` that has its ``.json`` labels."""
+def filter_scores(out_dir: str | Path, input_dir: str | Path, keys: dict[tuple[str, str], str] | None = None
+                  ) -> dict[str, dict]:
+    """The per-filter table for every raw video in ``input_dir`` that has its ``.json`` labels (the artifacts
+    of ``keys`` when given, see ``latest_artifacts``)."""
     store = StateStore(out_dir)
-    arts = {s: latest_artifacts(store, s) for s in ("prefilter", "faces", "ocr", "visual", "lipsync", "scenes", "dedup")}
+    arts = {s: latest_artifacts(store, s, keys) for s in ("prefilter", "faces", "ocr", "visual", "lipsync", "scenes",
+                                                           "dedup")}
     store.close()
     tallies = {name: Tally() for name in [*INTERVAL_FILTERS, "cuts", "duplicates"]}
     labelled = sorted(Path(input_dir).glob("raw_*.json"))
