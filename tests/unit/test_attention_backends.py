@@ -188,4 +188,5 @@ def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu():
         assert select_backend(q, masked=False) == "tiled"
         assert select_backend(q.float(), masked=False) == "sdpa"
         assert select_backend(q[:, :, :64], masked=False) == "sdpa"
+        assert select_backend(q, masked=False, nk=16) == "sdpa"  # text cross-attention: SDPA wins
     assert select_backend(q, masked=False) == "sdpa"  # autograd on: training keeps the fused kernel

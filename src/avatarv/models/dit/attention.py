@@ -99,7 +99,7 @@ def tiled_attention(q, k, v, key_mask=None, window=None, block: int = 512) -> to
     trade SageAttention makes with int8. Measured against fp32 attention on random inputs at 4k tokens, 8
     heads, d 64, with logit std 1 / 3 / 6: mean |error| 1.1e-4 / 2.8e-3 / 8.0e-3, where fused SDPA in bf16 has
     0.8e-4 / 1.2e-3 / 3.3e-3 (its own bf16 P·V rounding): 1.4–2.4× SDPA's error. fp32 inputs are computed
-    in fp32. ``auto`` uses it only for no-grad half-precision CPU calls (inference); training keeps SDPA.
+    in fp32. ``auto`` uses it only for large no-grad half-precision CPU calls (inference); training keeps SDPA.
     """
     b, h, nq, d = q.shape
     out = torch.empty_like(q)
@@ -189,20 +189,22 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
     return names
 
 
-def select_backend(q: torch.Tensor, masked: bool) -> str:
+def select_backend(q: torch.Tensor, masked: bool, nk: int | None = None) -> str:
     """Fastest correct backend for this call (measured: benchmarks/attention.py).
 
-    CPU: for no-grad half-precision calls with at least 256 × 256 scores per head, ``tiled`` (1.7× fused SDPA
-    at 4k tokens; see its docstring for the precision it trades); otherwise fused SDPA, with a masked call
-    over long sequences going to ``chunked`` to keep the dense mask's memory bounded. CUDA: flash when
-    unmasked.
+    CPU: for no-grad half-precision calls with at least 1024 × 1024 scores per head (``nk`` keys, default
+    ``Nq``), ``tiled`` (1.5–1.9× fused SDPA from 1k to 4k tokens; see its docstring for the precision it
+    trades; below that size, and for short contexts such as text, its per-head loop loses); otherwise fused
+    SDPA, with a masked call over long sequences going to ``chunked`` to keep the dense mask's memory bounded.
+    CUDA: flash when unmasked.
     """
+    nk = q.shape[2] if nk is None else nk
     if q.device.type == "cuda" and not masked and importlib.util.find_spec("flash_attn") and q.dtype in (
         torch.float16, torch.bfloat16
     ):
         return "flash"
     if (q.device.type == "cpu" and q.dtype in (torch.float16, torch.bfloat16) and not torch.is_grad_enabled()
-            and q.shape[2] >= 256):
+            and q.shape[2] * nk >= 1 << 20 and nk >= 256):
         return "tiled"
     if masked and q.shape[2] * q.shape[0] > 16384:
         return "chunked"
@@ -211,7 +213,7 @@ def select_backend(q: torch.Tensor, masked: bool) -> str:
 
 def attention(q, k, v, key_mask=None, window=None, backend: str = "auto") -> torch.Tensor:
     if backend == "auto":
-        backend = select_backend(q, key_mask is not None or window is not None)
+        backend = select_backend(q, key_mask is not None or window is not None, k.shape[2])
     try:
         fn = BACKENDS[backend]
     except KeyError:
