@@ -190,3 +190,14 @@ def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu():
         assert select_backend(q[:, :, :64], masked=False) == "sdpa"
         assert select_backend(q, masked=False, nk=16) == "sdpa"  # text cross-attention: SDPA wins
     assert select_backend(q, masked=False) == "sdpa"  # autograd on: training keeps the fused kernel
+
+
+def test_tiled_backward_equals_reference():
+    from avatarv.models.dit.attention import tiled_attention
+
+    q, k, v = (t.requires_grad_() for t in qkv(nq=40, nk=50, seed=9))
+    key_mask = torch.rand(2, 50, generator=torch.Generator().manual_seed(3)) > 0.2
+    grads = torch.autograd.grad(tiled_attention(q, k, v, key_mask=key_mask, block=16).square().sum(), (q, k, v))
+    ref = torch.autograd.grad(reference(q, k, v, key_mask=key_mask).square().sum(), (q, k, v))
+    for g, r in zip(grads, ref, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)

@@ -48,3 +48,12 @@ def test_syncnet_desync_rule_and_unusable_frames():
     off2, _, tracks = syncnet_windows(_LoudnessOracle(), frames, audio, boxes, np.ones(240, bool), [[0, 120], [120, 240]],
                                       window=30, step=5)
     assert [t.start_frame for t in tracks] == [0, 120]
+
+
+def test_unknown_scorer_is_a_config_error():
+    import pytest
+
+    from avatarv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown scorer"):
+        LipSync(scorer="magic")

@@ -102,12 +102,16 @@ def tiled_attention(q, k, v, key_mask=None, window=None, block: int = 512) -> to
     in fp32. ``auto`` uses it only for large no-grad half-precision CPU calls (inference); training keeps SDPA.
     """
     b, h, nq, d = q.shape
-    out = torch.empty_like(q)
-    kt = (k * d**-0.5).transpose(-1, -2).contiguous()  # [B, H, d, Nk]
+    kt = (k * d**-0.5).transpose(-1, -2)  # [B, H, d, Nk]
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    kt = kt if grad else kt.contiguous()
+    out = None if grad else torch.empty_like(q)
+    heads = []
     for bi in range(b):
         keep = None if key_mask is None else key_mask[bi if key_mask.shape[0] > 1 else 0]  # [Nk]
         for hi in range(h):
             kh, vh = kt[bi, hi], v[bi, hi]
+            tiles = []
             for start in range(0, nq, block):
                 stop = min(start + block, nq)
                 s = torch.mm(q[bi, hi, start:stop], kh)  # [block, Nk]
@@ -116,9 +120,14 @@ def tiled_attention(q, k, v, key_mask=None, window=None, block: int = 512) -> to
                     if window is not None:
                         local = window.allowed(window.q_frames[start:stop, None], window.k_frames[None, :])
                         ok = local if ok is None else ok & local
-                    s.masked_fill_(~ok, float("-inf"))
-                torch.mm(torch.softmax(s, -1), vh, out=out[bi, hi, start:stop])
-    return out
+                    s = s.masked_fill(~ok, float("-inf")) if grad else s.masked_fill_(~ok, float("-inf"))
+                if grad:  # autograd cannot record out= writes
+                    tiles.append(torch.softmax(s, -1) @ vh)
+                else:
+                    torch.mm(torch.softmax(s, -1), vh, out=out[bi, hi, start:stop])
+            if grad:
+                heads.append(torch.cat(tiles, 0))
+    return torch.stack(heads).unflatten(0, (b, h)) if grad else out
 
 
 @functools.cache

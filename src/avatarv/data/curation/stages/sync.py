@@ -107,7 +107,7 @@ class LipSync(Stage):
 
     @dataclass(frozen=True)
     class Config:
-        scorer: str = "syncnet"  # syncnet | envelope (syncnet falls back to envelope when no weights)
+        scorer: str = "syncnet"  # syncnet | envelope (syncnet_weights "" means envelope)
         window: int = 50
         step: int = 5
         max_lag: int = 15
@@ -118,10 +118,14 @@ class LipSync(Stage):
         stable_lag: float = 2.0
         syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
 
+        def __post_init__(self):
+            from avatarv.errors import ConfigError
+
+            if self.scorer not in ("syncnet", "envelope"):
+                raise ConfigError(f"lipsync: unknown scorer {self.scorer!r} (syncnet | envelope)")
+
     def process(self, item: Item) -> Output:
         c = self.config
-        if c.scorer not in ("syncnet", "envelope"):
-            raise ValueError(f"lipsync: unknown scorer {c.scorer!r} (syncnet | envelope)")
         video = load_video(item, require_audio=True)
         n = video.num_frames
         hop = int(round(video.sample_rate / video.fps))
