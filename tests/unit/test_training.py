@@ -113,3 +113,15 @@ def test_curriculum_crops_duration_and_resolution():
     early = method.crop(batch, 0)
     assert early.latents.shape[2:] == (2, 4, 4) and early.audio.shape[1] == 2
     assert method.crop(batch, 12).latents.shape[2:] == (3, 8, 8)
+
+
+def test_parse_stage_steps():
+    import pytest
+
+    from avatarv.errors import ConfigError
+    from avatarv.training.cli import parse_stage_steps
+
+    assert parse_stage_steps("3000,3000,1500") == (3000, 3000, 1500)
+    for bad in ("3000,3000", "a,b,c", "1,0,2"):
+        with pytest.raises(ConfigError, match="--stage-steps"):
+            parse_stage_steps(bad)

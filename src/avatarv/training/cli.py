@@ -97,12 +97,26 @@ def train_vae(
     typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2)}))
 
 
+def parse_stage_steps(text: str) -> tuple[int, int, int]:
+    """``"3000,3000,1500"`` → (3000, 3000, 1500); anything else is a one-line ConfigError."""
+    from avatarv.errors import ConfigError
+
+    try:
+        steps = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        steps = ()
+    if len(steps) != 3 or min(steps) <= 0:
+        raise ConfigError(f"--stage-steps wants three positive integers like 3000,3000,1500, got {text!r}")
+    return steps  # type: ignore[return-value]
+
+
 @app.command("world")
 def train_world(
     smoke: bool = typer.Option(False, "--smoke", help="The same recipe on the tiny preset, in minutes."),
     out: Path = typer.Option(None, "--out", help="Work directory (default runs/world or runs/world-smoke)."),
     variant: list[str] = typer.Option(None, "--variant", help="video and/or image (default both)."),
     checkpoints: Path = typer.Option(None, "--checkpoints", help="Where the pipeline checkpoints go."),
+    stage_steps: str = typer.Option(None, "--stage-steps", help="Steps of stages 1,2,3, e.g. 3000,3000,1500."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -116,6 +130,8 @@ def train_world(
         recipe = replace(recipe, out=str(out))
     if checkpoints is not None:
         recipe = replace(recipe, checkpoints=str(checkpoints))
+    if stage_steps is not None:
+        recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps))
     bad = set(variant or ()) - {"video", "image"}
     if bad:
         raise ConfigError(f"unknown variants {sorted(bad)} (video | image)")
