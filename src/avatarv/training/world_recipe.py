@@ -231,8 +231,8 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     """``checkpoints/world-<preset>[-imageref]``: pipeline.json + dit/ + vae/, weights in bf16 (half the bytes)."""
     from avatarv.fsutil import atomic_directory
     from avatarv.models.dit import VideoRefDiT
-    from avatarv.training.plot import plot_runs
     from avatarv.models.vae import VideoVAE
+    from avatarv.training.plot import plot_runs
 
     dest = Path(r.checkpoints or r.root / "checkpoints") / r.export_name(variant)
     dit = VideoRefDiT.from_pretrained(dit_dir)

@@ -72,7 +72,7 @@ def shared_pairs(spans: dict[tuple[int, int], tuple[int, int, int]], min_shared:
     for (x, y), (a, b, off) in spans.items():
         by_partner.setdefault(y, []).append((x, a + off, b + off))  # x's stretch in y's time
     out: dict[tuple[int, int], int] = {}
-    for y, members in by_partner.items():
+    for members in by_partner.values():
         for i, (x1, a1, b1) in enumerate(members):
             for x2, a2, b2 in members[i + 1 :]:
                 shared = min(b1, b2) - max(a1, a2)

@@ -69,7 +69,14 @@ def syncnet_windows(
     frame), and the per-track ``SyncResult`` list. ``audio``: 16 kHz mono aligned with ``frames`` (25 fps);
     ``usable [T]``: frames with exactly one measurable face."""
     from avatarv.eval.face_tracks import crop_track, tracks_from_boxes
-    from avatarv.eval.sync import SAMPLES_PER_FRAME, WINDOW_FRAMES, SyncResult, distance_table, embed_track, sync_scores
+    from avatarv.eval.sync import (
+        SAMPLES_PER_FRAME,
+        WINDOW_FRAMES,
+        SyncResult,
+        distance_table,
+        embed_track,
+        sync_scores,
+    )
 
     n = len(frames)
     offset = np.full(n, np.nan, np.float32)
