@@ -6,24 +6,31 @@ import json
 from pathlib import Path
 
 
+def _smooth_plot(ax, recs: list[dict], key: str) -> bool:
+    """``key`` against the step: raw (faint) and its moving mean over len/50 records, in one colour."""
+    import numpy as np
+
+    pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), (int, float))]
+    if not pts:
+        return False
+    steps, vals = map(np.array, zip(*pts, strict=True))
+    k = max(1, len(vals) // 50)
+    line = ax.plot(steps, vals, alpha=0.3, lw=0.8)[0]
+    ax.plot(steps[k - 1 :], np.convolve(vals, np.ones(k) / k, mode="valid"), color=line.get_color(),
+            label=f"{key} (mean of {k})")
+    return True
+
+
 def plot_log(log_path: str | Path, out_png: str | Path, keys: tuple[str, ...] = ("loss", "loss_video", "loss_motion")):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     recs = [json.loads(ln) for ln in Path(log_path).read_text().splitlines() if ln.strip()]
     fig, ax = plt.subplots(figsize=(7, 4))
     for key in keys:
-        pts = [(r["step"], r[key]) for r in recs if key in r]
-        if not pts:
-            continue
-        steps, vals = map(np.array, zip(*pts, strict=True))
-        ax.plot(steps, vals, alpha=0.3, lw=0.8)
-        k = max(1, len(vals) // 50)
-        smooth = np.convolve(vals, np.ones(k) / k, mode="valid")
-        ax.plot(steps[k - 1 :], smooth, label=f"{key} (mean of {k})")
+        _smooth_plot(ax, recs, key)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
@@ -35,19 +42,6 @@ def plot_log(log_path: str | Path, out_png: str | Path, keys: tuple[str, ...] = 
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
     return Path(out_png)
-
-
-def _smooth_plot(ax, recs: list[dict], key: str) -> bool:
-    import numpy as np
-
-    pts = [(r["step"], r[key]) for r in recs if isinstance(r.get(key), (int, float))]
-    if not pts:
-        return False
-    steps, vals = map(np.array, zip(*pts, strict=True))
-    k = max(1, len(vals) // 50)
-    line = ax.plot(steps, vals, alpha=0.25, lw=0.7)[0]
-    ax.plot(steps[k - 1 :], np.convolve(vals, np.ones(k) / k, mode="valid"), color=line.get_color(), label=key)
-    return True
 
 
 def plot_runs(run_dirs: dict[str, str | Path], out_png: str | Path) -> Path | None:

@@ -94,13 +94,11 @@ class VAETrainer:
         self.model = self.vae.model.train()
         self.source = source or WorldClipSource(range(cfg.train_identities), cfg.scenes, preset.resolution,
                                                 cfg.frames, cfg.seed)
-        params = self.model.parameters()
         if not cfg.train_encoder:
-            frozen = [self.model.encoder, self.model.quant_conv]
-            for m in frozen:
+            for m in (self.model.encoder, self.model.quant_conv):
                 m.requires_grad_(False)
-            params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # what the optimiser and clipping see
+        self.optim = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
         self.out = Path(cfg.out_dir)
@@ -120,7 +118,7 @@ class VAETrainer:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
             loss, logs = self.loss(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.step += 1
         return {"step": self.step, "loss": loss.item(), **logs}

@@ -148,13 +148,17 @@ class LipSync(Stage):
                     for a, b in art.values.get(k, []):
                         usable[a:b] = False
         shots = shots_of(item, n)
-        lag, corr = self._envelope_lags(np.where(usable, faces.array("mouth_open"), np.nan), env, shots)
-        k_all, r_all = best_lag(np.where(usable, faces.array("mouth_open"), np.nan), env, c.max_lag)
+        mouth = np.where(usable, faces.array("mouth_open"), np.nan)
+        lag, corr = self._envelope_lags(mouth, env, shots)
+        k_all, r_all = best_lag(mouth, env, c.max_lag)
         values = {"frames": n, "offset_frames": k_all, "offset_corr": r_all}
         arrays = {"lag": lag, "corr": corr, "envelope": env}
         if c.syncnet_weights:
+            from avatarv.eval.sync import AUDIO_RATE
+            from avatarv.media.audio import resample
+
             model = self._syncnet_model()
-            audio16 = _to_16k(video.audio, video.sample_rate)
+            audio16 = resample(video.audio, video.sample_rate, AUDIO_RATE)
             sn_off, sn_conf, tracks = syncnet_windows(model, video.frames, audio16, faces.array("box"), usable,
                                                       shots, c.window, c.step)
             arrays.update(syncnet_offset=sn_off, syncnet_conf=sn_conf)
@@ -217,24 +221,11 @@ class LipSync(Stage):
         return load_sync_model(None if w == "world" else w)
 
 
-def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
-    from avatarv.eval.sync import AUDIO_RATE
-
-    if rate == AUDIO_RATE:
-        return audio
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(rate), AUDIO_RATE)
-    return resample_poly(audio, AUDIO_RATE // g, int(rate) // g).astype(np.float32)
-
-
 def _syncnet_summary(tracks: list) -> dict:
-    """Sync-C / Sync-D / offset of the whole video: window-weighted over tracks (as ``VideoSyncResult``)."""
+    """Sync-C / Sync-D / offset of the whole video, window-weighted over tracks (``VideoSyncResult``)."""
     if not tracks:
         return {"unavailable": "no single-face track long enough for SyncNet"}
-    w = np.array([t.n_windows for t in tracks], float)
-    return {"sync_c": float(np.average([t.sync_c for t in tracks], weights=w)),
-            "sync_d": float(np.average([t.sync_d for t in tracks], weights=w)),
-            "offset": int(tracks[int(np.argmax(w))].offset), "n_tracks": len(tracks)}
+    from avatarv.eval.sync_video import VideoSyncResult
+
+    video = VideoSyncResult(tracks=tracks)
+    return {"sync_c": video.sync_c, "sync_d": video.sync_d, "offset": int(video.offset), "n_tracks": len(tracks)}
