@@ -7,6 +7,8 @@ candidate becomes a shot boundary only if the picture really changes:
   rejects camera shake, where pixels move but the colours stay;
 - the frames still differ after the best global gain (``mean|g·a - b| / mean(b) > gain_residual_min``):
   rejects a sudden exposure change (the same picture, darker), which ContentDetector reports as a cut.
+  On 6 x 60 s of world footage the exposure changes ContentDetector fired on left at most 0.11 and the true
+  hard cuts at least 0.20 (a dark shot cut to a bright one of similar layout), so the floor sits between.
 
 The shots between boundaries are what later stages (blur/dark baselines, clipping, identity graph) work in."""
 
@@ -73,7 +75,7 @@ class Scenes(Stage):
         span: int = 9  # frames either side for the gradual scan and the checks
         gradual_min: float = 0.5  # histogram distance t - span vs t + span that makes a gradual candidate
         hist_min: float = 0.3
-        gain_residual_min: float = 0.25
+        gain_residual_min: float = 0.15
 
     def process(self, item: Item) -> Output:
         video = load_video(item)

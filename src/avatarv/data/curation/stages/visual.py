@@ -1,13 +1,18 @@
 """Per-frame picture statistics in one pass: exposure, sharpness, camera shake, optical-flow motion.
 
-Per frame (grey, 128 px): mean luma; sharpness = variance of the Laplacian over the variance of the picture
-(contrast-free, so an under-exposed frame is not called blurred); global translation to the previous
+Per frame (grey, 128 px): mean luma; sharpness = the median over a 4 x 4 grid of tiles of the tile's mean
+squared Laplacian, over the variance of the picture (contrast-free, so an under-exposed frame is not called
+blurred; the median over tiles, so a burned-in caption, whose strokes carry most of a frame's Laplacian energy
+but cover at most a band of tiles, does not make the captioned frames the shot's "sharp" reference and the
+rest of the shot "blurred": on world footage it raised whole-frame Laplacian variance 5x); global translation to the previous
 frame by phase correlation; and OpenCV DIS optical flow (ultrafast preset) magnitudes (seed: "optical flow
 motion statistics"). Flags are relative to the frame's shot (from ``scenes``) because an absolute threshold
 confuses a dim room with an under-exposed shot:
 
 - dark:  luma < ``dark_rel`` x the shot's 90th-percentile luma, or luma < ``dark_abs``;
-- blur:  sharpness < ``blur_rel`` x the shot's 90th-percentile sharpness;
+- blur:  sharpness < ``blur_rel`` x the shot's ``blur_ref_pct``-th percentile sharpness (the 75th: a shot's
+  sharp reference stays right when up to a quarter of it is something else, e.g. a few frames of a person in
+  an empty-room shot; a shot blurred for more than three quarters of its length is not judged);
 - shake: high-frequency camera motion: |shift - median_5(shift)| > ``shake_px`` (px at 128) or the flow's
   rotation/zoom residual is large, sustained over ``shake_window`` frames (a pan or a walking subject is smooth,
   shake is not).
@@ -23,6 +28,17 @@ from avatarv.data.curation.stage import Item, Output, Resources, Stage
 from avatarv.data.curation.stages.common import close_gaps, load_video, runs, shots_of
 
 SIDE = 128
+TILES = 4  # sharpness tiles per side
+
+
+def tile_sharpness(grey: np.ndarray) -> float:
+    """[SIDE, SIDE] uint8 -> median over TILES x TILES tiles of mean(Laplacian^2), over the frame's variance."""
+    import cv2
+
+    lap = cv2.Laplacian(grey, cv2.CV_32F)
+    s = SIDE // TILES
+    energy = (lap * lap).reshape(TILES, s, TILES, s).mean(axis=(1, 3))
+    return float(np.median(energy) / (grey.astype(np.float32).var() + 1.0))
 
 
 def _median_filter(x: np.ndarray, k: int) -> np.ndarray:
@@ -45,7 +61,7 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
     for t, f in enumerate(frames):
         g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
         luma[t] = g.mean()
-        sharp[t] = cv2.Laplacian(g, cv2.CV_32F).var() / (g.astype(np.float32).var() + 1.0)
+        sharp[t] = tile_sharpness(g)
         if prev is not None:
             (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), g.astype(np.float32), win)
             shift[t] = (dx, dy)
@@ -60,6 +76,7 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
 
 class Visual(Stage):
     name = "visual"
+    version = "2"
     inputs = ("normalise", "scenes")
     resources = Resources(cpu=1.0, memory_mb=1024)
 
@@ -67,7 +84,8 @@ class Visual(Stage):
     class Config:
         dark_rel: float = 0.5
         dark_abs: float = 20.0
-        blur_rel: float = 0.35
+        blur_rel: float = 0.3
+        blur_ref_pct: float = 75.0
         shake_px: float = 1.5
         shake_window: int = 7
         shake_frac: float = 0.5
@@ -82,7 +100,7 @@ class Visual(Stage):
         jitter = np.linalg.norm(m["shift"] - _median_filter(m["shift"], 5), axis=-1)
         for a, b in shots_of(item, n):
             ref_l = np.percentile(m["luma"][a:b], 90)
-            ref_s = np.percentile(m["sharpness"][a:b], 90)
+            ref_s = np.percentile(m["sharpness"][a:b], c.blur_ref_pct)
             dark[a:b] |= m["luma"][a:b] < c.dark_rel * ref_l
             blur[a:b] = m["sharpness"][a:b] < c.blur_rel * ref_s
             jitter[a] = 0.0  # no motion across a boundary
