@@ -57,3 +57,22 @@ def test_unknown_scorer_is_a_config_error():
 
     with pytest.raises(ConfigError, match="unknown scorer"):
         LipSync(scorer="magic")
+
+
+def test_short_window_refinement_trims_the_smeared_end_of_a_run():
+    """Long windows flag a shifted stretch but smear its ends by up to half a window; ``refine_runs`` keeps only
+    the frames where the stretch's offset beats the baseline in a short window. Runs never grow."""
+    from avatarv.data.curation.stages.common import runs
+    from avatarv.data.curation.stages.sync import refine_runs
+
+    frames, audio, boxes = _talker_with_desync(a=100, b=170)
+    off, conf, tracks = syncnet_windows(_LoudnessOracle(), frames, audio, boxes, np.ones(240, bool), [[0, 240]],
+                                        window=30, step=5)
+    raw, _ = LipSync(min_offset=4, min_conf=0.5, refine_columns=0)._syncnet_desync(off, conf, tracks)
+    refined, _ = LipSync(min_offset=4, min_conf=0.5, refine_columns=9)._syncnet_desync(off, conf, tracks)
+    (a0, b0), = runs(raw, 1)
+    (a1, b1), = runs(refined, 1)
+    assert b0 > 170 + 10  # the long windows run on past the end of the shifted stretch ...
+    assert abs(b1 - 170) <= 3 and a1 == a0  # ... the refinement ends it where it ends
+    assert not (refined & ~raw).any()
+    assert refine_runs(np.zeros(240, bool), off, 0.0, tracks, 9).sum() == 0

@@ -138,9 +138,10 @@ def _shake_matrices(r: np.random.Generator, n: int, size: int, amp: float) -> np
 class _Shot:
     """A shot being built: frames, audio and per-frame labels, before it joins the timeline."""
 
-    def __init__(self, frames, audio, n_faces, identity, landmarks, mouth):
+    def __init__(self, frames, audio, n_faces, identity, landmarks, mouth, sentences=()):
         self.frames, self.audio = frames, audio
         self.n_faces, self.identity, self.landmarks, self.mouth = n_faces, identity, landmarks, mouth
+        self.sentences = list(sentences)  # what is said, in order (the labels' record of the sound)
 
     def remap(self, idx: np.ndarray, a: int, b: int) -> None:
         """Frames a..b-1 show the picture of frames idx (static, choppy, dropped)."""
@@ -152,7 +153,7 @@ class _Shot:
 def _talk_shot(ident, scene, n, size, seed, ids) -> _Shot:
     seg = talking_segment(ident, scene, n, size, seed, "raw", ids, noise_seed=seed + ids[-1])
     return _Shot(seg.frames, seg.audio, np.ones(n, np.int64), np.full(n, ident.identity_id),
-                 seg.landmarks.copy(), seg.signals.mouth_open.copy())
+                 seg.landmarks.copy(), seg.signals.mouth_open.copy(), seg.sentences)
 
 
 def _no_person_shot(scene, n, size, seed, ids, voice) -> _Shot:
@@ -165,15 +166,15 @@ def _no_person_shot(scene, n, size, seed, ids, voice) -> _Shot:
         img = cv2.warpAffine(bg, m, (size, size), borderMode=cv2.BORDER_REFLECT)
         img = img + r.normal(0, scene.noise + 0.004, img.shape).astype(np.float32)
         frames[t] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
-    audio, _ = speech_track(voice, n / FPS, seed, "raw.voiceover", ids)
+    audio, said = speech_track(voice, n / FPS, seed, "raw.voiceover", ids)
     return _Shot(frames, audio * 0.7, np.zeros(n, np.int64), np.full(n, -1), np.full((n, 68, 2), np.nan, np.float32),
-                 np.zeros(n, np.float32))
+                 np.zeros(n, np.float32), said)
 
 
 def _two_people_shot(ident_a, ident_b, scene, n, size, seed, ids) -> _Shot:
     sa = replace(scene, offset_x=-0.2, face_frac=scene.face_frac * 0.72, shake=0.0)
     sb = replace(scene, offset_x=0.22, face_frac=scene.face_frac * 0.66, offset_y=scene.offset_y + 0.04, shake=0.0)
-    audio, _ = speech_track(ident_a.voice, n / FPS, seed, "raw.two", ids)
+    audio, said = speech_track(ident_a.voice, n / FPS, seed, "raw.two", ids)
     r = rng(seed, "raw.two.motion", *ids)
     sig_a = behaviour_signals(ident_a, sa, audio, n, r)
     sig_b = behaviour_signals(ident_b, sb, audio, n, r, speaking=False)
@@ -186,7 +187,7 @@ def _two_people_shot(ident_a, ident_b, scene, n, size, seed, ids) -> _Shot:
         canvas, lab_a = ra.render(st_a, canvas=canvas, finish=False)
         frames[t], lab_a = ra.finish(canvas, lab_a, st_a)
         lms[t] = lab_a.landmarks
-    return _Shot(frames, audio, np.full(n, 2), np.full(n, ident_a.identity_id), lms, sig_a.mouth_open.copy())
+    return _Shot(frames, audio, np.full(n, 2), np.full(n, ident_a.identity_id), lms, sig_a.mouth_open.copy(), said)
 
 
 def _apply_defect(kind: str, shot: _Shot, r: np.random.Generator, size: int) -> tuple[int, int, dict]:
@@ -323,7 +324,8 @@ def make_raw(
                 params["dropped_frames"] = [pos + t for t in params["dropped_frames"]]
             intervals.append(Interval(kind, pos + a, pos + b, params))
         shots.append({"start": pos, "end": pos + n, "identity_id": ident.identity_id if kind != "no_person" else -1,
-                      "scene_id": scene.scene_id, "defect": kind})
+                      "scene_id": scene.scene_id, "defect": kind, "speaker_id": ident.identity_id,
+                      "sentences": shot.sentences})
         frames.append(shot.frames)
         audios.append(shot.audio)
         n_faces.append(shot.n_faces)

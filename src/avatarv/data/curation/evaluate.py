@@ -10,12 +10,17 @@ out for choppy (isolated single repeats, a different defect the table does not s
 Cuts are events: a detected boundary matches a labelled cut, fade or dissolve when it falls within
 ``CUT_TOLERANCE`` frames of its interval. Duplicates are item pairs: (copy, source video) from the labels, and
 (copy, copy) when the two copied stretches share at least ``DUP_MIN_OVERLAP`` frames (a shorter overlap
-is not scored either way).
+is not scored either way). The world also makes duplicates its copy labels do not name: its raw videos draw
+people, places and sentences from small pools, and the same person saying the same sentence in the same place
+(deterministic speech, lips driven by it) is the same content in two videos. A found pair outside the copy
+labels whose matched stretches show such a shared (person, voice, place, sentence) (``content_keys``), or that
+was joined through a partner it relates to only in these ways, is left out of the score, not counted as right.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -140,9 +145,52 @@ def filter_scores(out_dir: str | Path, input_dir: str | Path, keys: dict[tuple[s
                     elif d["file"] < e["file"] and overlap > 0:
                         ignored.add(frozenset((d["file"], e["file"])))
         found_pairs = {frozenset((p["a"], p["b"])) for p in dedup["pairs"]}
+        ignored |= unlabelled_content_pairs(dedup["pairs"], truth_pairs, labelled)
         for p in (truth_pairs | found_pairs) - ignored:
             tallies["duplicates"].add(p in found_pairs, p in truth_pairs)
     return {k: t.row() for k, t in tallies.items() if t.tp + t.fp + t.fn > 0 or t.positives}
+
+
+def content_keys(labelled: list[Path]) -> Callable[[str, int, int], set[tuple]]:
+    """``keys(item, start, end)``: the (identity, speaker, scene, sentence) of every labelled shot that frames
+    ``[start, end)`` of ``item`` (a raw video or a copy of one) overlap."""
+    source: dict[str, tuple[str, int]] = {}
+    shots: dict[str, list[dict]] = {}
+    for lab_path in labelled:
+        doc = json.loads(lab_path.read_text())
+        source[doc["video"]] = (doc["video"], 0)
+        shots[doc["video"]] = doc["shots"]
+        for d in doc["duplicates"]:
+            source[d["file"]] = (doc["video"], d["start"])
+
+    def keys(item: str, start: int, end: int) -> set[tuple]:
+        if item not in source:
+            return set()
+        video, off = source[item]
+        out = set()
+        for sh in shots[video]:
+            if sh["start"] < end + off and sh["end"] > start + off:
+                out |= {(sh["identity_id"], sh.get("speaker_id"), sh["scene_id"], t) for t in sh.get("sentences", [])}
+        return out
+
+    return keys
+
+
+def unlabelled_content_pairs(pairs: list[dict], truth: set[frozenset], labelled: list[Path]) -> set[frozenset]:
+    """Found pairs outside ``truth`` that are the same content by the labels' shots (module docstring)."""
+    keys = content_keys(labelled)
+    same = set()
+    for p in pairs:
+        pair = frozenset((p["a"], p["b"]))
+        if pair not in truth and "a_frames" in p and keys(p["a"], *p["a_frames"]) & keys(p["b"], *p["b_frames"]):
+            same.add(pair)
+    for p in pairs:  # joined through a partner: fine when each link is a labelled copy or the same content
+        pair = frozenset((p["a"], p["b"]))
+        if pair not in truth and "partner" in p:
+            links = [frozenset((x, p["partner"])) for x in (p["a"], p["b"])]
+            if all(link in truth or link in same for link in links):
+                same.add(pair)
+    return same
 
 
 def format_table(scores: dict[str, dict]) -> str:

