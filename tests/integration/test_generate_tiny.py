@@ -120,3 +120,33 @@ def test_anchor_changes_later_chunks_only(tmp_path, real_inputs):
     first = 17 - 5  # frames written by the first chunk (17 frames, its 5-frame tail is blended later)
     assert np.array_equal(outs[True][:first], outs[False][:first])
     assert np.abs(outs[True][first + 5 :] - outs[False][first + 5 :]).max() > 0
+
+
+def test_reference_stride_takes_every_kth_frame(real_inputs, tmp_path):
+    """``ref_frame_stride`` k: the reference is every k-th frame (same token count, k times the time span);
+    a checkpoint keeps its stride (and the rest of its geometry) through save / from_checkpoint."""
+    from dataclasses import replace
+
+    from avatarv.pipelines.reference import prepare_reference
+
+    ref_path, _ = real_inputs
+    video = read_video(ref_path)
+    pipe = AvatarPipeline.random("tiny", seed=0)
+    cfg = pipe.cfg
+    plain = prepare_reference(video, pipe.vae, cfg.resolution, cfg.max_ref_latent_frames)
+    strided = prepare_reference(video, pipe.vae, cfg.resolution, cfg.max_ref_latent_frames, stride=3)
+    n = (cfg.max_ref_latent_frames - 1) * 4 + 1
+    assert plain.frames.shape == strided.frames.shape == (n, cfg.resolution, cfg.resolution, 3)
+    left, top, side = strided.crop
+    from avatarv.pipelines.reference import resize_square
+
+    want = resize_square(video.frames[::3][:n, top : top + side, left : left + side], cfg.resolution)
+    assert np.array_equal(strided.frames, want)
+    assert not np.array_equal(plain.frames, strided.frames)
+    with pytest.raises(ValueError, match="stride"):
+        prepare_reference(video, pipe.vae, cfg.resolution, cfg.max_ref_latent_frames, stride=0)
+
+    pipe.cfg = replace(cfg, ref_frame_stride=3, max_ref_latent_frames=2)
+    pipe.save(tmp_path / "ckpt")
+    back = AvatarPipeline.from_checkpoint(tmp_path / "ckpt")
+    assert back.cfg.ref_frame_stride == 3 and back.cfg.max_ref_latent_frames == 2

@@ -107,3 +107,14 @@ def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):
     with pytest.raises(InputError, match="no text encoder"):
         plain.generate(ref, speech, tmp_path / "x.mp4", GenerationOptions(seconds=0.3, steps=1, prompt="hello"))
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_stage3_reads_the_strided_reference_shards(tmp_path):
+    from dataclasses import replace
+
+    r = replace(WorldRecipe(out=str(tmp_path)), ref_stride=4)
+    s1, s2, s3 = stage_configs(r, tmp_path / "shards", "video", tmp_path / "shards-ref4")
+    assert s1.data.path == s2.data.path == str(tmp_path / "shards")  # stages 1-2 never see the reference
+    assert s3.data.path == str(tmp_path / "shards-ref4") and s3.out_dir.endswith("stage3-video-ref4")
+    plain = stage_configs(WorldRecipe(out=str(tmp_path)), tmp_path / "shards", "video")[2]
+    assert plain.data.path == str(tmp_path / "shards") and plain.out_dir.endswith("stage3-video")

@@ -54,3 +54,45 @@ def test_shard_dataset_errors(tmp_path):
     (tmp_path / "index.json").write_text('{"format": "other", "items": []}')
     with pytest.raises(InputError, match="unknown shard format"):
         ShardDataset(tmp_path)
+
+
+def test_strided_reference_is_every_kth_frame_of_a_longer_clip():
+    """``ref_stride`` k: the reference latents are the VAE's encoding of every k-th frame of a clip k times
+    longer than the plain reference (the frames the pipeline's ``prepare_reference(stride=k)`` takes)."""
+    from avatarv.config import get_preset
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.world_shards import encode_reference
+    from avatarv.world import make_clip
+
+    cfg = get_preset("tiny")
+    torch.manual_seed(0)
+    vae = VideoVAE(cfg.vae)
+    clip = make_clip(0, 1, seconds=(4 * 1 + 1) * 3 / cfg.fps, size=cfg.resolution, seed=0, clip_index=9)
+    ref = encode_reference(clip, vae, cfg, latents=2, stride=3)
+    assert ref["latents"].shape == (cfg.vae.z_dim, 2, cfg.resolution // 8, cfg.resolution // 8)
+    vae.bf16_inference = True  # encode_reference encodes in bf16 on the CPU
+    want = vae.encode(clip.frames[::3][:5])[0]
+    assert torch.allclose(ref["latents"], want)
+    assert not torch.allclose(ref["latents"], vae.encode(clip.frames[:5])[0])  # not the first 5 frames
+    if cfg.dit.motion_dim:
+        assert ref["motion"].shape == (2, cfg.dit.motion_dim)
+    with pytest.raises(ValueError, match="at stride"):
+        encode_reference(clip, vae, cfg, latents=3, stride=3)  # 9 frames at stride 3 need 25
+
+
+def test_make_shards_with_a_strided_reference(tmp_path):
+    from avatarv.config import get_preset
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.world_shards import make_world_shards
+
+    cfg = get_preset("tiny")
+    torch.manual_seed(0)
+    vae = VideoVAE(cfg.vae)
+    plain, strided = tmp_path / "plain", tmp_path / "strided"
+    make_world_shards(plain, cfg, vae, 1, 2, latents=2, ref_latents=2, progress=False)
+    make_world_shards(strided, cfg, vae, 1, 2, latents=2, ref_latents=2, progress=False, ref_stride=4)
+    a, b = ShardDataset(plain), ShardDataset(strided)
+    for i in range(2):
+        assert torch.equal(a[i]["latents"], b[i]["latents"])  # the same targets ...
+        assert a[i]["ref_latents"].shape == b[i]["ref_latents"].shape
+        assert not torch.equal(a[i]["ref_latents"], b[i]["ref_latents"])  # ... other references

@@ -116,6 +116,9 @@ class ModelConfig:
     chunk_latent_frames: int = 41  # seed: 41 latent frames = 161 frames ≈ 6.4 s per chunk
     overlap_latent_frames: int = 2  # seed: adjacent chunks overlap by 2 (latent) frames
     max_ref_latent_frames: int = 11  # reference frames kept (4k+1 pixel frames → k+1 latents)
+    # every k-th reference frame (k > 1: the same tokens see k times as long a stretch of behaviour, blinks and
+    # nods at a k-fold lower frame rate); the model must be trained with the stride it is used with
+    ref_frame_stride: int = 1
 
     def __post_init__(self):
         if self.vae.z_dim != self.dit.latent_channels:

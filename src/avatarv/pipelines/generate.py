@@ -134,7 +134,9 @@ class AvatarPipeline:
         self.vae.save_pretrained(directory / "vae")
         if self.refiner is not None:
             self.refiner.dit.save_pretrained(directory / "refiner")
-        meta = {"preset": self.cfg.name, "overrides": {"resolution": self.cfg.resolution}}
+        geometry = ("resolution", "chunk_latent_frames", "overlap_latent_frames", "max_ref_latent_frames",
+                    "ref_frame_stride")  # everything a checkpoint may set beside its preset (from_checkpoint)
+        meta = {"preset": self.cfg.name, "overrides": {k: getattr(self.cfg, k) for k in geometry}}
         if self.text_encoder is not None:
             self.text_encoder.save_pretrained(directory / "text_encoder")
             meta["text_max_length"] = self.text_encoder.max_length
@@ -240,7 +242,8 @@ class AvatarPipeline:
         refine = self.refiner is not None and opts.refine
         out_res = cfg.resolution * (self.refiner.factor if refine else 1)
         prepared: PreparedReference = prepare_reference(
-            reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None
+            reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None,
+            stride=cfg.ref_frame_stride
         )
         cache, anchor_cache, hr_cache = RefKVCache(), RefKVCache(), RefKVCache()
         refs, caches = [prepared.ref], [cache]

@@ -1,9 +1,11 @@
 """Reference preparation, once per job: face-centred square crop, faceless frames flagged, VAE latents.
 
-The reference is a contiguous stretch of 4k + 1 frames at the native 25 fps (so the latents keep real
-timing: blink rhythm and nod speed are what the model is meant to read), k + 1 ≤ the preset's
-``max_ref_latent_frames``. Latent frame j of the reference covers frames 4j − 3 … 4j; it counts as
-faceless when most of those frames have no detected face, and is then excluded from attention.
+The reference is 4k + 1 frames, k + 1 ≤ the preset's ``max_ref_latent_frames``: a contiguous stretch at the
+native 25 fps (``stride`` 1: the latents keep real timing, blink rhythm and nod speed as they are), or every
+``stride``-th frame of a ``stride`` times longer stretch (the same tokens cover more behaviour, at a lower
+frame rate; a model is trained with the stride it is used with, ``ModelConfig.ref_frame_stride``). Latent
+frame j of the reference covers frames 4j − 3 … 4j of those; it counts as faceless when most of them have
+no detected face, and is then excluded from attention.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
 
 def prepare_reference(
     video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1,
-    hr_resolution: int | None = None,
+    hr_resolution: int | None = None, stride: int = 1,
 ) -> PreparedReference:
-    frames = video.frames
+    if stride < 1:
+        raise ValueError(f"reference frame stride {stride}: expected >= 1")
+    frames = video.frames[::stride]
     n_lat = min(max_latents, (len(frames) - 1) // 4 + 1)
     n = (n_lat - 1) * 4 + 1
     if len(frames) < 1:

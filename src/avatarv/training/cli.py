@@ -117,6 +117,8 @@ def train_world(
     variant: list[str] = typer.Option(None, "--variant", help="video and/or image (default both)."),
     checkpoints: Path = typer.Option(None, "--checkpoints", help="Where the pipeline checkpoints go."),
     stage_steps: str = typer.Option(None, "--stage-steps", help="Steps of stages 1,2,3, e.g. 3000,3000,1500."),
+    ref_stride: int = typer.Option(None, "--ref-stride", min=1,
+                                   help="Stage 3's reference: every k-th frame of a k-times-longer clip (default 1)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -132,6 +134,8 @@ def train_world(
         recipe = replace(recipe, checkpoints=str(checkpoints))
     if stage_steps is not None:
         recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps))
+    if ref_stride is not None:
+        recipe = replace(recipe, ref_stride=ref_stride)
     bad = set(variant or ()) - {"video", "image"}
     if bad:
         raise ConfigError(f"unknown variants {sorted(bad)} (video | image)")

@@ -47,6 +47,9 @@ class WorldRecipe:
     scenes: int = 2
     target_latents: int = 9  # 33 frames (1.3 s) per target clip
     ref_latents: int = 6  # 21 frames of reference (the preset's max_ref_latent_frames)
+    # stage 3's reference: every k-th frame of a k-times-longer clip (k = 1: the first 21 frames of the other
+    # scene's target clip, 0.84 s, too short to show a blink rhythm or a nod cycle; see make_ref_shards)
+    ref_stride: int = 1
     # DiT
     stage_steps: tuple[int, int, int] = (300, 600, 600)
     batch_size: int = 4
@@ -173,7 +176,36 @@ def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
     return out
 
 
-def stage_configs(r: WorldRecipe, shards: Path, variant: str) -> list[TrainConfig]:
+def make_ref_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
+    """Stage 3's shards when ``ref_stride`` > 1 (``shards-ref<k>``; the same targets as ``shards``, references
+    from their own longer clips); the common shards otherwise."""
+    import shutil
+
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.world_shards import make_world_shards
+
+    if r.ref_stride <= 1:
+        return r.root / "shards"
+    out = r.root / f"shards-ref{r.ref_stride}"
+    if _done(out):
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cfg = get_preset(r.preset)
+    vae = VideoVAE.from_pretrained(vae_dir)
+    n = make_world_shards(tmp, cfg, vae, r.identities, r.scenes, latents=r.target_latents, ref_latents=r.ref_latents,
+                          seed=r.seed, progress=progress, text_encoder=text_encoder(r), ref_stride=r.ref_stride)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    _mark(out, {"items": n, "ref_stride": r.ref_stride})
+    return out
+
+
+def stage3_name(r: WorldRecipe, variant: str) -> str:
+    return f"stage3-{variant}" + (f"-ref{r.ref_stride}" if r.ref_stride > 1 else "")
+
+
+def stage_configs(r: WorldRecipe, shards: Path, variant: str, ref_shards: Path | None = None) -> list[TrainConfig]:
     """The three stages' configs (stage 3 depends on the variant)."""
     s1, s2, s3 = r.stage_steps
     lat = r.target_latents
@@ -189,7 +221,8 @@ def stage_configs(r: WorldRecipe, shards: Path, variant: str) -> list[TrainConfi
     stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
                      method=MethodConfig(name="a2v", known_frames=known))
     aux = ((("identity", r.identity_aux_weight, s3 // 2, max(1, s3 // 4)),) if r.identity_aux_weight else ())
-    stage3 = replace(base, steps=s3, out_dir=str(r.root / f"stage3-{variant}"),
+    stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)),
+                     data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, use_ref_motion=False,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
@@ -237,7 +270,9 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     dest = Path(r.checkpoints or r.root / "checkpoints") / r.export_name(variant)
     dit = VideoRefDiT.from_pretrained(dit_dir)
     vae = VideoVAE.from_pretrained(vae_dir)
-    overrides = {"chunk_latent_frames": r.target_latents, "max_ref_latent_frames": r.ref_latents if variant == "video" else 1}
+    overrides = {"chunk_latent_frames": r.target_latents,
+                 "max_ref_latent_frames": r.ref_latents if variant == "video" else 1,
+                 "ref_frame_stride": r.ref_stride if variant == "video" else 1}
     cfg = get_preset(r.preset)
     from diffusers.utils import logging as diffusers_logging
 
@@ -250,13 +285,14 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
         meta = {"preset": r.preset, "variant": variant, "overrides": {"resolution": cfg.resolution, **overrides},
                 "text_max_length": TEXT_MAX_LENGTH,
                 "recipe": asdict(r), "stages": {}}
-        for name in ("vae", "vae-decoder", "vae-decoder2", "shards", "stage1", "stage2", f"stage3-{variant}"):
+        for name in ("vae", "vae-decoder", "vae-decoder2", "shards", f"shards-ref{r.ref_stride}", "stage1", "stage2",
+                     stage3_name(r, variant)):
             done = r.root / name / "DONE"
             if done.is_file():
                 meta["stages"][name] = json.loads(done.read_text())
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
         plot_runs({name: r.root / name for name in ("vae", "vae-decoder", "vae-decoder2", "stage1", "stage2",
-                                                     f"stage3-{variant}")}, tmp / "training_curves.png")
+                                                     stage3_name(r, variant))}, tmp / "training_curves.png")
     diffusers_logging.set_verbosity(level)
     return dest
 
@@ -270,10 +306,11 @@ def run(r: WorldRecipe, progress: bool = True, variants: tuple[str, ...] | None 
     exports = {}
     stage2 = None
     for variant in variants or r.variants:
-        s1, s2, s3 = stage_configs(r, shards, variant)
+        s1, s2, _ = stage_configs(r, shards, variant)
         if stage2 is None:
             run_stage(s1, vae_dir, progress)
             stage2 = run_stage(s2, vae_dir, progress)
+        _, _, s3 = stage_configs(r, shards, variant, make_ref_shards(r, vae_dir, progress))
         dit = run_stage(s3, vae_dir, progress)
         exports[variant] = export_pipeline(r, vae_dir, dit, variant)
     return exports

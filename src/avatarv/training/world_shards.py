@@ -37,6 +37,24 @@ def scene_prompt(scene_id: int, seed: int = 0) -> str:
     return f"a person talking in a {s.kind} scene, {strength} {tone} light"
 
 
+def encode_reference(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, stride: int) -> dict[str, torch.Tensor]:
+    """A reference from every ``stride``-th frame of ``clip`` (as ``pipelines.reference`` takes it): ``latents``
+    [z, latents, h, w] and, when the model has a motion stream, ``motion`` [latents, motion_dim]."""
+    n = (latents - 1) * 4 + 1
+    frames = clip.frames[::stride][:n]
+    if len(frames) < n:
+        raise ValueError(f"reference clip has {len(clip.frames)} frames: {n} at stride {stride} need {(n - 1) * stride + 1}")
+    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
+    try:
+        out = {"latents": vae.encode(frames)[0]}
+    finally:
+        vae.bf16_inference = fast
+    if cfg.dit.motion_dim:
+        signals = {k: v[::stride][:n] for k, v in label_signals(clip.labels).items()}
+        out["motion"] = motion_features(signals, latents, cfg.dit.motion_dim)
+    return out
+
+
 def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_features=None) -> dict[str, torch.Tensor]:
     """``audio_features``: the model's audio front-end (``LogMelFeatures`` by default, or ``Wav2Vec2Features``)."""
     n = (latents - 1) * 4 + 1
@@ -65,10 +83,12 @@ def _on_cpu(module) -> bool:
 
 def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int, scenes: int, latents: int = 5,
                       ref_latents: int = 3, seed: int = 0, items_per_shard: int = 32, progress: bool = True,
-                      text_encoder=None, audio_features=None) -> int:
+                      text_encoder=None, audio_features=None, ref_stride: int = 1) -> int:
     """Write cross-scene items for ``identities`` × ``scenes`` (each scene's clip paired with the next scene's
     clip of the same identity as reference). With ``text_encoder``, each item carries the encoded caption of
-    its scene (``scene_prompt``) as ``text``. Returns the number of items."""
+    its scene (``scene_prompt``) as ``text``. ``ref_stride`` k > 1: the reference is every k-th frame of its
+    own, k times longer clip of that scene (``encode_reference``; the pipeline's ``ref_frame_stride``), not
+    the start of the scene's target clip. Returns the number of items."""
     from tqdm import tqdm
 
     from avatarv.world import make_clip
@@ -82,15 +102,23 @@ def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int,
         clips = [make_clip(ident, scene, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=scene)
                  for scene in range(scenes)]
         encoded = [encode_clip(c, vae, cfg, latents, audio_features) for c in clips]
+        if ref_stride > 1:
+            n_ref = ((ref_latents - 1) * 4 + 1) * ref_stride
+            refs = [encode_reference(make_clip(ident, scene, seconds=n_ref / cfg.fps, size=cfg.resolution, seed=seed,
+                                               clip_index=scenes + scene), vae, cfg, ref_latents, ref_stride)
+                    for scene in range(scenes)]
+        else:
+            refs = [{"latents": e["latents"][:, :ref_latents], **({"motion": e["motion"][:ref_latents]}
+                                                                   if "motion" in e else {})} for e in encoded]
         if text_encoder is not None:
             for scene, enc in enumerate(encoded):
                 enc["text"] = text_encoder.encode([scene_prompt(scene, seed)])[0]
         for s in range(scenes):
             r = (s + 1) % scenes  # reference from another scene
             item = dict(encoded[s])
-            item["ref_latents"] = encoded[r]["latents"][:, :ref_latents]
-            if "motion" in encoded[r]:
-                item["ref_motion"] = encoded[r]["motion"][:ref_latents]
+            item["ref_latents"] = refs[r]["latents"]
+            if "motion" in refs[r]:
+                item["ref_motion"] = refs[r]["motion"]
             item["ref_mask"] = torch.ones(item["ref_latents"].shape[1], dtype=torch.bool)
             buf.append(item)
             meta.append({"identity": ident, "scene": s, "ref_scene": r, "clip": f"id{ident}-sc{s}"})
