@@ -116,3 +116,28 @@ def test_unsharp_retry_finds_defocused_world_faces():
     for i in range(8):
         room = render_background(sample_scene(i, 0), 128)
         assert not detect_faces(unsharp(cv2.GaussianBlur(room, (0, 0), 2.2))) and not detect_faces(unsharp(room))
+
+
+def test_visual_blur_of_a_face_in_front_of_a_plain_wall(monkeypatch):
+    """10 of 16 tiles are a flat wall whose (noise) energy blur hardly changes, so the whole-frame median does
+    not see the blur; the textured tiles do (the person must cover more than a quarter of the frame: only then
+    are they the majority of the textured half of the tiles)."""
+    from avatarv.data.curation.stages import visual
+
+    rng = np.random.default_rng(3)
+    wall = np.full((128, 128, 3), 120.0, np.float32)
+
+    def frame(blur: float) -> np.ndarray:
+        f = wall + rng.normal(0, 1.5, wall.shape)  # sensor / codec noise on the wall
+        patch = _textured(4, 96)[:64].astype(np.float32)
+        if blur:
+            patch = cv2.GaussianBlur(patch, (0, 0), blur)
+        f[32:96, 32:128] = patch  # 6 whole tiles
+        return np.clip(f, 0, 255).astype(np.uint8)
+
+    frames = [frame(0)] * 30 + [frame(2.0)] * 20 + [frame(0)] * 30
+    assert np.median([visual.tile_sharpness(_grey(f)) for f in frames[30:50]]) > 0.5 * np.median(
+        [visual.tile_sharpness(_grey(f)) for f in frames[:30]])  # the whole-frame median barely moves
+    monkeypatch.setattr(visual, "load_video", lambda item: _video(frames))
+    blur = np.asarray(visual.Visual().process(ITEM).arrays["blur"])
+    assert blur[30:50].all() and not blur[:30].any() and not blur[50:].any(), np.flatnonzero(blur)
