@@ -83,3 +83,15 @@ def test_prefilter_choppy_in_a_dark_shot_and_not_at_the_start_of_a_blur(monkeypa
         else:
             assert choppy.sum() == 0, np.flatnonzero(choppy)
 
+
+
+def test_a_found_freeze_grows_back_over_its_refining_first_frames():
+    from avatarv.data.curation.stages.prefilter import extend_back
+
+    diff = np.array([0.03, 0.02, 0.03, 0.0015, 0.0012, 0.001, 0.0005, 0.0002, 0.0001, 0.0001, 0.02], np.float32)
+    still = np.zeros(11, bool)
+    still[7:10] = True  # the look-back confirmed the freeze only from frame 7
+    grown = extend_back(still, diff, threshold=2e-3, max_frames=8)
+    assert np.flatnonzero(grown).tolist() == [2, 3, 4, 5, 6, 7, 8, 9]  # frame 2 == frame 3 up to 1.5e-3
+    assert np.flatnonzero(extend_back(still, diff, 2e-3, max_frames=2)).tolist() == [5, 6, 7, 8, 9]
+    assert not extend_back(np.zeros(11, bool), diff, 2e-3, 8).any()

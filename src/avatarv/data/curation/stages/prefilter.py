@@ -12,7 +12,10 @@ blurred or darkened stretch, whose small differences then look like held frames)
   difference cannot: h264 re-encodes a frozen frame with codec noise that does not accumulate (consecutive
   differences of 2e-4 to 1.2e-3, periodic with the GOP), while a calm real speaker's small motions do
   (consecutive differences from 1.2e-3 on the calmest of ``../shared/real``, but >= 6e-3 over any 8-frame
-  stretch). The first ~10 frames of a freeze, while the encoder still refines the picture, are missed;
+  stretch). The first ~10 frames of a freeze, while the encoder still refines the picture (consecutive
+  differences below ``static_max`` that still add up), fail the look-back; a found run is therefore extended
+  back over up to ``static_lag`` earlier frames whose consecutive differences are below ``static_max``
+  (``extend_back``);
 - repeat: ``rel_diff[t] < repeat_rel * high[t]`` and ``< repeat_abs`` while the window moves (``high >= moving_min``): a held
   frame between moving ones (h264 leaves held frames a few 1e-3 apart, moving talking frames 2e-2 and up);
 - choppy: at least ``choppy_min`` of the window's frames repeat (frames held 2-4 times: the low effective frame
@@ -72,6 +75,18 @@ def still_frames(grey: np.ndarray, diff: np.ndarray, threshold: float, max_lag: 
     return still
 
 
+def extend_back(mask: np.ndarray, diff: np.ndarray, threshold: float, max_frames: int) -> np.ndarray:
+    """Each run of ``mask`` grown backwards over up to ``max_frames`` frames t with ``diff[t + 1] < threshold``
+    (frame t differs little from the next: the picture is already (nearly) frozen there)."""
+    out = mask.copy()
+    for a, _ in runs(mask, 1):
+        t = a - 1
+        while t >= 0 and a - t <= max_frames and diff[t + 1] < threshold:
+            out[t] = True
+            t -= 1
+    return out
+
+
 def _mask_runs(mask: np.ndarray, min_len: int, n: int) -> np.ndarray:
     out = np.zeros(n, bool)
     for a, b in runs(mask, min_len):
@@ -103,7 +118,7 @@ def window_fraction(mask: np.ndarray, window: int) -> np.ndarray:
 
 class Prefilter(Stage):
     name = "prefilter"
-    version = "5"
+    version = "6"
     inputs = ("normalise",)
     outputs = ("rel_diff.npy", "phash.npy", "luma.npy")
     resources = Resources(cpu=1.0, memory_mb=1024)
@@ -131,6 +146,7 @@ class Prefilter(Stage):
         pad = np.pad(diff, r, mode="edge")
         high = np.array([pad[t : t + 2 * r + 1].max() for t in range(len(diff))], np.float32)
         static = _mask_runs(still_frames(grey, diff, c.static_max, c.static_lag), c.static_run, len(diff))
+        static = extend_back(static, diff, c.static_max, c.static_lag)
         repeat = (diff < c.repeat_rel * high) & (diff < c.repeat_abs) & (high >= c.moving_min)
         repeat[0] = False
         frac = window_fraction(repeat, c.window)

@@ -24,7 +24,10 @@ Two scorers of the desync filter (``Config.scorer``):
   with a clear peak (``min_corr``) is out of sync. Measured on the world: recall 0.8 (see the curation tests).
 
 Frames another filter flags as static, choppy, blurred, shaking or dark are left out by both scorers: their
-mouth motion is not measurable (and SyncNet's embeddings of a dark face are noise). The world's desync
+mouth motion is not measurable (and SyncNet's embeddings of a dark face are noise). So are the
+``static_onset`` frames before each static run: the prefilter finds a freeze ~10 frames late (module
+``prefilter``), and a frozen mouth under running speech reads as a large offset (a false desync on world
+seed 1). The world's desync
 defect shifts sound by 5–12 frames.
 """
 
@@ -138,7 +141,7 @@ def refine_runs(desync: np.ndarray, offset: np.ndarray, baseline: float, tracks:
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "7"
+    version = "8"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class LipSync(Stage):
         min_corr: float = 0.3  # envelope: correlation of the best lag
         min_conf: float = 1.0  # syncnet: the window's Sync-C (median − min distance)
         refine_columns: int = 9  # syncnet: the short window that places a flagged run's ends (0: off)
+        static_onset: int = 12  # frames before a static run also left out (the prefilter finds freezes late)
         stable_windows: int = 2
         stable_lag: float = 2.0
         syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
@@ -176,7 +180,7 @@ class LipSync(Stage):
             if art is not None and art.ok:
                 for k in keys:
                     for a, b in art.values.get(k, []):
-                        usable[a:b] = False
+                        usable[max(0, a - (c.static_onset if k == "static" else 0)) : b] = False
         shots = shots_of(item, n)
         mouth = np.where(usable, faces.array("mouth_open"), np.nan)
         lag, corr = self._envelope_lags(mouth, env, shots)
