@@ -141,3 +141,23 @@ def test_visual_blur_of_a_face_in_front_of_a_plain_wall(monkeypatch):
     monkeypatch.setattr(visual, "load_video", lambda item: _video(frames))
     blur = np.asarray(visual.Visual().process(ITEM).arrays["blur"])
     assert blur[30:50].all() and not blur[:30].any() and not blur[50:].any(), np.flatnonzero(blur)
+
+
+def test_ocr_reads_a_caption_line_that_touches_the_picture_below():
+    import shutil
+
+    pytest.importorskip("pytesseract")
+    if shutil.which("tesseract") is None:
+        pytest.skip("no tesseract binary")
+    from avatarv.data.curation.stages.ocr import frame_words, text_boxes
+
+    f = cv2.GaussianBlur(_textured(5), (0, 0), 1.5)
+    cv2.ellipse(f, (64, 80), (40, 52), 0, 0, 360, (90, 60, 40), -1)  # a head reaching up to the caption box
+    plain = f.copy()
+    cv2.rectangle(f, (20, 3), (108, 24), (0, 0, 0), -1)
+    cv2.putText(f, "THE GARDEN", (26, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    boxes = text_boxes(_grey(f))
+    assert any(y <= 12 <= y + h and w >= 40 for x, y, w, h in boxes), boxes  # the caption line
+    words = frame_words(f, 32, 75, 3)
+    assert "THE" in words or "GARDEN" in words, words
+    assert frame_words(plain, 32, 75, 3) == []
