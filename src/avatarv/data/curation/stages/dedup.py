@@ -56,10 +56,12 @@ def frame_vectors(frame: np.ndarray, scales=SCALES, side: int = 16) -> np.ndarra
     return np.stack(out).astype(np.float32)
 
 
-def diagonal_runs(match: np.ndarray, tol: int = 1, max_miss: int = 1) -> list[tuple[int, int, int, int]]:
+def diagonal_runs(match: np.ndarray, tol: int = 1, max_miss: int = 1, min_len: int = 1
+                  ) -> list[tuple[int, int, int, int]]:
     """Per diagonal ``j = i + o`` of a boolean ``[Ka, Kb]`` match matrix (give or take ``tol`` columns), its
     longest run of consecutive rows, bridging up to ``max_miss`` unmatched rows in a row: a list of
-    ``(length, o, first_row, last_row)`` (``length`` counts matched rows), longest first, empty runs left out."""
+    ``(length, o, first_row, last_row)`` (``length`` counts matched rows), longest first; runs shorter than
+    ``min_len`` are left out (diagonals with fewer matched rows are not scanned)."""
     ka, kb = match.shape
     out = []
     rows = np.arange(ka)
@@ -69,6 +71,8 @@ def diagonal_runs(match: np.ndarray, tol: int = 1, max_miss: int = 1) -> list[tu
             j = rows + o + d
             ok = (j >= 0) & (j < kb)
             hit[ok] |= match[rows[ok], j[ok]]
+        if hit.sum() < min_len:
+            continue
         best = (0, o, 0, 0)
         run = miss = 0
         first = -1
@@ -83,7 +87,7 @@ def diagonal_runs(match: np.ndarray, tol: int = 1, max_miss: int = 1) -> list[tu
                 miss += 1
                 if miss > max_miss:
                     run = miss = 0
-        if best[0]:
+        if best[0] >= min_len:
             out.append(best)
     return sorted(out, key=lambda r: (-r[0], abs(r[1])))
 
@@ -201,7 +205,7 @@ class Dedup(Stage):
                 # align in time: [Ka, Kb] cosine at the best scale of b, thresholded; every diagonal with a long
                 # enough run is a candidate offset (a near-still picture matches along many of them)
                 match = np.einsum("id,jsd->ijs", v[:, 0], vecs[b]).max(-1) >= c.threshold
-                cands = [r for r in diagonal_runs(match) if r[0] >= c.min_matches]
+                cands = diagonal_runs(match, min_len=c.min_matches)
                 if not cands:
                     continue
                 chosen, best_r = None, np.nan
