@@ -84,3 +84,16 @@ def test_load_refuses_foreign_directory(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "other"}')
     with pytest.raises(CheckpointError, match="unknown checkpoint format"):
         VideoRefDiT.from_pretrained(tmp_path)
+
+
+def test_checkpoint_retention_keeps_the_newest(tmp_path):
+    import torch
+
+    from avatarv.training.checkpoint import latest_checkpoint, save_checkpoint
+
+    for step in (10, 20, 30, 40):
+        save_checkpoint(tmp_path, step, {"model": {"w": torch.full((2,), float(step))}}, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_0000030", "step_0000040"]
+    assert latest_checkpoint(tmp_path).name == "step_0000040"
+    save_checkpoint(tmp_path, 50, {"model": {"w": torch.zeros(2)}})  # keep=0: nothing deleted
+    assert len(list(tmp_path.glob("step_*"))) == 3

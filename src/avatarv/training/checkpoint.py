@@ -80,8 +80,10 @@ def restore_rng(state: dict, generator: torch.Generator) -> None:
     random.setstate(ast.literal_eval(state["python"]))
 
 
-def save_checkpoint(root: Path, step: int, parts: dict[str, dict]) -> Path:
-    """Write ``root/step_XXXXXXX/{name}.safetensors|json`` for each part and point ``root/latest`` at it."""
+def save_checkpoint(root: Path, step: int, parts: dict[str, dict], keep: int = 0) -> Path:
+    """Write ``root/step_XXXXXXX/{name}.safetensors|json`` for each part and point ``root/latest`` at it;
+    then, with ``keep`` > 0, delete all but the newest ``keep`` checkpoints (only after ``latest`` moved, so a
+    kill at any point leaves ``latest`` pointing at a whole checkpoint)."""
     final = root / f"step_{step:07d}"
     with atomic_directory(final) as tmp:
         for name, state in parts.items():
@@ -89,6 +91,13 @@ def save_checkpoint(root: Path, step: int, parts: dict[str, dict]) -> Path:
     latest_tmp = root / ".latest.tmp"
     latest_tmp.write_text(final.name)
     os.replace(latest_tmp, root / "latest")
+    if keep > 0:
+        import shutil
+
+        steps = sorted(p for p in root.glob("step_*") if p.is_dir() and p.name[5:].isdigit())
+        for old in steps[:-keep]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
     return final
 
 

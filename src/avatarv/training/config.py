@@ -36,6 +36,7 @@ class TrainConfig:
     precision: str = "bf16"  # bf16 autocast | fp32
     log_every: int = 1
     ckpt_every: int = 50
+    keep_checkpoints: int = 3  # newest checkpoints kept (0: all); a small-preset checkpoint is ~120 MB
     out_dir: str = "runs/train"
     seed: int = 0
     init_from: str | None = None  # a DiT checkpoint directory (e.g. the previous stage)

@@ -103,7 +103,7 @@ class Trainer:
         if not self.world.is_main:
             self._barrier()
             return None
-        path = save_checkpoint(self.ckpt_root, self.step, parts)
+        path = save_checkpoint(self.ckpt_root, self.step, parts, keep=self.cfg.keep_checkpoints)
         if self.world.distributed:  # the latest weights, loadable by the pipeline
             plain = VideoRefDiT(self.model.cfg)
             plain.load_state_dict(parts["model"])
