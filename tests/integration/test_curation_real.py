@@ -40,6 +40,10 @@ def test_stages_on_real_clips(real_clips, tmp_path):
         faces = values("faces")
         assert faces["face_fraction"] > 0.9 and faces["second_speaker"] == []
         assert values("prefilter")["static"] == []
+        # no false picture defects on clean real clips (blur, exposure, shake, captions, cuts)
+        vis = values("visual")
+        assert vis["blur"] == [] and vis["dark"] == [] and vis["shake"] == [], vis
+        assert values("ocr")["text"] == [] and values("scenes")["transitions"] == []
         clips = values("clips")["clips"]
         assert clips, p.name
         tiers = values("tiers")["clips"]
