@@ -1,10 +1,9 @@
 """Per-frame picture statistics in one pass: exposure, sharpness, camera shake, optical-flow motion.
 
-Per frame (grey, 128 px): mean luma; sharpness = the median over a 4 x 4 grid of tiles of the tile's mean
-squared Laplacian, over the variance of the picture (contrast-free, so an under-exposed frame is not called
-blurred; the median over tiles, so a burned-in caption, whose strokes carry most of a frame's Laplacian energy
-but cover at most a band of tiles, does not make the captioned frames the shot's "sharp" reference and the
-rest of the shot "blurred": on world footage it raised whole-frame Laplacian variance 5x); global translation to the previous
+Per frame (grey, 128 px): mean luma; the mean squared Laplacian of each tile of a 4 x 4 grid over the
+variance of the picture (``tile_energy``: contrast-free, so an under-exposed frame is not called blurred) and
+its median over the tiles as the frame's sharpness (a burned-in caption's strokes carry most of a frame's
+Laplacian energy, 5x on world footage, but cover at most a band of tiles); global translation to the previous
 frame by phase correlation; and OpenCV DIS optical flow (ultrafast preset) magnitudes (seed: "optical flow
 motion statistics"). Flags are relative to the frame's shot (from ``scenes``) because an absolute threshold
 confuses a dim room with an under-exposed shot:
