@@ -211,14 +211,15 @@ def _clip_truth(input_dir: Path) -> dict[str, tuple[list[dict], int]]:
     return out
 
 
-def identity_graph_scores(out_dir: str | Path, input_dir: str | Path) -> dict:
+def identity_graph_scores(out_dir: str | Path, input_dir: str | Path,
+                          keys: dict[tuple[str, str], str] | None = None) -> dict:
     """Cross-scene pair precision / recall of ``identity_graph`` against the world's shot labels.
 
     A clip's truth is the (identity, scene) of the labelled shot holding its middle frame. A pair of clips is a
     true cross-scene pair when both show the same identity in different scenes.
     """
     store = StateStore(out_dir)
-    graph = next(iter(latest_artifacts(store, "identity_graph").values()))
+    graph = next(iter(latest_artifacts(store, "identity_graph", keys).values()))
     store.close()
     truth = _clip_truth(Path(input_dir))
     labels = []
@@ -244,10 +245,12 @@ def identity_graph_scores(out_dir: str | Path, input_dir: str | Path) -> dict:
             "true_people": len(people), "found_people": graph["people"]}
 
 
-def identity_graph_scores_clips(out_dir: str | Path, input_dir: str | Path) -> dict:
-    """Cross-scene pair precision / recall on world clips whose ``.json`` holds ``identity_id`` and ``scene_id``."""
+def identity_graph_scores_clips(out_dir: str | Path, input_dir: str | Path,
+                                keys: dict[tuple[str, str], str] | None = None) -> dict:
+    """Cross-scene pair precision / recall on world clips whose ``.json`` holds ``identity_id`` and ``scene_id``
+    (``keys``: this pipeline's task keys, as for ``filter_scores``)."""
     store = StateStore(out_dir)
-    graph = next(iter(latest_artifacts(store, "identity_graph").values()))
+    graph = next(iter(latest_artifacts(store, "identity_graph", keys).values()))
     store.close()
     labels = []
     for node in graph["clips"]:
