@@ -155,50 +155,39 @@ def text_encoder(r: WorldRecipe):
     return enc
 
 
-def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
+def _write_shards(r: WorldRecipe, vae_dir: Path, name: str, progress: bool, ref_stride: int = 1) -> Path:
+    """``<out>/<name>``: the recipe's world shards, written to ``<name>.tmp`` and renamed (redone from scratch
+    after a kill), skipped once ``DONE``."""
     import shutil
 
     from avatarv.models.vae import VideoVAE
     from avatarv.training.world_shards import make_world_shards
 
-    out = r.root / "shards"
+    out = r.root / name
     if _done(out):
         return out
-    tmp = r.root / "shards.tmp"
+    tmp = out.with_name(name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     cfg = get_preset(r.preset)
     vae = VideoVAE.from_pretrained(vae_dir)
     n = make_world_shards(tmp, cfg, vae, r.identities, r.scenes, latents=r.target_latents, ref_latents=r.ref_latents,
-                          seed=r.seed, progress=progress, text_encoder=text_encoder(r))
+                          seed=r.seed, progress=progress, text_encoder=text_encoder(r), ref_stride=ref_stride)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    _mark(out, {"items": n})
+    _mark(out, {"items": n, **({"ref_stride": ref_stride} if ref_stride > 1 else {})})
     return out
+
+
+def make_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
+    return _write_shards(r, vae_dir, "shards", progress)
 
 
 def make_ref_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
     """Stage 3's shards when ``ref_stride`` > 1 (``shards-ref<k>``; the same targets as ``shards``, references
     from their own longer clips); the common shards otherwise."""
-    import shutil
-
-    from avatarv.models.vae import VideoVAE
-    from avatarv.training.world_shards import make_world_shards
-
     if r.ref_stride <= 1:
         return r.root / "shards"
-    out = r.root / f"shards-ref{r.ref_stride}"
-    if _done(out):
-        return out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    cfg = get_preset(r.preset)
-    vae = VideoVAE.from_pretrained(vae_dir)
-    n = make_world_shards(tmp, cfg, vae, r.identities, r.scenes, latents=r.target_latents, ref_latents=r.ref_latents,
-                          seed=r.seed, progress=progress, text_encoder=text_encoder(r), ref_stride=r.ref_stride)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    _mark(out, {"items": n, "ref_stride": r.ref_stride})
-    return out
+    return _write_shards(r, vae_dir, f"shards-ref{r.ref_stride}", progress, ref_stride=r.ref_stride)
 
 
 def stage3_name(r: WorldRecipe, variant: str) -> str:

@@ -44,11 +44,7 @@ def encode_reference(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, stride
     frames = clip.frames[::stride][:n]
     if len(frames) < n:
         raise ValueError(f"reference clip has {len(clip.frames)} frames: {n} at stride {stride} need {(n - 1) * stride + 1}")
-    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
-    try:
-        out = {"latents": vae.encode(frames)[0]}
-    finally:
-        vae.bf16_inference = fast
+    out = {"latents": _encode_frames(vae, frames)}
     if cfg.dit.motion_dim:
         signals = {k: v[::stride][:n] for k, v in label_signals(clip.labels).items()}
         out["motion"] = motion_features(signals, latents, cfg.dit.motion_dim)
@@ -62,12 +58,7 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_featu
     feats = audio_features
     if feats is None and cfg.dit.audio_dim:
         feats = LogMelFeatures(n_mels=cfg.dit.audio_dim, fps=cfg.fps)
-    # bf16 compute: 4.6× faster on this CPU (AMX) than fp32, latents within 0.3 % (mean relative error)
-    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
-    try:
-        item = {"latents": vae.encode(frames)[0]}
-    finally:
-        vae.bf16_inference = fast
+    item = {"latents": _encode_frames(vae, frames)}
     if feats is not None:
         item["audio"] = feats.latent_tokens(clip.audio, 0, latents)
     if cfg.dit.motion_dim:
@@ -75,6 +66,16 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_featu
     # the face box of each latent frame (its last video frame), for the auxiliary losses' face crops
     item["face_box"] = torch.from_numpy(clip.labels.face_box[[4 * j for j in range(latents)]].astype("float32"))
     return item
+
+
+def _encode_frames(vae: VideoVAE, frames: np.ndarray) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> latents [z, t, h, w]. bf16 compute on the CPU: 4.6x faster (AMX) than fp32,
+    latents within 0.3 % (mean relative error)."""
+    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
+    try:
+        return vae.encode(frames)[0]
+    finally:
+        vae.bf16_inference = fast
 
 
 def _on_cpu(module) -> bool:

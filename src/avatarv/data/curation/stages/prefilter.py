@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d
 
 from avatarv.data.curation.stage import Item, Output, Resources, Stage
 from avatarv.data.curation.stages.common import close_gaps, grey_small, load_video, runs
@@ -96,18 +97,13 @@ def _mask_runs(mask: np.ndarray, min_len: int, n: int) -> np.ndarray:
 
 def alternating(diff: np.ndarray, span: int, r1_max: float, ratio_max: float, moving_min: float) -> np.ndarray:
     """[T] bool: the centred ``span`` frames of ``diff`` alternate small/large (module docstring)."""
-    n = len(diff)
-    pad = np.pad(diff, span // 2, mode="edge")
-    out = np.zeros(n, bool)
-    for t in range(n):
-        x = pad[t : t + span]
-        z = np.log(x + 1e-3)
-        z = z - z.mean()
-        r1 = float((z[1:] * z[:-1]).sum() / max(float((z * z).sum()), 1e-9))
-        even, odd = float(np.median(x[0::2])), float(np.median(x[1::2]))
-        lo, hi = min(even, odd), max(even, odd)
-        out[t] = r1 < r1_max and hi >= moving_min and lo < ratio_max * hi
-    return out
+    x = np.lib.stride_tricks.sliding_window_view(np.pad(diff, span // 2, mode="edge"), span)[: len(diff)]
+    z = np.log(x + 1e-3)
+    z = z - z.mean(axis=1, keepdims=True)
+    r1 = (z[:, 1:] * z[:, :-1]).sum(axis=1) / np.maximum((z * z).sum(axis=1), 1e-9)
+    even, odd = np.median(x[:, 0::2], axis=1), np.median(x[:, 1::2], axis=1)
+    lo, hi = np.minimum(even, odd), np.maximum(even, odd)
+    return (r1 < r1_max) & (hi >= moving_min) & (lo < ratio_max * hi)
 
 
 def window_fraction(mask: np.ndarray, window: int) -> np.ndarray:
@@ -142,9 +138,7 @@ class Prefilter(Stage):
         grey = grey_small(video.frames)
         diff, hashes, luma = frame_statistics(video.frames, grey)
         c = self.config
-        r = c.repeat_reach
-        pad = np.pad(diff, r, mode="edge")
-        high = np.array([pad[t : t + 2 * r + 1].max() for t in range(len(diff))], np.float32)
+        high = maximum_filter1d(diff, 2 * c.repeat_reach + 1, mode="nearest")  # the edge frame repeats past the ends
         static = _mask_runs(still_frames(grey, diff, c.static_max, c.static_lag), c.static_run, len(diff))
         static = extend_back(static, diff, c.static_max, c.static_lag)
         repeat = (diff < c.repeat_rel * high) & (diff < c.repeat_abs) & (high >= c.moving_min)

@@ -67,7 +67,6 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
 
     n = len(frames)
     luma = np.zeros(n, np.float32)
-    sharp = np.zeros(n, np.float32)
     energy = np.zeros((n, TILES * TILES), np.float32)
     shift = np.zeros((n, 2), np.float32)
     flow_mag = np.zeros(n, np.float32)
@@ -79,7 +78,6 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
         g = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (SIDE, SIDE), interpolation=cv2.INTER_AREA)
         luma[t] = g.mean()
         energy[t] = tile_energy(g)
-        sharp[t] = float(np.median(energy[t]))
         if prev is not None:
             (dx, dy), _ = cv2.phaseCorrelate(prev.astype(np.float32), g.astype(np.float32), win)
             shift[t] = (dx, dy)
@@ -89,6 +87,7 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
             # the part of the flow a global translation does not explain (rotation, zoom, shake)
             flow_resid[t] = np.linalg.norm(flow - np.median(flow.reshape(-1, 2), axis=0), axis=-1).mean()
         prev = g
+    sharp = np.median(energy, axis=1).astype(np.float32)  # tile_sharpness of every frame
     return {"luma": luma, "sharpness": sharp, "tile_energy": energy, "shift": shift, "flow_mag": flow_mag,
             "flow_resid": flow_resid}
 
