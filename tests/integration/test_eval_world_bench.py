@@ -54,7 +54,12 @@ def test_behaviour_identification_of_a_run(tmp_path):
                CaseResult("c1", meta={"behaviour_stats": {"blink_rate": 0.11, "nod_amp": 0.9},
                                       "behaviour_reference": "b.mp4"})]
     out = behaviour_identification_of_run(results, refs)
-    assert out == {"accuracy": 0.5, "chance": 0.5, "k": 2, "trials": 2}
+    # c0 ranks a first (hit, percentile 1), c1 ranks its own b last (miss, percentile 0)
+    assert out == pytest.approx({"accuracy": 0.5, "chance": 0.5, "k": 2, "trials": 2, "mean_percentile": 0.5,
+                                 "mean_margin": (results[0].meta["behaviour_rank"]["margin"]
+                                                 + results[1].meta["behaviour_rank"]["margin"]) / 2})
+    assert results[0].meta["behaviour_rank"]["hit"] == 1.0 and results[0].meta["behaviour_rank"]["margin"] > 0
+    assert results[1].meta["behaviour_rank"]["percentile"] == 0.0 and results[1].meta["behaviour_rank"]["margin"] < 0
     assert behaviour_identification_of_run(results, {Path("a.mp4"): refs[Path("a.mp4")]}) is None
 
 

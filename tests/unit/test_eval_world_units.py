@@ -147,3 +147,21 @@ def test_identity_trainer_resumes_exactly(tmp_path):
     a = load_identity_net(tmp_path / "a" / "w.safetensors").state_dict()
     b = load_identity_net(tmp_path / "b" / "w.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rank_scores_against_a_formula_written_out():
+    from avatarv.eval.behaviour import behaviour_similarity, rank_scores
+
+    refs = [{"blink_rate": b, "nod_amp": 1.0} for b in (0.0, 8.0, 16.0, 16.0, 40.0)]
+    query = {"blink_rate": 15.0, "nod_amp": 1.0}
+    sims = [behaviour_similarity(query, r) for r in refs]
+    out = rank_scores(query, refs, truth=1)  # own reference at 8: below the two at 16, above 0 and 40
+    assert out["hit"] == 0.0
+    assert out["percentile"] == pytest.approx(2 / 4)
+    assert out["margin"] == pytest.approx(sims[1] - (sims[0] + sims[2] + sims[3] + sims[4]) / 4)
+    tied = rank_scores(query, refs, truth=2)  # above 0, 8 and 40; ties with the other 16: half a place
+    assert tied["hit"] == 1.0 and tied["percentile"] == pytest.approx((3 + 0.5) / 4)
+    assert rank_scores(query, refs[:1] + refs[2:3], truth=1) == {"hit": 1.0, "percentile": 1.0,
+                                                                  "margin": pytest.approx(sims[2] - sims[0])}
+    with pytest.raises(ValueError):
+        rank_scores(query, refs[:1], truth=0)

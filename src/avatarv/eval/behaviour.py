@@ -58,15 +58,35 @@ class IdentificationResult:
     k: int
     trials: int
     confusion: list[list[int]]
+    mean_percentile: float = float("nan")  # chance 0.5 (``rank_scores``)
+    mean_margin: float = float("nan")  # chance 0
 
     def to_json(self) -> dict:
         return {"accuracy": self.accuracy, "chance": self.chance, "k": self.k, "trials": self.trials,
-                "confusion": self.confusion}
+                "confusion": self.confusion, "mean_percentile": self.mean_percentile,
+                "mean_margin": self.mean_margin}
 
 
 def identify(query: dict[str, float], references: list[dict[str, float]]) -> int:
     """Index of the reference whose behaviour the query matches best."""
     return int(np.argmax([behaviour_similarity(query, r) for r in references]))
+
+
+def rank_scores(query: dict[str, float], references: list[dict[str, float]], truth: int) -> dict[str, float]:
+    """How well the query picks out its own reference among all, finer than a top-1 hit:
+
+    hit         1 when the own reference is the most similar (ties broken as ``identify`` does)
+    percentile  fraction of the other references less similar than the own one (ties count half); 1 = best,
+                chance 0.5. With K references it moves in steps of 1/(K-1) where a hit moves in steps of 1.
+    margin      similarity to the own reference minus the mean similarity to the others; chance 0
+    """
+    sims = np.array([behaviour_similarity(query, r) for r in references])
+    own, others = sims[truth], np.delete(sims, truth)
+    if not len(others):
+        raise ValueError("rank_scores needs at least 2 references")
+    percentile = float(((others < own).sum() + 0.5 * (others == own).sum()) / len(others))
+    return {"hit": float(int(np.argmax(sims)) == truth), "percentile": percentile,
+            "margin": float(own - others.mean())}
 
 
 def behaviour_identification(k: int = 8, queries_per_id: int = 1, seconds: float = 12.0, size: int = 128,
@@ -85,6 +105,10 @@ def behaviour_identification(k: int = 8, queries_per_id: int = 1, seconds: float
             clip = make_clip(ident, HELD_OUT_SCENES + 10 * i + 1 + q, seconds, size, seed, clip_index=1 + q)
             queries.append((i, video_behaviour((clip.frames, clip.audio), analyzer)))
     confusion = np.zeros((k, k), int)
+    ranks = []
     for truth, stats in queries:
         confusion[truth, identify(stats, refs)] += 1
-    return IdentificationResult(float(np.trace(confusion) / len(queries)), 1.0 / k, k, len(queries), confusion.tolist())
+        ranks.append(rank_scores(stats, refs, truth))
+    return IdentificationResult(float(np.trace(confusion) / len(queries)), 1.0 / k, k, len(queries), confusion.tolist(),
+                                float(np.mean([r["percentile"] for r in ranks])),
+                                float(np.mean([r["margin"] for r in ranks])))

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from avatarv.errors import InputError
 from avatarv.eval.protocol import CaseResult, write_summary
 
@@ -226,16 +228,25 @@ def behaviour_metric(analyzer=None) -> Metric:
 
 def behaviour_identification_of_run(results: list[CaseResult], reference_stats: dict) -> dict | None:
     """Behaviour identification over a run: each output is matched against every case's reference behaviour;
-    correct when its own reference wins. ``None`` with fewer than 2 references."""
-    from avatarv.eval.behaviour import identify
+    correct when its own reference wins (``accuracy``, chance 1/K). ``mean_percentile`` (chance 0.5) and
+    ``mean_margin`` (chance 0) grade the own reference's rank among all (``rank_scores``): with K = 18 and a few
+    dozen trials, top-1 accuracy alone cannot tell weak signal from none. Each result's ``meta`` gets its own
+    ``behaviour_rank``. ``None`` with fewer than 2 references."""
+    from avatarv.eval.behaviour import rank_scores
 
     refs = list(reference_stats)
     scored = [r for r in results if "behaviour_stats" in r.meta and Path(r.meta["behaviour_reference"]) in reference_stats]
     if len(refs) < 2 or not scored:
         return None
     table = [reference_stats[k] for k in refs]
-    hits = sum(refs[identify(r.meta["behaviour_stats"], table)] == Path(r.meta["behaviour_reference"]) for r in scored)
-    return {"accuracy": hits / len(scored), "chance": 1 / len(refs), "k": len(refs), "trials": len(scored)}
+    ranks = []
+    for r in scored:
+        rank = rank_scores(r.meta["behaviour_stats"], table, refs.index(Path(r.meta["behaviour_reference"])))
+        r.meta["behaviour_rank"] = rank
+        ranks.append(rank)
+    return {"accuracy": sum(x["hit"] for x in ranks) / len(ranks), "chance": 1 / len(refs), "k": len(refs),
+            "trials": len(ranks), "mean_percentile": float(np.mean([x["percentile"] for x in ranks])),
+            "mean_margin": float(np.mean([x["margin"] for x in ranks]))}
 
 
 def run_benchmark(
@@ -278,6 +289,9 @@ def run_benchmark(
     for metric in metrics:
         if hasattr(metric, "reference_stats"):
             extra["behaviour_identification"] = behaviour_identification_of_run(results, metric.reference_stats)
+            for result in results:  # each case now knows its own reference's rank among all
+                if "behaviour_rank" in result.meta:
+                    result.write(out_dir / "cases")
     summary = write_summary(results, out_dir / "summary.json", extra=extra)
     if report:
         from avatarv.eval.report import write_report

@@ -1,0 +1,164 @@
+"""The thesis figure: does a video reference carry behaviour better than one image, at equal identity?
+
+Reads finished ``avatarv eval run`` folders of one benchmark (ground truth, the video-reference model, the
+image-reference ablation, ...) and prints, per system, the mean and a bootstrap 95 % interval over cases of
+
+    sync_c      SyncNet confidence (world SyncNet)
+    face_sim    identity similarity to the reference (world identity embedder; n = cases with a face track)
+    behaviour   behaviour similarity to the own reference (``behaviour_similarity``)
+    hit         behaviour identification: the own reference is the best match among all K (chance 1/K)
+    percentile  share of the other references matched less well than the own one (chance 0.5)
+    margin      similarity to the own reference minus the mean to the others (chance 0)
+
+then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
+``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
+benchmark does (``video_behaviour``), so folders written before ``behaviour_rank`` existed score the same way.
+
+    python benchmarks/thesis.py --bench out/bench24x12 --run gt=out/eval24x12-gt \\
+        --run video=out/eval24x12-video --run image=out/eval24x12-image --pair video,image
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin")
+
+
+def load_run(run_dir: Path, reference_stats: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """case id -> metric -> value (NaN where the metric failed)."""
+    from avatarv.eval.behaviour import rank_scores
+
+    refs = list(reference_stats)
+    table = [reference_stats[k] for k in refs]
+    out = {}
+    for path in sorted((run_dir / "cases").glob("*.json")):
+        case = json.loads(path.read_text())
+        row = {k: float("nan") if case["metrics"].get(k) is None else float(case["metrics"][k])
+               for k in ("sync_c", "face_sim", "behaviour")}
+        stats, ref = case["meta"].get("behaviour_stats"), case["meta"].get("behaviour_reference")
+        ref = str(Path(ref).resolve()) if ref else None
+        if stats is not None and ref in reference_stats:
+            row.update(rank_scores(stats, table, refs.index(ref)))
+        out[case["case_id"]] = row
+    return out
+
+
+def bootstrap_ci(x: np.ndarray, n: int = 4000, seed: int = 0) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def sign_flip_p(d: np.ndarray, n: int = 20000, seed: int = 0) -> float:
+    """Two-sided p-value of mean(d) = 0 for paired differences (random sign flips)."""
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    flips = rng.choice([-1.0, 1.0], (n, len(d)))
+    null = np.abs((flips * d).mean(1))
+    return float((1 + (null >= abs(d.mean()) - 1e-12).sum()) / (n + 1))
+
+
+def summarise(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict]]:
+    table = {}
+    for name, cases in runs.items():
+        table[name] = {}
+        for m in METRICS:
+            x = np.array([c.get(m, np.nan) for c in cases.values()], float)
+            lo, hi = bootstrap_ci(x)
+            table[name][m] = {"mean": float(np.nanmean(x)) if np.isfinite(x).any() else float("nan"),
+                              "lo": lo, "hi": hi, "n": int(np.isfinite(x).sum()), "cases": len(x)}
+    return table
+
+
+def paired(runs: dict, a: str, b: str) -> dict[str, dict]:
+    common = sorted(set(runs[a]) & set(runs[b]))
+    out = {}
+    for m in METRICS:
+        d = np.array([runs[a][c].get(m, np.nan) - runs[b][c].get(m, np.nan) for c in common], float)
+        lo, hi = bootstrap_ci(d)
+        out[m] = {"mean_diff": float(np.nanmean(d)) if np.isfinite(d).any() else float("nan"), "lo": lo, "hi": hi,
+                  "p": sign_flip_p(d), "n": int(np.isfinite(d).sum())}
+    return out
+
+
+def markdown(table: dict, pairs: dict, k: int) -> str:
+    lines = [f"K = {k} references; chance: hit {1 / k:.3f}, percentile 0.5, margin 0.", "",
+             "| system | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for name, row in table.items():
+        cells = [f"{row[m]['mean']:.3f} [{row[m]['lo']:.3f}, {row[m]['hi']:.3f}] (n {row[m]['n']})" for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for (a, b), diff in pairs.items():
+        lines += ["", f"Paired {a} − {b} (same cases; bootstrap 95 % CI; sign-flip p):", "",
+                  "| metric | mean diff | 95 % CI | p | n |", "|---|---|---|---|---|"]
+        for m, d in diff.items():
+            lines.append(f"| {m} | {d['mean_diff']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['p']:.3f} | {d['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict, k: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = ("sync_c", "face_sim", "hit", "percentile", "margin")
+    chance = {"hit": 1 / k, "percentile": 0.5, "margin": 0.0}
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2))
+    names = list(table)
+    for ax, m in zip(axes, shown, strict=True):
+        means = [table[n][m]["mean"] for n in names]
+        err = np.array([[table[n][m]["mean"] - table[n][m]["lo"], table[n][m]["hi"] - table[n][m]["mean"]]
+                        for n in names]).T
+        ax.bar(names, means, yerr=np.nan_to_num(err), capsize=4, color=["0.6", "tab:blue", "tab:orange", "tab:green"][: len(names)])
+        if m in chance:
+            ax.axhline(chance[m], color="k", ls="--", lw=1, label="chance")
+            ax.legend(fontsize=7)
+        ax.set_title(m)
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.suptitle("video reference vs image reference vs ground truth (bars: mean, 95 % bootstrap CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bench", type=Path, required=True, help="benchmark folder (manifest.json)")
+    ap.add_argument("--run", action="append", required=True, help="name=eval-run-folder (repeat)")
+    ap.add_argument("--pair", action="append", default=[], help="a,b: paired differences a − b (repeat)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thesis"))
+    args = ap.parse_args()
+
+    from avatarv.eval.behaviour import video_behaviour
+
+    manifest = json.loads((args.bench / "manifest.json").read_text())
+    ref_paths = sorted({str((args.bench / c["reference"]).resolve()) for c in manifest["cases"]})
+    reference_stats = {p: video_behaviour(p) for p in ref_paths}
+    runs = {}
+    for spec in args.run:
+        name, _, folder = spec.partition("=")
+        runs[name] = load_run(Path(folder), reference_stats)
+    table = summarise(runs)
+    pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
+    text = markdown(table, pairs, len(ref_paths))
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"table": table, "pairs": {",".join(k): v for k, v in pairs.items()}},
+                                                        indent=2))
+    plot(table, len(ref_paths), args.out.with_suffix(".png"))
+    print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

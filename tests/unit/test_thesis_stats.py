@@ -1,0 +1,52 @@
+"""benchmarks/thesis.py: the statistics behind the thesis figure (bootstrap CI, paired sign-flip test)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def thesis():
+    spec = importlib.util.spec_from_file_location("thesis", ROOT / "benchmarks" / "thesis.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sign_flip_p_separates_a_shift_from_noise(thesis):
+    rng = np.random.default_rng(0)
+    assert thesis.sign_flip_p(rng.normal(1.0, 0.5, 20)) < 0.001
+    assert thesis.sign_flip_p(rng.normal(0.0, 0.5, 20)) > 0.05
+    # exact: 4 equal positive differences -> only the all-plus and all-minus flips reach |mean|: p = 2/16
+    assert thesis.sign_flip_p(np.ones(4), n=200_000) == pytest.approx(2 / 16, abs=0.01)
+
+
+def test_bootstrap_ci_brackets_the_mean_and_ignores_nan(thesis):
+    x = np.r_[np.linspace(0, 1, 50), np.nan]
+    lo, hi = thesis.bootstrap_ci(x)
+    assert lo < 0.5 < hi and hi - lo < 0.25
+    assert np.isnan(thesis.bootstrap_ci(np.array([1.0, np.nan]))[0])
+
+
+def test_load_run_ranks_each_case_against_all_references(thesis, tmp_path):
+    refs = {"/r/a.mp4": {"blink_rate": 0.0, "nod_amp": 1.0}, "/r/b.mp4": {"blink_rate": 30.0, "nod_amp": 4.0}}
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for cid, ref, stats in (("c0", "/r/a.mp4", {"blink_rate": 1.0, "nod_amp": 1.0}),
+                            ("c1", "/r/b.mp4", {"blink_rate": 2.0, "nod_amp": 1.0})):
+        (cases / f"{cid}.json").write_text(json.dumps({"case_id": cid, "metrics": {"sync_c": 5.0, "face_sim": None},
+                                                       "meta": {"behaviour_stats": stats, "behaviour_reference": ref}}))
+    run = thesis.load_run(tmp_path, refs)
+    assert run["c0"]["hit"] == 1.0 and run["c1"]["hit"] == 0.0
+    assert np.isnan(run["c0"]["face_sim"]) and run["c0"]["sync_c"] == 5.0
+    table = thesis.summarise({"x": run})
+    assert table["x"]["percentile"]["mean"] == 0.5 and table["x"]["face_sim"]["n"] == 0
+    diff = thesis.paired({"a": run, "b": run}, "a", "b")
+    assert diff["margin"]["mean_diff"] == 0.0
