@@ -87,3 +87,47 @@ def test_world_bench_passthrough_end_to_end(bench, tmp_path, capsys):
     assert "Sync-C ↑" in page and "Face Sim ↑" in page and "generated-scene" in page
     assert (out / "report" / "distributions.png").stat().st_size > 5000
     assert len(list((out / "report" / "thumbs").glob("*.jpg"))) == 9
+
+
+@pytest.mark.slow
+def test_driving_boxes_measure_an_output_the_detector_misses(bench, tmp_path):
+    """A blurred output (as our small VAE decodes faces) loses its face to dlib HOG; with the driving clip's
+    boxes identity and SyncNet still score it, lower than the sharp clip. On the driving clip itself both ways
+    give the same numbers."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from avatarv.errors import InputError
+    from avatarv.eval.benchmark import face_metric, sync_metric
+    from avatarv.eval.identity import get_identity_embedder
+    from avatarv.eval.protocol import CaseResult
+    from avatarv.eval.world_syncnet import load_sync_model
+    from avatarv.media import read_video, write_mp4
+
+    case = Manifest.load(bench).cases[1]
+    clip = read_video(case.driving, fps=25.0, require_audio=True)
+    blurred = np.stack([gaussian_filter(f, (6, 6, 0)) for f in clip.frames])  # HOG finds no face at sigma 6
+    out = tmp_path / "blurred.mp4"
+    write_mp4(out, blurred, 25.0, clip.audio)
+    embedder, model = get_identity_embedder("world"), load_sync_model(None)
+    mfs = Manifest.load(bench).eval_options["min_face_size"]
+
+    def score(video, boxes):
+        r = CaseResult("c", meta={})
+        for metric in (face_metric(embedder, boxes=boxes), sync_metric(model, boxes=boxes, min_face_size=mfs)):
+            try:
+                metric(case, video, r)
+            except InputError as err:  # the detect path raises when it finds no face track
+                r.meta.setdefault("errors", []).append(str(err))
+        return r
+
+    sharp_detect, sharp_driving = score(case.driving, "detect"), score(case.driving, "driving")
+    for key in ("face_sim", "sync_c"):
+        assert sharp_detect.metrics[key] == pytest.approx(sharp_driving.metrics[key], abs=1e-6), key
+    blur_detect, blur_driving = score(out, "detect"), score(out, "driving")
+    assert "sync_c" not in blur_detect.metrics and blur_detect.meta["errors"]  # the detector lost the face
+    assert np.isfinite(blur_driving.metrics["face_sim"]) and "sync_c" in blur_driving.metrics
+    assert blur_driving.metrics["face_sim"] < sharp_driving.metrics["face_sim"]
+    assert blur_driving.meta["face_boxes"] == "driving" and blur_driving.meta["sync_boxes"] == "driving"
+    with pytest.raises(InputError, match="face boxes"):
+        face_metric(embedder, boxes="labels")

@@ -76,6 +76,10 @@ def test_stage_configs_of_the_ablation(tmp_path):
     assert s3v.steps == s3i.steps and s3v.method.aux == s3i.method.aux
     assert s3i.method.ref_latent_frames == 1 and s3v.method.ref_latent_frames == 0
     assert not s3v.method.use_ref_motion  # the pipeline gives no reference motion features at inference
+    assert s3v.method.aux == (("identity", r.identity_aux_weight, 300, 150),)  # half / a quarter of 600 steps
+    # a run stopped early keeps the schedule it was started with
+    fixed = WorldRecipe(stage_steps=(300, 600, 400), identity_aux_start=500, identity_aux_ramp=250)
+    assert stage_configs(fixed, tmp_path, "image")[2].method.aux == (("identity", r.identity_aux_weight, 500, 250),)
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):

@@ -125,3 +125,15 @@ def test_parse_stage_steps():
     for bad in ("3000,3000", "a,b,c", "1,0,2"):
         with pytest.raises(ConfigError, match="--stage-steps"):
             parse_stage_steps(bad)
+
+
+def test_parse_aux_schedule():
+    import pytest
+
+    from avatarv.errors import ConfigError
+    from avatarv.training.cli import parse_aux_schedule
+
+    assert parse_aux_schedule("500,250") == (500, 250) and parse_aux_schedule("0,1") == (0, 1)
+    for bad in ("500", "a,1", "-1,5", "5,0", "1,2,3"):
+        with pytest.raises(ConfigError, match="--identity-aux"):
+            parse_aux_schedule(bad)

@@ -28,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from avatarv.errors import InputError
+from avatarv.eval.face_tracks import MIN_TRACK as MIN_SYNC_TRACK
 from avatarv.eval.protocol import CaseResult, write_summary
 
 SCENE_SOURCES = ("same", "cross", "generated")
@@ -167,16 +168,30 @@ def get_system(name: str, **kwargs) -> System:
 Metric = Callable[[BenchmarkCase, Path, CaseResult], None]
 
 
-def face_metric(embedder=None) -> Metric:
-    """Face similarity of the output to the case's reference video (2 fps, trimmed mean) -> ``face_sim``."""
+FACE_BOXES = ("detect", "driving")
+
+
+def _check_face_boxes(boxes: str) -> None:
+    if boxes not in FACE_BOXES:
+        raise InputError(f"unknown face boxes {boxes!r} (choose from {list(FACE_BOXES)})")
+
+
+def face_metric(embedder=None, boxes: str = "detect") -> Metric:
+    """Face similarity of the output to the case's reference video (2 fps, trimmed mean) -> ``face_sim``.
+
+    ``boxes``: ``detect`` finds the faces in the output; ``driving`` takes them from the case's driving clip at
+    the same frames (world benchmarks: the scene image fixes where the person is), so an output whose face
+    the detector misses is scored low instead of dropped."""
     from avatarv.eval.identity import DlibResNetEmbedder, face_similarity
 
+    _check_face_boxes(boxes)
     embedder = embedder or DlibResNetEmbedder()
 
     def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
-        sim = face_similarity(case.reference, video, embedder)
+        sim = face_similarity(case.reference, video, embedder, boxes_from=case.driving if boxes == "driving" else None)
         result.add_per_frame("face_sim", sim.per_frame)
         result.meta["face_backend"] = sim.backend
+        result.meta["face_boxes"] = boxes
 
     return run
 
@@ -195,17 +210,43 @@ def quality_metric(scorer=None) -> Metric:
     return run
 
 
-def sync_metric(model, weights: str = "", **kwargs) -> Metric:
-    """SyncNet on the output -> ``sync_c``, ``sync_d``, ``sync_offset`` (whole-video numbers, not per frame)."""
-    from avatarv.eval.sync_video import evaluate_sync_video
+def sync_metric(model, weights: str = "", boxes: str = "detect", **kwargs) -> Metric:
+    """SyncNet on the output -> ``sync_c``, ``sync_d``, ``sync_offset`` (whole-video numbers, not per frame).
+
+    ``boxes="driving"``: the face tracks are found in the case's driving clip (cut to the output's length)
+    and cropped from the output, as ``face_metric`` does."""
+    from avatarv.eval.inputs import as_video
+    from avatarv.eval.sync_video import evaluate_sync_video, face_tracks
+
+    _check_face_boxes(boxes)
 
     def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
-        r = evaluate_sync_video(video, model, **kwargs)
+        if boxes == "driving":
+            out = as_video(video, require_audio=True)
+            track_kw = {k: kwargs[k] for k in ("detect_every", "min_track", "min_face_size") if k in kwargs}
+            tracks = clip_tracks(face_tracks(as_video(case.driving), **track_kw), out.num_frames,
+                                 kwargs.get("min_track", MIN_SYNC_TRACK))
+            r = evaluate_sync_video(out, model, tracks=tracks, **kwargs)
+        else:
+            r = evaluate_sync_video(video, model, **kwargs)
+        result.meta["sync_boxes"] = boxes
         result.metrics.update({"sync_c": r.sync_c, "sync_d": r.sync_d, "sync_offset": float(r.offset or 0)})
         result.meta["sync_tracks"] = [t.to_json() for t in r.tracks]
         result.meta["sync_weights"] = weights
 
     return run
+
+
+def clip_tracks(tracks: list, num_frames: int, min_track: int) -> list:
+    """Face tracks cut to the first ``num_frames`` frames; those left shorter than ``min_track`` are dropped."""
+    from avatarv.eval.face_tracks import FaceTrack
+
+    out = []
+    for t in tracks:
+        keep = t.frames < num_frames
+        if keep.sum() >= min_track:
+            out.append(FaceTrack(t.frames[keep], t.boxes[keep]))
+    return out
 
 
 def behaviour_metric(analyzer=None) -> Metric:

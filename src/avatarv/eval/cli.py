@@ -210,6 +210,9 @@ def run_bench(
     face_backend: str = typer.Option("auto", help="Identity model: auto (world for world benchmarks, else dlib), "
                                      "dlib, arcface-onnx, world."),
     face_model: Path | None = typer.Option(None, help="Model file for --face-backend arcface-onnx."),
+    face_boxes: str = typer.Option("auto", help="Where identity and SyncNet look for the face: detect (in the "
+                                   "output), driving (the driving clip's faces at the same frames), auto (driving "
+                                   "for world benchmarks, whose scene image fixes the framing; else detect)."),
     quality_backend: str = typer.Option("classical-nr", help="classical-nr or q-align."),
     quality_weights: Path | None = typer.Option(None, help="Q-Align weights folder."),
     behaviour: str = typer.Option("auto", help="Behaviour similarity (world analyzer): auto (world benchmarks), on, off."),
@@ -235,13 +238,15 @@ def run_bench(
     if face_backend == "auto":
         face_backend = "world" if world else "dlib"
     kwargs = {"model_path": face_model} if face_backend == "arcface-onnx" else {}
-    metrics = [face_metric(get_identity_embedder(face_backend, **kwargs)), quality_metric(get_quality_scorer(quality_backend, quality_weights))]
+    if face_boxes == "auto":
+        face_boxes = "driving" if world else "detect"
+    metrics = [face_metric(get_identity_embedder(face_backend, **kwargs), boxes=face_boxes), quality_metric(get_quality_scorer(quality_backend, quality_weights))]
     if not no_sync:
         from avatarv.eval.world_syncnet import DEFAULT_WEIGHTS, load_sync_model
 
         mfs = min_face_size if min_face_size is not None else float(manifest.eval_options.get("min_face_size", 100.0))
         metrics.append(sync_metric(load_sync_model(sync_weights), weights=str(sync_weights or DEFAULT_WEIGHTS),
-                                   min_face_size=mfs))
+                                   min_face_size=mfs, boxes=face_boxes))
     if behaviour == "on" or (behaviour == "auto" and world):
         metrics.append(behaviour_metric())
     system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps,

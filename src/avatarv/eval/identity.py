@@ -261,14 +261,30 @@ def reference_embedding(embedder: IdentityEmbedder, reference: str | Path | Vide
 
 
 def face_similarity(
-    reference: str | Path | Video | np.ndarray, video: str | Path | Video, embedder: IdentityEmbedder | None = None
+    reference: str | Path | Video | np.ndarray, video: str | Path | Video, embedder: IdentityEmbedder | None = None,
+    boxes_from: str | Path | Video | None = None,
 ) -> FaceSimilarity:
-    """Face similarity of ``video`` to ``reference`` by the seed's protocol (2 fps, 10 % trimmed mean)."""
+    """Face similarity of ``video`` to ``reference`` by the seed's protocol (2 fps, 10 % trimmed mean).
+
+    ``boxes_from``: a video of the same framing (a benchmark's driving clip) whose detected faces give the boxes
+    to embed in ``video`` at the same frames, instead of detecting in ``video`` itself. A generated face too
+    degraded for the detector is then still measured (and scores low) rather than left out; a frame whose
+    source has no face stays NaN.
+    """
     embedder = embedder or DlibResNetEmbedder()
     ref = reference_embedding(embedder, reference)
     vid = as_video(video)
     idx = sample_frame_indices(vid.num_frames, vid.fps)
-    sims = [float("nan") if e is None else float(cosine_similarity(e, ref)) for e in frame_embeddings(embedder, vid.frames, idx)]
+    if boxes_from is None:
+        embs = frame_embeddings(embedder, vid.frames, idx)
+    else:
+        src = as_video(boxes_from)
+        embs = []
+        for i in idx:
+            boxes = embedder.faces(src.frames[i]) if i < src.num_frames else []
+            largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if boxes else None
+            embs.append(None if largest is None else embedder.embed_largest(vid.frames[i], box=largest))
+    sims = [float("nan") if e is None else float(cosine_similarity(e, ref)) for e in embs]
     return FaceSimilarity(
         face_sim=trimmed_mean(sims),
         per_frame=sims,

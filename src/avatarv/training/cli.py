@@ -110,6 +110,19 @@ def parse_stage_steps(text: str) -> tuple[int, int, int]:
     return steps  # type: ignore[return-value]
 
 
+def parse_aux_schedule(text: str) -> tuple[int, int]:
+    """``"500,250"`` → (500, 250): start step ≥ 0, ramp ≥ 1; anything else is a one-line ConfigError."""
+    from avatarv.errors import ConfigError
+
+    try:
+        start, ramp = (int(x) for x in text.split(","))
+    except ValueError:
+        start, ramp = -1, 0
+    if start < 0 or ramp < 1:
+        raise ConfigError(f"--identity-aux wants START,RAMP like 500,250 (start >= 0, ramp >= 1), got {text!r}")
+    return start, ramp
+
+
 @app.command("world")
 def train_world(
     smoke: bool = typer.Option(False, "--smoke", help="The same recipe on the tiny preset, in minutes."),
@@ -119,6 +132,8 @@ def train_world(
     stage_steps: str = typer.Option(None, "--stage-steps", help="Steps of stages 1,2,3, e.g. 3000,3000,1500."),
     ref_stride: int = typer.Option(None, "--ref-stride", min=1,
                                    help="Stage 3's reference: every k-th frame of a k-times-longer clip (default 1)."),
+    identity_aux: str = typer.Option(None, "--identity-aux", help="Stage 3's identity loss schedule START,RAMP in "
+                                     "steps (default: half and a quarter of stage 3's steps)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -136,6 +151,9 @@ def train_world(
         recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps))
     if ref_stride is not None:
         recipe = replace(recipe, ref_stride=ref_stride)
+    if identity_aux is not None:
+        start, ramp = parse_aux_schedule(identity_aux)
+        recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)
     bad = set(variant or ()) - {"video", "image"}
     if bad:
         raise ConfigError(f"unknown variants {sorted(bad)} (video | image)")

@@ -58,6 +58,10 @@ class WorldRecipe:
     ema_decay: float = 0.995
     ckpt_every: int = 50
     identity_aux_weight: float = 0.1  # stage 3: identity-embedder feature matching, ramped in over its 2nd half
+    # its schedule: switched on at this stage-3 step, full weight after ``ramp`` more (None: steps // 2 and
+    # steps // 4); fixed values let a run stopped early keep the schedule it was started with
+    identity_aux_start: int | None = None
+    identity_aux_ramp: int | None = None
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
 
@@ -209,7 +213,9 @@ def stage_configs(r: WorldRecipe, shards: Path, variant: str, ref_shards: Path |
         name="t2v", known_frames=(0, 1, 2), curriculum=((0, max(2, lat // 2), hw), (s1 // 2, lat, hw))))
     stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
                      method=MethodConfig(name="a2v", known_frames=known))
-    aux = ((("identity", r.identity_aux_weight, s3 // 2, max(1, s3 // 4)),) if r.identity_aux_weight else ())
+    start = s3 // 2 if r.identity_aux_start is None else r.identity_aux_start
+    ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
+    aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)),
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(r.root / "stage2" / "export"),
