@@ -10,7 +10,8 @@ image-reference ablation, ...) and prints, per system, the mean and a bootstrap 
     percentile  share of the other references matched less well than the own one (chance 0.5)
     margin      similarity to the own reference minus the mean to the others (chance 0)
 
-then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
+over the cases every run has (``--all-cases``: each over its own), with K = all the benchmark's references;
+plus identity similarity against time (``-drift.png``); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
 ``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
 benchmark does (``video_behaviour``), so folders written before ``behaviour_rank`` existed score the same way.
 
@@ -27,6 +28,37 @@ from pathlib import Path
 import numpy as np
 
 METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin")
+
+
+def face_sim_over_time(run_dir: Path, cases: set[str]) -> np.ndarray:
+    """``[cases, samples]`` identity similarity at 2 fps (NaN where a case is shorter or has no face)."""
+    rows = []
+    for path in sorted((run_dir / "cases").glob("*.json")):
+        case = json.loads(path.read_text())
+        if case["case_id"] in cases:
+            rows.append([np.nan if v is None else v for v in case.get("per_frame", {}).get("face_sim", [])])
+    width = max((len(r) for r in rows), default=0)
+    return np.array([r + [np.nan] * (width - len(r)) for r in rows], float).reshape(len(rows), width)
+
+
+def plot_drift(curves: dict[str, np.ndarray], path: Path, fps: float = 2.0) -> None:
+    """Mean identity similarity against time, one line per system: where a generator drifts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name, c in curves.items():
+        if c.size:
+            ax.plot(np.arange(c.shape[1]) / fps, np.nanmean(c, 0), marker="o", ms=3, label=f"{name} ({len(c)} cases)")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("seconds into the output")
+    ax.set_ylabel("identity similarity to the reference")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def load_run(run_dir: Path, reference_stats: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -136,6 +168,8 @@ def main() -> None:
     ap.add_argument("--bench", type=Path, required=True, help="benchmark folder (manifest.json)")
     ap.add_argument("--run", action="append", required=True, help="name=eval-run-folder (repeat)")
     ap.add_argument("--pair", action="append", default=[], help="a,b: paired differences a − b (repeat)")
+    ap.add_argument("--all-cases", action="store_true",
+                    help="each system over all its cases (default: only the cases every run has)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thesis"))
     args = ap.parse_args()
 
@@ -148,6 +182,9 @@ def main() -> None:
     for spec in args.run:
         name, _, folder = spec.partition("=")
         runs[name] = load_run(Path(folder), reference_stats)
+    if not args.all_cases:
+        common = set.intersection(*(set(r) for r in runs.values()))
+        runs = {name: {c: v for c, v in r.items() if c in common} for name, r in runs.items()}
     table = summarise(runs)
     pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
     text = markdown(table, pairs, len(ref_paths))
@@ -157,7 +194,10 @@ def main() -> None:
     args.out.with_suffix(".json").write_text(json.dumps({"table": table, "pairs": {",".join(k): v for k, v in pairs.items()}},
                                                         indent=2))
     plot(table, len(ref_paths), args.out.with_suffix(".png"))
-    print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')}")
+    drift = args.out.with_name(args.out.name + "-drift.png")
+    folders = dict(spec.partition("=")[::2] for spec in args.run)
+    plot_drift({name: face_sim_over_time(Path(folders[name]), set(r)) for name, r in runs.items()}, drift)
+    print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')} {drift}")
 
 
 if __name__ == "__main__":

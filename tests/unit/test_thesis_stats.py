@@ -50,3 +50,15 @@ def test_load_run_ranks_each_case_against_all_references(thesis, tmp_path):
     assert table["x"]["percentile"]["mean"] == 0.5 and table["x"]["face_sim"]["n"] == 0
     diff = thesis.paired({"a": run, "b": run}, "a", "b")
     assert diff["margin"]["mean_diff"] == 0.0
+
+
+def test_face_sim_over_time_pads_short_cases(thesis, tmp_path):
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for cid, vals in (("c0", [0.5, 0.4, None]), ("c1", [0.9]), ("c2", [0.1, 0.1, 0.1, 0.1])):
+        (cases / f"{cid}.json").write_text(json.dumps({"case_id": cid, "per_frame": {"face_sim": vals}}))
+    curves = thesis.face_sim_over_time(tmp_path, {"c0", "c1"})
+    assert curves.shape == (2, 3)
+    assert curves[0, 1] == 0.4 and np.isnan(curves[0, 2]) and np.isnan(curves[1, 1])
+    thesis.plot_drift({"x": curves}, tmp_path / "drift.png")
+    assert (tmp_path / "drift.png").stat().st_size > 2000
