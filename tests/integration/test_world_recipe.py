@@ -80,6 +80,8 @@ def test_stage_configs_of_the_ablation(tmp_path):
     # a run stopped early keeps the schedule it was started with
     fixed = WorldRecipe(stage_steps=(300, 600, 400), identity_aux_start=500, identity_aux_ramp=250)
     assert stage_configs(fixed, tmp_path, "image")[2].method.aux == (("identity", r.identity_aux_weight, 500, 250),)
+    assert s3v.method.known_noise == 0.0
+    assert [s.method.known_noise for s in stage_configs(WorldRecipe(known_noise=0.3), tmp_path, "video")] == [0, 0.3, 0.3]
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):

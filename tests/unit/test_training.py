@@ -137,3 +137,30 @@ def test_parse_aux_schedule():
     for bad in ("500", "a,1", "-1,5", "5,0", "1,2,3"):
         with pytest.raises(ConfigError, match="--identity-aux"):
             parse_aux_schedule(bad)
+
+
+def test_known_noise_perturbs_a_generated_prefix_but_not_the_scene_image():
+    from avatarv.training.data import DataCursor, SyntheticLatents, load_batch
+
+    torch.manual_seed(0)
+    model = VideoRefDiT(get_preset("tiny").dit)
+    batch = load_batch(SyntheticLatents(model.cfg, size=2), DataCursor(2), 2)
+    seen = {}
+
+    def conds(known: int, noise: float) -> torch.Tensor:
+        def hook(_module, args, kwargs):
+            seen["cond"] = kwargs["cond"]
+
+        handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+        cfg = MethodConfig(name="a2v", known_frames=(known,), known_noise=noise)
+        make_method(cfg).loss(model, batch, 0, torch.Generator().manual_seed(0))
+        handle.remove()
+        return seen["cond"][:, 4:]  # [B, z, F, h, w]: the condition latents (after the 4 mask channels)
+
+    x0 = batch.latents
+    clean2, noisy2 = conds(2, 0.0), conds(2, 0.5)
+    assert torch.equal(clean2[:, :, :2], x0[:, :, :2]) and not clean2[:, :, 2:].any()
+    moved = (noisy2[:, :, :2] - x0[:, :, :2]).flatten(1).norm(dim=1) / x0[:, :, :2].flatten(1).norm(dim=1)
+    assert (moved > 0).all() and (moved < 1.0).all()  # s ~ U(0, 0.5): partly noise, never only noise
+    assert not noisy2[:, :, 2:].any()  # unknown frames stay zero
+    assert torch.equal(conds(1, 0.5), conds(1, 0.0))  # the scene image alone is never perturbed

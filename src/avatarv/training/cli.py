@@ -134,6 +134,9 @@ def train_world(
                                    help="Stage 3's reference: every k-th frame of a k-times-longer clip (default 1)."),
     identity_aux: str = typer.Option(None, "--identity-aux", help="Stage 3's identity loss schedule START,RAMP in "
                                      "steps (default: half and a quarter of stage 3's steps)."),
+    known_noise: float = typer.Option(None, "--known-noise", min=0.0, max=1.0,
+                                      help="Stages 2–3: noise augmentation of the known prefix, s ~ U(0, N) "
+                                      "(default 0: off). Use a fresh --out: finished stages are not redone."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -151,6 +154,8 @@ def train_world(
         recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps))
     if ref_stride is not None:
         recipe = replace(recipe, ref_stride=ref_stride)
+    if known_noise is not None:
+        recipe = replace(recipe, known_noise=known_noise)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

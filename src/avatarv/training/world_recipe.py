@@ -61,6 +61,8 @@ class WorldRecipe:
     # its schedule: switched on at this stage-3 step, full weight after ``ramp`` more (None: steps // 2 and
     # steps // 4); fixed values let a run stopped early keep the schedule it was started with
     identity_aux_start: int | None = None
+    # stages 2–3: noise augmentation of the known prefix (MethodConfig.known_noise; 0 = off, as trained so far)
+    known_noise: float = 0.0
     identity_aux_ramp: int | None = None
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
@@ -212,14 +214,15 @@ def stage_configs(r: WorldRecipe, shards: Path, variant: str, ref_shards: Path |
     stage1 = replace(base, steps=s1, out_dir=str(r.root / "stage1"), method=MethodConfig(
         name="t2v", known_frames=(0, 1, 2), curriculum=((0, max(2, lat // 2), hw), (s1 // 2, lat, hw))))
     stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
-                     method=MethodConfig(name="a2v", known_frames=known))
+                     method=MethodConfig(name="a2v", known_frames=known, known_noise=r.known_noise))
     start = s3 // 2 if r.identity_aux_start is None else r.identity_aux_start
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
     aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)),
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(r.root / "stage2" / "export"),
-                     method=MethodConfig(name="personality", known_frames=known, use_ref_motion=False,
+                     method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,
+                                         use_ref_motion=False,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
     return [stage1, stage2, stage3]
 

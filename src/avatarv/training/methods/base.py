@@ -27,6 +27,11 @@ class MethodConfig:
     logit_std: float = 1.0
     # known leading latent frames: each entry is a choice (0 = pure generation, 1 = scene image, k = prefix)
     known_frames: tuple[int, ...] = (0, 1)
+    # noise augmentation of a generated prefix: where a sample knows more than its first latent frame (at
+    # inference: the previous chunk's overlap, the model's own imperfect output, where training shows it clean
+    # ground truth), its condition latents become (1 − s)·x0 + s·ε with s ~ U(0, known_noise) per sample. The
+    # scene image (known = 1) stays clean: at inference it is a real image, encoded. 0 = off (no extra draws).
+    known_noise: float = 0.0
     drop_text: float = 0.1
     drop_audio: float = 0.1
     drop_ref: float = 0.1
@@ -102,7 +107,11 @@ class TrainingMethod:
         cond = None
         if model.cfg.cond_channels:
             m = known_mask[:, None, :, None, None].to(x0.dtype)
-            cond = torch.cat([m.expand(b, 4, f, h, w), x0 * m], dim=1)
+            x_known = x0
+            if cfg.known_noise > 0:
+                s = rand(b) * cfg.known_noise * (known > 1).to(x0.dtype)  # [B]
+                x_known = add_noise(x0, torch.randn(x0.shape, generator=generator).to(dev), s)
+            cond = torch.cat([m.expand(b, 4, f, h, w), x_known * m], dim=1)
 
         # nested condition dropout: ref ⊂ ref+audio ⊂ ref+audio+text kept in this order
         u = rand(b)
