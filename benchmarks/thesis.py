@@ -182,10 +182,8 @@ def main() -> None:
     manifest = json.loads((args.bench / "manifest.json").read_text())
     ref_paths = sorted({str((args.bench / c["reference"]).resolve()) for c in manifest["cases"]})
     reference_stats = {p: video_behaviour(p) for p in ref_paths}
-    runs = {}
-    for spec in args.run:
-        name, _, folder = spec.partition("=")
-        runs[name] = load_run(Path(folder), reference_stats)
+    folders = {name: Path(folder) for name, _, folder in (spec.partition("=") for spec in args.run)}
+    runs = {name: load_run(folder, reference_stats) for name, folder in folders.items()}
     if not args.all_cases:
         common = set.intersection(*(set(r) for r in runs.values()))
         runs = {name: {c: v for c, v in r.items() if c in common} for name, r in runs.items()}
@@ -199,8 +197,7 @@ def main() -> None:
                                                         indent=2))
     plot(table, len(ref_paths), args.out.with_suffix(".png"))
     drift = args.out.with_name(args.out.name + "-drift.png")
-    folders = dict(spec.partition("=")[::2] for spec in args.run)
-    plot_drift({name: face_sim_over_time(Path(folders[name]), set(r)) for name, r in runs.items()}, drift)
+    plot_drift({name: face_sim_over_time(folders[name], set(r)) for name, r in runs.items()}, drift)
     print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')} {drift}")
 
 

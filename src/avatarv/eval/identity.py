@@ -107,11 +107,15 @@ class IdentityEmbedder(ABC):
 
     def embed_largest(self, frame: np.ndarray, box=None) -> np.ndarray | None:
         """Embedding of the largest face (or of ``box``); None when no face is found."""
-        boxes = [box] if box is not None else self.faces(frame)
-        if not boxes:
+        largest = box if box is not None else largest_box(self.faces(frame))
+        if largest is None:
             return None
-        largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
         return self.embed_faces(frame, [largest])[0]
+
+
+def largest_box(boxes: list) -> tuple[float, float, float, float] | None:
+    """The largest ``(x0, y0, x1, y1)`` box by area (the speaker, in a talking-head video); None for none."""
+    return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if boxes else None
 
 
 class DlibResNetEmbedder(IdentityEmbedder):
@@ -281,8 +285,7 @@ def face_similarity(
         src = as_video(boxes_from)
         embs = []
         for i in idx:
-            boxes = embedder.faces(src.frames[i]) if i < src.num_frames else []
-            largest = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if boxes else None
+            largest = largest_box(embedder.faces(src.frames[i])) if i < src.num_frames else None
             embs.append(None if largest is None else embedder.embed_largest(vid.frames[i], box=largest))
     sims = [float("nan") if e is None else float(cosine_similarity(e, ref)) for e in embs]
     return FaceSimilarity(

@@ -61,9 +61,9 @@ class WorldRecipe:
     # its schedule: switched on at this stage-3 step, full weight after ``ramp`` more (None: steps // 2 and
     # steps // 4); fixed values let a run stopped early keep the schedule it was started with
     identity_aux_start: int | None = None
+    identity_aux_ramp: int | None = None
     # stages 2–3: noise augmentation of the known prefix (MethodConfig.known_noise; 0 = off, as trained so far)
     known_noise: float = 0.0
-    identity_aux_ramp: int | None = None
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
 
