@@ -3,8 +3,14 @@
 For N world frames (first frames of clips; identities from the VAE's training range, the DiT-only range and
 a held-out range) it prints PSNR and the worst per-channel mean shift after one round trip, whether dlib HOG
 still finds the face, and PSNR after k repeated round trips (what chunk-to-chunk re-encoding compounds).
+With ``--chunk F`` it also decodes held-out F-frame clips whole (the pipeline's chunks) and prints PSNR
+every 4th frame: a causal decoder can hold frame 0 and lose the later frames.
 
-    python benchmarks/vae_roundtrip.py --vae checkpoints/world-small/vae
+Several ``--vae`` are measured on the same frames in one run; ``--png`` writes, for the held-out range,
+the original frames beside each VAE's reconstruction (one column per VAE).
+
+    python benchmarks/vae_roundtrip.py --vae checkpoints/world-small/vae --vae runs/world2/vae-decoder2/vae \
+        --png benchmarks/results/vae-roundtrip.png
 """
 
 from __future__ import annotations
@@ -19,12 +25,49 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-12)))
 
 
+RANGES = {"vae-train ids": 0, "dit-only ids": 100, "held-out ids": 10_000}
+
+
+def frames_of(first: int, n: int, size: int) -> list[np.ndarray]:
+    from avatarv.world import make_clip
+
+    return [make_clip(i, i * 10, 0.2, size, 0, clip_index=0).frames[0] for i in range(first, first + n)]
+
+
+def measure(vae, detector, frames: list[np.ndarray], trips: int) -> tuple[dict, list[np.ndarray]]:
+    """One VAE on ``frames``: mean PSNR, worst channel-mean shift, faces kept, PSNR after 1..trips trips."""
+    ps, shifts, kept, faces, curves, recons = [], [], 0, 0, [], []
+    for frame in frames:
+        has_face = bool(detector.detect(frame))
+        faces += has_face
+        x, curve = frame, []
+        for _ in range(trips):
+            x = vae.decode(vae.encode(x[None]))[0]
+            curve.append(psnr(x, frame))
+            if len(curve) == 1:
+                recons.append(x)
+                ps.append(curve[0])
+                shifts.append(np.abs(x.reshape(-1, 3).mean(0) - frame.reshape(-1, 3).mean(0).astype(float)).max())
+                kept += has_face and bool(detector.detect(x))
+        curves.append(curve)
+    return {"psnr": float(np.mean(ps)), "shift": float(np.mean(shifts)), "kept": f"{kept}/{faces}",
+            "trips": np.mean(curves, 0)}, recons
+
+
+def chunk_curve(vae, clips: list[np.ndarray]) -> np.ndarray:
+    """PSNR per frame of whole-clip round trips, MSE averaged over clips first. → ``[F]`` dB."""
+    mse = np.mean([((vae.decode(vae.encode(c)).astype(np.float64) - c) ** 2).mean(axis=(1, 2, 3)) for c in clips], 0)
+    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vae", default="checkpoints/world-small/vae")
+    ap.add_argument("--vae", action="append", help="VAE folder (repeat to compare; default the shipped one)")
     ap.add_argument("--n", type=int, default=8, help="frames per identity range")
     ap.add_argument("--trips", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=33, help="frames of the whole-clip test (0: skip it)")
+    ap.add_argument("--png", default=None, help="write held-out originals beside each VAE's reconstructions")
     args = ap.parse_args()
 
     from avatarv.eval.faces import DlibHogDetector
@@ -32,27 +75,34 @@ def main() -> None:
     from avatarv.world import make_clip
 
     torch.manual_seed(0)
-    vae = VideoVAE.from_pretrained(args.vae)
+    paths = args.vae or ["checkpoints/world-small/vae"]
+    vaes = {p: VideoVAE.from_pretrained(p) for p in paths}
     detector = DlibHogDetector()
-    ranges = {"vae-train ids": 0, "dit-only ids": 100, "held-out ids": 10_000}
-    print(f"{'identities':<14} {'PSNR dB':>8} {'max |Δ channel mean|':>21} {'faces kept':>11}  PSNR after 1..{args.trips} trips")
-    for name, first in ranges.items():
-        ps, shifts, kept, faces, trips = [], [], 0, 0, []
-        for i in range(first, first + args.n):
-            frame = make_clip(i, i * 10, 0.2, args.size, 0, clip_index=0).frames[0]
-            has_face = bool(detector.detect(frame))
-            faces += has_face
-            x, curve = frame, []
-            for _ in range(args.trips):
-                x = vae.decode(vae.encode(x[None]))[0]
-                curve.append(psnr(x, frame))
-                if len(curve) == 1:
-                    ps.append(curve[0])
-                    shifts.append(np.abs(x.reshape(-1, 3).mean(0) - frame.reshape(-1, 3).mean(0).astype(float)).max())
-                    kept += has_face and bool(detector.detect(x))
-            trips.append(curve)
-        print(f"{name:<14} {np.mean(ps):8.2f} {np.mean(shifts):21.1f} {f'{kept}/{faces}':>11}  "
-              + " ".join(f"{v:.1f}" for v in np.mean(trips, 0)))
+    frames = {name: frames_of(first, args.n, args.size) for name, first in RANGES.items()}
+    heldout_recons = {}
+    print(f"{'VAE':<40} {'identities':<14} {'PSNR dB':>8} {'max |Δ channel mean|':>21} {'faces kept':>11}  "
+          f"PSNR after 1..{args.trips} trips")
+    for path, vae in vaes.items():
+        for name, fs in frames.items():
+            m, recons = measure(vae, detector, fs, args.trips)
+            if name == "held-out ids":
+                heldout_recons[path] = recons
+            print(f"{path[-40:]:<40} {name:<14} {m['psnr']:8.2f} {m['shift']:21.1f} {m['kept']:>11}  "
+                  + " ".join(f"{v:.1f}" for v in m["trips"]))
+    if args.chunk:
+        clips = [make_clip(i, 100 + s, seconds=args.chunk / 25, size=args.size, seed=1).frames[: args.chunk]
+                 for i in range(10_000, 10_003) for s in range(2)]
+        print(f"\nheld-out {args.chunk}-frame clips decoded whole (6 clips): PSNR of frames 0, 4, 8, …")
+        for path, vae in vaes.items():
+            curve = chunk_curve(vae, clips)
+            print(f"{path[-40:]:<40} " + " ".join(f"{v:.1f}" for v in curve[::4]))
+    if args.png:
+        from PIL import Image
+
+        rows = [np.concatenate([f, *(heldout_recons[p][i] for p in paths)], 1)
+                for i, f in enumerate(frames["held-out ids"])]
+        Image.fromarray(np.concatenate(rows, 0)).save(args.png)
+        print(f"\n{args.png}: columns = original, " + ", ".join(paths))
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ def test_recipe_exports_both_variants_that_load(recipe_run):
     meta = json.loads((exports["video"] / "pipeline.json").read_text())
     assert {"vae", "shards", "stage1", "stage2", "stage3-video"} <= set(meta["stages"])
     assert meta["stages"]["vae"]["heldout_psnr_db"] > 0
+    # every decoder phase is recorded; the smoke recipe's second one weighs the face (a 3-number phase)
+    assert meta["stages"]["vae-decoder"]["frames"] == 5 and "face_weight" not in meta["stages"]["vae-decoder"]
+    assert meta["stages"]["vae-decoder2"]["face_weight"] == 2.0
+    l1w = [json.loads(ln) for ln in (r.root / "vae-decoder2" / "log.jsonl").read_text().splitlines()]
+    assert all("l1_weighted" in rec for rec in l1w)
     # the two variants share stages 1–2: only stage 3 differs
     a = json.loads((r.root / "stage3-video" / "config.json").read_text())
     b = json.loads((r.root / "stage3-image" / "config.json").read_text())

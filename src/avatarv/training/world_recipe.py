@@ -41,7 +41,8 @@ class WorldRecipe:
     # then the decoder alone on longer clips, (steps, frames) per phase, up to the chunk length (the encoder,
     # so the latents, stay): 5-frame windows teach the causal caches only latent frames 0–1 and later frames
     # decoded to noise (8–12 dB); a decoder trained on 17 frames holds ~19 dB to frame 17 and falls after it
-    vae_decoder_phases: tuple[tuple[int, int], ...] = ((200, 17), (100, 33))
+    # A phase may name a third number, the face weight of its L1 (VAETrainConfig.face_weight; default 0)
+    vae_decoder_phases: tuple[tuple[int, ...], ...] = ((200, 17), (100, 33))
     # shards: identities 0 … identities−1, every scene paired with the next scene of the same identity
     identities: int = 240
     scenes: int = 2
@@ -69,7 +70,7 @@ class WorldRecipe:
 
     @classmethod
     def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
-        return cls(preset="tiny", out=out, vae_steps=20, vae_decoder_phases=((2, 5), (2, 9)), vae_identities=4, identities=4, scenes=2, target_latents=3,
+        return cls(preset="tiny", out=out, vae_steps=20, vae_decoder_phases=((2, 5), (2, 9, 2.0)), vae_identities=4, identities=4, scenes=2, target_latents=3,
                    ref_latents=2, stage_steps=(6, 6, 8), batch_size=2, warmup_steps=2, ckpt_every=4,
                    identity_aux_weight=0.1, checkpoints=None)
 
@@ -108,6 +109,11 @@ def train_vae(r: WorldRecipe, progress: bool = True) -> Path:
     return out / "vae"
 
 
+def decoder_phase_name(i: int) -> str:
+    """The run directory of decoder phase ``i`` (0-based): vae-decoder, vae-decoder2, …"""
+    return "vae-decoder" if i == 0 else f"vae-decoder{i + 1}"
+
+
 def finetune_vae_decoder(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Path:
     """The decoder alone, phase after phase on longer clips (encoder frozen: latents unchanged).
     → the final VAE directory; each phase's DONE records held-out PSNR on chunk-length clips."""
@@ -115,16 +121,19 @@ def finetune_vae_decoder(r: WorldRecipe, vae_dir: Path, progress: bool = True) -
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
     chunk = (r.target_latents - 1) * 4 + 1
-    for i, (steps, frames) in enumerate(r.vae_decoder_phases):
-        out = r.root / ("vae-decoder" if i == 0 else f"vae-decoder{i + 1}")
+    for i, phase in enumerate(r.vae_decoder_phases):
+        steps, frames, face_weight = (*phase, 0.0)[:3]
+        out = r.root / decoder_phase_name(i)
         if not _done(out):
             cfg = VAETrainConfig(preset=r.preset, steps=steps, lr=r.vae_lr / 2, out_dir=str(out), frames=frames,
-                                 train_identities=r.vae_identities, seed=r.seed + 1 + i, train_encoder=False)
+                                 train_identities=r.vae_identities, seed=r.seed + 1 + i, train_encoder=False,
+                                 face_weight=face_weight)
             trainer = VAETrainer(cfg, vae=VideoVAE.from_pretrained(vae_dir))
             trainer.fit(resume=True, progress=progress)
             trainer.vae.save_pretrained(out / "vae")
             after = trainer.heldout_psnr(range(10_000, 10_004), frames=chunk)
-            _mark(out, {"steps": trainer.step, "frames": frames, f"heldout_psnr_db_{chunk}f": round(after, 2)})
+            _mark(out, {"steps": trainer.step, "frames": frames, f"heldout_psnr_db_{chunk}f": round(after, 2),
+                        **({"face_weight": face_weight} if face_weight else {})})
         vae_dir = out / "vae"
     return vae_dir
 
@@ -283,14 +292,15 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
         meta = {"preset": r.preset, "variant": variant, "overrides": {"resolution": cfg.resolution, **overrides},
                 "text_max_length": TEXT_MAX_LENGTH,
                 "recipe": asdict(r), "stages": {}}
-        for name in ("vae", "vae-decoder", "vae-decoder2", "shards", f"shards-ref{r.ref_stride}", "stage1", "stage2",
+        decoders = tuple(decoder_phase_name(i) for i in range(len(r.vae_decoder_phases)))
+        for name in ("vae", *decoders, "shards", f"shards-ref{r.ref_stride}", "stage1", "stage2",
                      stage3_name(r, variant)):
             done = r.root / name / "DONE"
             if done.is_file():
                 meta["stages"][name] = json.loads(done.read_text())
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
-        plot_runs({name: r.root / name for name in ("vae", "vae-decoder", "vae-decoder2", "stage1", "stage2",
-                                                     stage3_name(r, variant))}, tmp / "training_curves.png")
+        plot_runs({name: r.root / name for name in ("vae", *decoders, "stage1", "stage2", stage3_name(r, variant))},
+                  tmp / "training_curves.png")
     diffusers_logging.set_verbosity(level)
     return dest
 
