@@ -16,6 +16,7 @@ the original frames beside each VAE's reconstruction (one column per VAE).
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import torch
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--chunk", type=int, default=33, help="frames of the whole-clip test (0: skip it)")
     ap.add_argument("--png", default=None, help="write held-out originals beside each VAE's reconstructions")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast encode/decode, as the pipeline runs them")
     args = ap.parse_args()
 
     from avatarv.eval.faces import DlibHogDetector
@@ -77,9 +79,12 @@ def main() -> None:
     torch.manual_seed(0)
     paths = args.vae or ["checkpoints/world-small/vae"]
     vaes = {p: VideoVAE.from_pretrained(p) for p in paths}
+    for vae in vaes.values():
+        vae.bf16_inference = args.bf16
     detector = DlibHogDetector()
     frames = {name: frames_of(first, args.n, args.size) for name, first in RANGES.items()}
     heldout_recons = {}
+    record: dict[str, dict] = {p: {} for p in paths}  # the closing JSON line
     print(f"{'VAE':<40} {'identities':<14} {'PSNR dB':>8} {'max |Δ channel mean|':>21} {'faces kept':>11}  "
           f"PSNR after 1..{args.trips} trips")
     for path, vae in vaes.items():
@@ -87,6 +92,7 @@ def main() -> None:
             m, recons = measure(vae, detector, fs, args.trips)
             if name == "held-out ids":
                 heldout_recons[path] = recons
+            record[path][name] = {"psnr": round(m["psnr"], 2), "shift": round(m["shift"], 1), "kept": m["kept"]}
             print(f"{path[-40:]:<40} {name:<14} {m['psnr']:8.2f} {m['shift']:21.1f} {m['kept']:>11}  "
                   + " ".join(f"{v:.1f}" for v in m["trips"]))
     if args.chunk:
@@ -95,6 +101,8 @@ def main() -> None:
         print(f"\nheld-out {args.chunk}-frame clips decoded whole (6 clips): PSNR of frames 0, 4, 8, …")
         for path, vae in vaes.items():
             curve = chunk_curve(vae, clips)
+            record[path][f"chunk{args.chunk}_psnr"] = round(float(10 * np.log10(255.0**2 / np.mean(
+                255.0**2 / 10 ** (curve / 10)))), 2)  # PSNR of the whole clips' mean MSE
             print(f"{path[-40:]:<40} " + " ".join(f"{v:.1f}" for v in curve[::4]))
     if args.png:
         from PIL import Image
@@ -103,6 +111,7 @@ def main() -> None:
                 for i, f in enumerate(frames["held-out ids"])]
         Image.fromarray(np.concatenate(rows, 0)).save(args.png)
         print(f"\n{args.png}: columns = original, " + ", ".join(paths))
+    print(json.dumps({"bench": "vae_roundtrip", "bf16": args.bf16, "vaes": record}))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,44 @@ def test_vae_latents_are_calibrated(recipe_run):
     assert 0.2 < float(z.std()) < 5.0  # roughly unit variance after normalisation
 
 
+def test_decoder_refinement_keeps_the_encoder_and_is_exported(recipe_run):
+    """The refinement trains the decoder alone (so the shards, encoded after it, are the phases' latents) and
+    its VAE is what the checkpoints ship; ``install_vae`` accepts a same-encoder VAE and refuses another."""
+    from avatarv.errors import CheckpointError
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.vae_swap import encoder_mismatch, install_vae
+
+    r, exports = recipe_run
+    meta = json.loads((exports["video"] / "pipeline.json").read_text())
+    refine = meta["stages"]["vae-refine"]
+    assert refine["steps"] == r.vae_decoder_refine.steps and refine["crop_latents"] == 4
+    assert np.isfinite(refine["heldout_psnr_db_9f"]) and np.isfinite(refine["heldout_psnr_db_9f_before"])
+    phase = VideoVAE.from_pretrained(r.root / "vae-decoder2" / "vae")
+    refined = VideoVAE.from_pretrained(r.root / "vae-refine" / "vae")
+    shipped = VideoVAE.from_pretrained(exports["video"] / "vae")
+    assert encoder_mismatch(phase, refined) is None and encoder_mismatch(phase, shipped) is None
+    dec = [n for n in phase.model.state_dict() if n.startswith("decoder.")]
+    assert any(not torch.equal(phase.model.state_dict()[n], refined.model.state_dict()[n]) for n in dec)
+    # the phase VAE goes back in (same encoder): the checkpoint then decodes with its decoder
+    import shutil
+
+    ckpt = r.root / "swap-test"
+    shutil.copytree(exports["video"], ckpt)
+    install_vae(ckpt, r.root / "vae-decoder2" / "vae", info={"why": "test"})
+    back = VideoVAE.from_pretrained(ckpt / "vae")
+    for n in dec:
+        torch.testing.assert_close(back.model.state_dict()[n], phase.model.state_dict()[n].to(torch.bfloat16).float())
+    assert json.loads((ckpt / "pipeline.json").read_text())["stages"]["vae-refine"] == {"why": "test"}
+    # a VAE with another encoder is refused and the checkpoint is left as it was
+    other = VideoVAE(phase.cfg)
+    other.save_pretrained(r.root / "other-vae")
+    before = (ckpt / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="another encoder"):
+        install_vae(ckpt, r.root / "other-vae")
+    assert (ckpt / "vae" / "diffusion_pytorch_model.safetensors").read_bytes() == before
+    assert not list(r.root.glob(".swap-test.tmp*"))
+
+
 def test_rerun_skips_finished_steps(recipe_run):
     r, _ = recipe_run
     before = {p: p.stat().st_mtime_ns for p in r.root.glob("stage*/export/model.safetensors")}

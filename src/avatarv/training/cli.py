@@ -97,6 +97,45 @@ def train_vae(
     typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2)}))
 
 
+@app.command("vae-decoder")
+def train_vae_decoder(
+    init: Path = typer.Option(..., "--init", help="The VAE folder to start from (its encoder stays frozen)."),
+    out: Path = typer.Option(Path("runs/vae-refine"), "--out"),
+    preset: str = typer.Option("small", "--preset", help="Whose resolution the world clips are rendered at."),
+    steps: int = typer.Option(None, "--steps", min=1),
+    frames: int = typer.Option(None, "--frames", min=5, help="Clip length, 4k + 1 (the pipeline's chunk: 33)."),
+    identities: int = typer.Option(None, "--identities", min=1, help="World identities 0 … N−1 to train on."),
+    scenes: int = typer.Option(None, "--scenes", min=1),
+    crop: int = typer.Option(None, "--crop", min=0, help="Latent crop side decoded per sample (0: whole frame)."),
+    heldout: int = typer.Option(None, "--heldout", min=1, help="Held-out identities of the PSNR figure."),
+) -> None:
+    """Refine a VAE's decoder alone (encoder and latent statistics frozen, so every latent already made with
+    it, and a DiT trained on them, stays valid); defaults are the recipe's ``DecoderRefine``. Resumable."""
+    from dataclasses import replace
+
+    from avatarv.training.world_recipe import DecoderRefine, refine_decoder
+
+    given = {"steps": steps, "frames": frames, "identities": identities, "scenes": scenes, "crop_latents": crop,
+             "heldout": heldout}
+    spec = replace(DecoderRefine(), **{k: v for k, v in given.items() if v is not None})
+    typer.echo(json.dumps(refine_decoder(init, out, spec, preset)))
+
+
+@app.command("install-vae")
+def install_vae_cmd(
+    vae: Path = typer.Option(..., "--vae", help="A refined VAE folder (e.g. runs/vae-refine/vae)."),
+    checkpoint: list[Path] = typer.Option(..., "--checkpoint", help="Pipeline checkpoint(s) to put it in."),
+) -> None:
+    """Put a decoder-refined VAE into pipeline checkpoints (refused when its encoder differs from theirs)."""
+    from avatarv.training.vae_swap import install_vae
+    from avatarv.training.world_recipe import read_done
+
+    info = read_done(vae.parent) or {"vae": str(vae)}
+    for ckpt in checkpoint:
+        install_vae(ckpt, vae, info=info)
+        typer.echo(f"avatarv train install-vae: {vae} → {ckpt / 'vae'}")
+
+
 def parse_stage_steps(text: str) -> tuple[int, int, int]:
     """``"3000,3000,1500"`` → (3000, 3000, 1500); anything else is a one-line ConfigError."""
     from avatarv.errors import ConfigError
