@@ -84,17 +84,29 @@ def train_vae(
     heldout: int = typer.Option(8, "--heldout", help="Held-out identities for the PSNR figure."),
     lr: float = typer.Option(3e-4, "--lr"),
     batch_size: int = typer.Option(2, "--batch-size", min=1),
-    identities: int = typer.Option(64, "--identities", min=1, help="Training identities (× 4 scenes)."),
+    identities: int = typer.Option(64, "--identities", min=1, help="Training identities."),
+    scenes: int = typer.Option(4, "--scenes", min=1, help="Scenes per training identity."),
+    frames: int = typer.Option(5, "--frames", min=5, help="Clip length, 4k + 1."),
+    crop: int = typer.Option(0, "--crop", min=0, help="Train on random crop² latent windows (0: whole frames)."),
+    face_weight: float = typer.Option(0.0, "--face-weight", min=0.0, help="Extra L1 weight inside the head box."),
+    min_lr_ratio: float = typer.Option(1.0, "--min-lr-ratio", help="Cosine decay to lr × this (1: constant)."),
+    heldout_frames: int = typer.Option(None, "--heldout-frames", help="Clip length of the PSNR figure "
+                                       "(default --frames; the pipeline's chunk is 33)."),
 ) -> None:
     """Train the video autoencoder on world clips; prints held-out PSNR."""
+    from avatarv.errors import ConfigError
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
+    if (frames - 1) % 4:
+        raise ConfigError(f"--frames must be 4k + 1 (the causal VAE's unit), got {frames}")
     cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
-                         train_identities=identities)
+                         train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
+                         face_weight=face_weight, min_lr_ratio=min_lr_ratio, cached_clips=identities * scenes)
     trainer = VAETrainer(cfg)
     trainer.fit(resume=resume)
-    score = trainer.heldout_psnr(range(10_000, 10_000 + heldout))
-    typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2)}))
+    score = trainer.heldout_psnr(range(10_000, 10_000 + heldout), frames=heldout_frames)
+    typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2),
+                           "heldout_frames": heldout_frames or frames}))
 
 
 @app.command("vae-decoder")
