@@ -92,6 +92,8 @@ def train_vae(
     min_lr_ratio: float = typer.Option(1.0, "--min-lr-ratio", help="Cosine decay to lr × this (1: constant)."),
     heldout_frames: int = typer.Option(None, "--heldout-frames", help="Clip length of the PSNR figure "
                                        "(default --frames; the pipeline's chunk is 33)."),
+    init: Path = typer.Option(None, "--init", help="Start from this VAE folder (default: random weights)."),
+    seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the video autoencoder on world clips; prints held-out PSNR."""
     from avatarv.errors import ConfigError
@@ -101,8 +103,14 @@ def train_vae(
         raise ConfigError(f"--frames must be 4k + 1 (the causal VAE's unit), got {frames}")
     cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
                          train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
-                         face_weight=face_weight, min_lr_ratio=min_lr_ratio, cached_clips=identities * scenes)
-    trainer = VAETrainer(cfg)
+                         face_weight=face_weight, min_lr_ratio=min_lr_ratio, cached_clips=identities * scenes,
+                         seed=seed)
+    vae = None
+    if init is not None:
+        from avatarv.models.vae import VideoVAE
+
+        vae = VideoVAE.from_pretrained(init)
+    trainer = VAETrainer(cfg, vae=vae)
     trainer.fit(resume=resume)
     score = trainer.heldout_psnr(range(10_000, 10_000 + heldout), frames=heldout_frames)
     typer.echo(json.dumps({"step": trainer.step, "heldout_psnr_db": round(score, 2),
