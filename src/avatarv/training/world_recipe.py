@@ -364,7 +364,8 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
             if done.is_file():
                 meta["stages"][name] = json.loads(done.read_text())
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
-        plot_runs({name: r.root / name for name in ("vae", *decoders, "stage1", "stage2", stage3_name(r, variant))},
+        plot_runs({name: r.root / name for name in ("vae", *decoders, "vae-refine", "stage1", "stage2",
+                                                    stage3_name(r, variant))},
                   tmp / "training_curves.png")
     diffusers_logging.set_verbosity(level)
     return dest
