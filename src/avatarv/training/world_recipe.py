@@ -121,7 +121,6 @@ def read_done(path: Path) -> dict | None:
     return json.loads((path / "DONE").read_text()) if _done(path) else None
 
 
-
 # ---------------------------------------------------------------------------------------------- the steps
 def train_vae(r: WorldRecipe, progress: bool = True) -> Path:
     """Train the autoencoder, calibrate its latent statistics, report held-out PSNR. → the VAE directory."""
@@ -164,7 +163,7 @@ def finetune_vae_decoder(r: WorldRecipe, vae_dir: Path, progress: bool = True) -
             trainer.vae.save_pretrained(out / "vae")
             after = trainer.heldout_psnr(range(10_000, 10_004), frames=chunk)
             mark_done(out, {"steps": trainer.step, "frames": frames, f"heldout_psnr_db_{chunk}f": round(after, 2),
-                        **({"face_weight": face_weight} if face_weight else {})})
+                            **({"face_weight": face_weight} if face_weight else {})})
         vae_dir = out / "vae"
     return vae_dir
 
