@@ -55,9 +55,12 @@ def measure(vae, detector, frames: list[np.ndarray], trips: int) -> tuple[dict, 
             "trips": np.mean(curves, 0)}, recons
 
 
-def chunk_curve(vae, clips: list[np.ndarray]) -> np.ndarray:
-    """PSNR per frame of whole-clip round trips, MSE averaged over clips first. → ``[F]`` dB."""
-    mse = np.mean([((vae.decode(vae.encode(c)).astype(np.float64) - c) ** 2).mean(axis=(1, 2, 3)) for c in clips], 0)
+def chunk_mse(vae, clips: list[np.ndarray]) -> np.ndarray:
+    """Squared error per frame of whole-clip round trips, averaged over clips. → ``[F]``."""
+    return np.mean([((vae.decode(vae.encode(c)).astype(np.float64) - c) ** 2).mean(axis=(1, 2, 3)) for c in clips], 0)
+
+
+def db(mse) -> np.ndarray:
     return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12))
 
 
@@ -100,9 +103,9 @@ def main() -> None:
                  for i in range(10_000, 10_003) for s in range(2)]
         print(f"\nheld-out {args.chunk}-frame clips decoded whole (6 clips): PSNR of frames 0, 4, 8, …")
         for path, vae in vaes.items():
-            curve = chunk_curve(vae, clips)
-            record[path][f"chunk{args.chunk}_psnr"] = round(float(10 * np.log10(255.0**2 / np.mean(
-                255.0**2 / 10 ** (curve / 10)))), 2)  # PSNR of the whole clips' mean MSE
+            mse = chunk_mse(vae, clips)
+            curve = db(mse)
+            record[path][f"chunk{args.chunk}_psnr"] = round(float(db(mse.mean())), 2)  # of the clips' mean MSE
             print(f"{path[-40:]:<40} " + " ".join(f"{v:.1f}" for v in curve[::4]))
     if args.png:
         from PIL import Image

@@ -178,3 +178,12 @@ def test_cropped_full_training_sees_pixel_windows_and_learns(tmp_path):
     assert seen[0] == (1, 3, 5, 16, 16)  # the encoder is trained on 16-px windows of the 32-px clip
     assert any(not torch.equal(p, enc[n]) for n, p in trainer.model.named_parameters() if n in enc)
     assert psnr(clip, trainer.vae.decode(trainer.vae.encode(clip))) > before + 1.0
+
+
+def test_clip_length_must_be_4k_plus_1(tmp_path):
+    import pytest
+
+    from avatarv.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="4k \\+ 1 frames"):
+        VAETrainer(VAETrainConfig(preset="tiny", frames=6, out_dir=str(tmp_path)), source=FixedClip())

@@ -96,11 +96,8 @@ def train_vae(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the video autoencoder on world clips; prints held-out PSNR."""
-    from avatarv.errors import ConfigError
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
-    if (frames - 1) % 4:
-        raise ConfigError(f"--frames must be 4k + 1 (the causal VAE's unit), got {frames}")
     cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
                          train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
                          face_weight=face_weight, min_lr_ratio=min_lr_ratio, cached_clips=identities * scenes,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from avatarv.config import get_preset
+from avatarv.errors import ConfigError
 from avatarv.models.vae import VideoVAE
 from avatarv.training.checkpoint import (
     latest_checkpoint,
@@ -69,10 +70,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 class WorldClipSource:
     """Random 4k+1-frame windows of world clips (identity, scene and start drawn from a seeded generator)."""
 
-    def __init__(self, identities: range, scenes: int, size: int, frames: int, seed: int):
+    def __init__(self, identities: range, scenes: int, size: int, frames: int, seed: int, max_cached: int = 256):
         self.identities, self.scenes, self.size, self.frames, self.seed = identities, scenes, size, frames, seed
         self._cache: dict[tuple[int, int], np.ndarray] = {}
-        self.max_cached = 256  # 2 s at 128² is 2.4 MB: the whole training set of the small preset stays in memory
+        self.max_cached = max_cached  # 2 s at 128² is 2.4 MB: 256 clips hold the small preset's first recipe set
 
     def clip(self, ident: int, scene: int) -> tuple[np.ndarray, np.ndarray]:
         """→ frames ``[T, S, S, 3]`` uint8, head boxes ``[T, 4]`` (x0, y0, x1, y1) px."""
@@ -128,10 +129,10 @@ class VAETrainer:
         torch.manual_seed(cfg.seed)
         self.vae = vae or VideoVAE(preset.vae)
         self.model = self.vae.model.train()
+        if (cfg.frames - 1) % 4:
+            raise ConfigError(f"VAE training clips must be 4k + 1 frames (the causal VAE's unit), got {cfg.frames}")
         self.source = source or WorldClipSource(range(cfg.train_identities), cfg.scenes, preset.resolution,
-                                                cfg.frames, cfg.seed)
-        if hasattr(self.source, "max_cached"):
-            self.source.max_cached = cfg.cached_clips
+                                                cfg.frames, cfg.seed, max_cached=cfg.cached_clips)
         if not cfg.train_encoder:
             for m in (self.model.encoder, self.model.quant_conv):
                 m.requires_grad_(False)
@@ -146,9 +147,9 @@ class VAETrainer:
         plain L1). The weighted L1 is normalised by the mean weight, so its scale stays that of plain L1."""
         crop = self.cfg.crop_latents
         if crop and self.cfg.train_encoder:  # the whole autoencoder learns: it sees only the pixel window
-            s = self.vae.cfg.spatial_stride
-            grid = torch.zeros(1, 1, 1, batch.shape[-2] // s, batch.shape[-1] // s)
-            _, batch, weights = self.crop(grid, batch, weights)
+            window = self._window(batch.shape[-2:], self.vae.cfg.spatial_stride)
+            if window is not None:
+                batch, weights = batch[window[1]], None if weights is None else weights[window[1]]
         with torch.set_grad_enabled(self.cfg.train_encoder):
             posterior = self.model.encode(batch).latent_dist
         z = posterior.sample(generator=self.generator) if self.cfg.sample_posterior else posterior.mode()
@@ -165,19 +166,28 @@ class VAETrainer:
             logs["l1_weighted"] = rec.item()
         return rec + self.cfg.kl_weight * kl, logs
 
-    def crop(self, z: torch.Tensor, batch: torch.Tensor, weights: torch.Tensor | None):
-        """One random ``crop_latents``² window (drawn from the trainer's generator) of the latents ``z``
-        ``[B, C, F, h, w]`` and the matching pixel window of ``batch`` ``[B, 3, T, H, W]`` (and ``weights``)."""
+    def _window(self, hw: tuple[int, int], stride: int) -> tuple[tuple, tuple] | None:
+        """A random ``crop_latents``² latent window (drawn from the trainer's generator) of a ``hw`` pixel frame
+        with ``stride`` pixels per latent. → (latent index, pixel index) for ``[..., h, w]`` tensors; None when
+        the frame is no larger than the window."""
         c = self.cfg.crop_latents
-        h, w = z.shape[-2:]
-        s = batch.shape[-1] // w  # pixels per latent
+        h, w = hw[0] // stride, hw[1] // stride
         if c >= min(h, w):
-            return z, batch, weights
+            return None
         y = int(torch.randint(h - c + 1, (1,), generator=self.generator))
         x = int(torch.randint(w - c + 1, (1,), generator=self.generator))
-        px = (slice(None),) * 3 + (slice(y * s, (y + c) * s), slice(x * s, (x + c) * s))
-        return (z[..., y : y + c, x : x + c], batch[px],
-                None if weights is None else weights[px])
+        lead = (Ellipsis,)
+        return (lead + (slice(y, y + c), slice(x, x + c)),
+                lead + (slice(y * stride, (y + c) * stride), slice(x * stride, (x + c) * stride)))
+
+    def crop(self, z: torch.Tensor, batch: torch.Tensor, weights: torch.Tensor | None):
+        """The same random window of the latents ``z`` ``[B, C, F, h, w]`` and of the pixels ``batch``
+        ``[B, 3, T, H, W]`` (and ``weights``)."""
+        window = self._window(batch.shape[-2:], batch.shape[-1] // z.shape[-1])
+        if window is None:
+            return z, batch, weights
+        lat, px = window
+        return z[lat], batch[px], None if weights is None else weights[px]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """→ clips ``[B, 3, T, H, W]``, and their L1 weights ``[B, 1, T, H, W]`` when ``face_weight`` > 0."""

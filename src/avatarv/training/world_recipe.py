@@ -171,15 +171,12 @@ def finetune_vae_decoder(r: WorldRecipe, vae_dir: Path, progress: bool = True) -
 def refine_decoder(init: Path, out: Path, spec: DecoderRefine, preset: str = "small", progress: bool = True) -> dict:
     """Run (or resume, or skip when ``DONE``) one ``DecoderRefine`` from the VAE folder ``init`` into ``out``
     (``out/vae``). → what its DONE records: the spec and held-out PSNR before and after."""
-    from avatarv.errors import ConfigError
     from avatarv.models.vae import VideoVAE
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
     done = read_done(out)
     if done is not None:
         return done
-    if (spec.frames - 1) % 4:
-        raise ConfigError(f"decoder refinement: frames must be 4k + 1 (the causal VAE's unit), got {spec.frames}")
     cfg = VAETrainConfig(preset=preset, steps=spec.steps, frames=spec.frames, batch_size=spec.batch_size, lr=spec.lr,
                          min_lr_ratio=spec.min_lr_ratio, train_identities=spec.identities, scenes=spec.scenes,
                          face_weight=spec.face_weight, crop_latents=spec.crop_latents, train_encoder=False,
