@@ -9,6 +9,9 @@ image-reference ablation, ...) and prints, per system, the mean and a bootstrap 
     hit         behaviour identification: the own reference is the best match among all K (chance 1/K)
     percentile  share of the other references matched less well than the own one (chance 0.5)
     margin      similarity to the own reference minus the mean to the others (chance 0)
+    motion_*    the same four in motion-stream space (``avatarv.eval.motion_stream``): a generated case's own
+                motion stream (what the DiT meant, before the VAE decoder), a real one's pixels through the
+                stream's representation; the references always through that representation
 
 over the cases every run has (``--all-cases``: each over its own), with K = all the benchmark's references;
 plus identity similarity against time (``-drift.png``); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
@@ -28,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin")
+METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin",
+           "motion_behaviour", "motion_hit", "motion_percentile", "motion_margin")
 
 
 def face_sim_over_time(run_dir: Path, cases: set[str]) -> np.ndarray:
@@ -65,21 +69,25 @@ def plot_drift(curves: dict[str, np.ndarray], path: Path, fps: float = 2.0) -> N
     plt.close(fig)
 
 
-def load_run(run_dir: Path, reference_stats: dict[str, dict]) -> dict[str, dict[str, float]]:
+def load_run(run_dir: Path, reference_stats: dict[str, dict], motion_reference_stats: dict[str, dict]
+             ) -> dict[str, dict[str, float]]:
     """case id -> metric -> value (NaN where the metric failed)."""
     from avatarv.eval.behaviour import rank_scores
 
     refs = list(reference_stats)
-    table = [reference_stats[k] for k in refs]
     out = {}
     for path in sorted((run_dir / "cases").glob("*.json")):
         case = json.loads(path.read_text())
         row = {k: float("nan") if case["metrics"].get(k) is None else float(case["metrics"][k])
-               for k in ("sync_c", "face_sim", "behaviour")}
-        stats, ref = case["meta"].get("behaviour_stats"), case["meta"].get("behaviour_reference")
+               for k in ("sync_c", "face_sim", "behaviour", "motion_behaviour")}
+        ref = case["meta"].get("behaviour_reference")
         ref = str(Path(ref).resolve()) if ref else None
-        if stats is not None and ref in reference_stats:
-            row.update(rank_scores(stats, table, refs.index(ref)))
+        for prefix, space, table in (("", "behaviour", reference_stats), ("motion_", "motion_behaviour",
+                                                                          motion_reference_stats)):
+            stats = case["meta"].get(f"{space}_stats")
+            if stats is not None and ref in table:
+                rank = rank_scores(stats, [table[k] for k in refs], refs.index(ref))
+                row.update({prefix + k: v for k, v in rank.items()})
         out[case["case_id"]] = row
     return out
 
@@ -147,9 +155,11 @@ def plot(table: dict, k: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = ("sync_c", "face_sim", "hit", "percentile", "margin")
+    shown = ("sync_c", "face_sim", "hit", "percentile", "margin", "motion_hit", "motion_percentile", "motion_margin")
     chance = {"hit": 1 / k, "percentile": 0.5, "margin": 0.0}
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.2))
+    chance.update({f"motion_{m}": v for m, v in chance.items()})
+    fig, axes = plt.subplots(2, 4, figsize=(12.8, 6.6))
+    axes = axes.ravel()
     names = list(table)
     for ax, m in zip(axes, shown, strict=True):
         means = [table[n][m]["mean"] for n in names]
@@ -177,13 +187,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thesis"))
     args = ap.parse_args()
 
-    from avatarv.eval.behaviour import video_behaviour
+    from avatarv.eval.behaviour import video_signals
+    from avatarv.eval.motion_stream import video_stream_behaviour
+    from avatarv.world.analyzer import behaviour_stats
+    from avatarv.world.analyzer.behaviour import FPS
 
     manifest = json.loads((args.bench / "manifest.json").read_text())
     ref_paths = sorted({str((args.bench / c["reference"]).resolve()) for c in manifest["cases"]})
-    reference_stats = {p: video_behaviour(p) for p in ref_paths}
+    reference_stats, motion_reference_stats = {}, {}
+    for p in ref_paths:  # measured as the benchmark measures them (``behaviour_metric``)
+        signals, audio = video_signals(p)
+        reference_stats[p] = behaviour_stats(signals, audio)
+        motion_reference_stats[p] = video_stream_behaviour(signals, audio, FPS)
     folders = {name: Path(folder) for name, _, folder in (spec.partition("=") for spec in args.run)}
-    runs = {name: load_run(folder, reference_stats) for name, folder in folders.items()}
+    runs = {name: load_run(folder, reference_stats, motion_reference_stats) for name, folder in folders.items()}
     if not args.all_cases:
         common = set.intersection(*(set(r) for r in runs.values()))
         runs = {name: {c: v for c, v in r.items() if c in common} for name, r in runs.items()}

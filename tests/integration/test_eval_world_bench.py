@@ -8,6 +8,7 @@ import json
 import pytest
 
 from avatarv.cli import main
+from avatarv.config import get_preset
 from avatarv.eval.benchmark import Manifest
 from avatarv.eval.world_bench import SPLIT_70, split
 
@@ -42,6 +43,38 @@ def test_pipeline_adapter_image_reference_ablation(bench, tmp_path):
     assert (tmp_path / "out" / "report" / "index.html").is_file()
 
 
+def test_pipeline_system_writes_its_motion_stream(bench, tmp_path, monkeypatch):
+    """A generated stream beside the video is what ``motion_behaviour`` reads (not the video's pixels)."""
+    from dataclasses import replace
+
+    import torch
+
+    from avatarv.eval.benchmark import behaviour_metric, get_system, run_benchmark
+    from avatarv.models.dit import VideoRefDiT
+    from avatarv.pipelines import generate as gen
+    from avatarv.pipelines.motion_track import load_motion_track
+
+    def random16(cls, preset="tiny", seed=0, refiner=False):  # tiny, with a stream wide enough for behaviour
+        cfg = get_preset(preset)
+        cfg = replace(cfg, dit=replace(cfg.dit, motion_dim=16))
+        torch.manual_seed(seed)
+        return cls(cfg, gen._live(VideoRefDiT(cfg.dit)), gen.VideoVAE(cfg.vae), random_weights=True)
+
+    monkeypatch.setattr(gen.AvatarPipeline, "random", classmethod(random16))
+    m = Manifest.load(bench)
+    m.cases = m.cases[:2]
+    system = get_system("avatarv", preset="tiny", steps=1, max_seconds=2.0)
+    summary = run_benchmark(m, system, tmp_path / "out", metrics=[behaviour_metric()], progress=False, report=False)
+    assert summary["motion_behaviour_identification"]["trials"] == 2
+    for case in ("c000", "c001"):
+        c = json.loads((tmp_path / "out" / "cases" / f"{case}.json").read_text())
+        assert not c["meta"].get("errors"), c["meta"]
+        assert c["meta"]["motion_behaviour_source"] == "generated stream"
+        track, _ = load_motion_track(tmp_path / "out" / "videos" / f"{case}.motion.npz")
+        assert len(track["pitch"]) == 50
+        assert c["meta"]["motion_behaviour_stats"] != c["meta"]["behaviour_stats"]
+
+
 def test_behaviour_identification_of_a_run(tmp_path):
     from pathlib import Path
 
@@ -74,17 +107,22 @@ def test_world_bench_passthrough_end_to_end(bench, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "run", "--bench", str(bench), "--system", "passthrough", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) >= {"sync_c", "sync_d", "sync_offset", "face_sim", "quality", "behaviour"}
-    ident = json.loads((out / "summary.json").read_text())["behaviour_identification"]
-    assert ident["k"] == 3 and ident["trials"] == 3 and 0 <= ident["accuracy"] <= 1
+    assert set(printed) >= {"sync_c", "sync_d", "sync_offset", "face_sim", "quality", "behaviour", "motion_behaviour"}
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("behaviour_identification", "motion_behaviour_identification"):
+        ident = summary[key]
+        assert ident["k"] == 3 and ident["trials"] == 3 and 0 <= ident["accuracy"] <= 1
     for case in ("c000", "c001", "c002"):
         c = json.loads((out / "cases" / f"{case}.json").read_text())
         assert not c["meta"].get("errors"), c["meta"]
+        # no generated motion stream beside ground truth: its pixels are read through the stream's representation
+        assert c["meta"]["motion_behaviour_source"] == "pixels" and "motion_behaviour_rank" in c["meta"]
         # same identity across scenes: held-out frame pairs average 0.79, different identities 0.00
         assert c["meta"]["face_backend"] == "world" and c["metrics"]["face_sim"] > 0.4
         assert c["metrics"]["sync_c"] > 1.0 and abs(c["metrics"]["sync_offset"]) <= 4  # ground truth: in sync
     page = (out / "report" / "index.html").read_text()
     assert "Sync-C ↑" in page and "Face Sim ↑" in page and "generated-scene" in page
+    assert "Behaviour (motion stream) ↑" in page
     assert (out / "report" / "distributions.png").stat().st_size > 5000
     assert len(list((out / "report" / "thumbs").glob("*.jpg"))) == 9
 

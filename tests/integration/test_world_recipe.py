@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatarv.training.world_recipe import WorldRecipe, run, stage_configs
+from avatarv.training.world_recipe import WorldRecipe, run, stage3_name, stage_configs
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +109,47 @@ def test_rerun_skips_finished_steps(recipe_run):
     run(r, progress=False)
     after = {p: p.stat().st_mtime_ns for p in r.root.glob("stage*/export/model.safetensors")}
     assert before == after and len(before) == 4
+
+
+def test_continued_recipe_starts_stage3_from_the_pipelines(recipe_run, tmp_path):
+    """``init``: the pipelines' VAE and text encoder as they are, no stages 1–2, each variant's stage 3 from its
+    own DiT (ref stride 2 here, as a continuation that lengthens the reference would use)."""
+    import shutil
+
+    from avatarv.errors import ConfigError
+    from avatarv.models.dit import VideoRefDiT
+    from avatarv.models.vae import VideoVAE
+
+    r, exports = recipe_run
+    init = exports["video"].parent
+    c = replace(r, out=str(tmp_path / "more"), init=str(init), checkpoints=None, stage_steps=(0, 0, 2),
+                ref_stride=2, identity_aux_start=0, identity_aux_ramp=1)
+    more = run(c, progress=False)
+    assert not (c.root / "stage1").exists() and not (c.root / "stage2").exists()
+    assert not (c.root / "shards").exists() and (c.root / "shards-ref2" / "DONE").is_file()  # stage 3's only
+    for variant in ("video", "image"):
+        cfg = json.loads((c.root / stage3_name(c, variant) / "config.json").read_text())
+        assert cfg["init_from"] == str(exports[variant] / "dit") and cfg["steps"] == 2
+        meta = json.loads((more[variant] / "pipeline.json").read_text())
+        assert meta["init"]["from"] == str(exports[variant]) and "stage3-" + variant in meta["init"]["stages"]
+        assert meta["recipe"]["init"] == str(init) and "stage1" not in meta["stages"]
+        old, new = VideoVAE.from_pretrained(exports[variant] / "vae"), VideoVAE.from_pretrained(more[variant] / "vae")
+        assert all(torch.equal(v, new.model.state_dict()[k]) for k, v in old.model.state_dict().items())
+        a = VideoRefDiT.from_pretrained(exports[variant] / "dit").state_dict()
+        b = VideoRefDiT.from_pretrained(more[variant] / "dit").state_dict()
+        assert any(not torch.equal(a[k], b[k]) for k in a)  # trained further
+    assert json.loads((more["video"] / "pipeline.json").read_text())["overrides"]["ref_frame_stride"] == 2
+    assert (c.root / "text_encoder" / "config.json").is_file()
+    # variants whose VAEs differ cannot share the shards
+    bad = tmp_path / "bad"
+    shutil.copytree(init, bad)
+    vae = VideoVAE(VideoVAE.from_pretrained(exports["image"] / "vae").cfg)
+    shutil.rmtree(bad / exports["image"].name / "vae")
+    vae.save_pretrained(bad / exports["image"].name / "vae")
+    with pytest.raises(ConfigError, match="one set of shards"):
+        run(replace(c, out=str(tmp_path / "bad-run"), init=str(bad)), progress=False)
+    with pytest.raises(ConfigError, match="no pipeline checkpoint"):
+        run(replace(c, out=str(tmp_path / "none-run"), init=str(tmp_path / "nowhere")), progress=False)
 
 
 def test_stage_configs_of_the_ablation(tmp_path):

@@ -39,17 +39,25 @@ def test_load_run_ranks_each_case_against_all_references(thesis, tmp_path):
     refs = {"/r/a.mp4": {"blink_rate": 0.0, "nod_amp": 1.0}, "/r/b.mp4": {"blink_rate": 30.0, "nod_amp": 4.0}}
     cases = tmp_path / "cases"
     cases.mkdir()
+    motion_refs = {"/r/a.mp4": {"blink_rate": 0.0}, "/r/b.mp4": {"blink_rate": 2.0}}  # motion-stream space
     for cid, ref, stats in (("c0", "/r/a.mp4", {"blink_rate": 1.0, "nod_amp": 1.0}),
                             ("c1", "/r/b.mp4", {"blink_rate": 2.0, "nod_amp": 1.0})):
         (cases / f"{cid}.json").write_text(json.dumps({"case_id": cid, "metrics": {"sync_c": 5.0, "face_sim": None},
-                                                       "meta": {"behaviour_stats": stats, "behaviour_reference": ref}}))
-    run = thesis.load_run(tmp_path, refs)
+                                                       "meta": {"behaviour_stats": stats, "behaviour_reference": ref,
+                                                                "motion_behaviour_stats": {"blink_rate": 1.9}}}))
+    run = thesis.load_run(tmp_path, refs, motion_refs)
     assert run["c0"]["hit"] == 1.0 and run["c1"]["hit"] == 0.0
+    # each space ranks against its own references: the stream's blink rate 1.9 is b's, not a's
+    assert run["c0"]["motion_hit"] == 0.0 and run["c1"]["motion_hit"] == 1.0
+    assert run["c1"]["motion_margin"] > 0 > run["c0"]["motion_margin"]
+    assert np.isnan(run["c0"]["motion_behaviour"])  # not in the case's metrics: NaN, not an error
     assert np.isnan(run["c0"]["face_sim"]) and run["c0"]["sync_c"] == 5.0
     table = thesis.summarise({"x": run})
     assert table["x"]["percentile"]["mean"] == 0.5 and table["x"]["face_sim"]["n"] == 0
     diff = thesis.paired({"a": run, "b": run}, "a", "b")
     assert diff["margin"]["mean_diff"] == 0.0
+    thesis.plot(table, 2, tmp_path / "thesis.png")  # pixel and motion-stream panels, NaN bars included
+    assert (tmp_path / "thesis.png").stat().st_size > 5000
 
 
 def test_face_sim_over_time_pads_short_cases(thesis, tmp_path):

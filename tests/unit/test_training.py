@@ -125,6 +125,10 @@ def test_parse_stage_steps():
     for bad in ("3000,3000", "a,b,c", "1,0,2"):
         with pytest.raises(ConfigError, match="--stage-steps"):
             parse_stage_steps(bad)
+    assert parse_stage_steps("0,0,400", continued=True) == (0, 0, 400)  # --init: stages 1–2 do not run
+    for bad in ("0,0,0", "-1,0,5"):
+        with pytest.raises(ConfigError, match="0,0,N with --init"):
+            parse_stage_steps(bad, continued=True)
 
 
 def test_parse_aux_schedule():

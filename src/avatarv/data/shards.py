@@ -52,6 +52,31 @@ def motion_features(signals: dict[str, np.ndarray], num_latents: int, dim: int) 
     return torch.nn.functional.pad(feats, (0, dim - feats.shape[1]))
 
 
+
+def motion_signals(features: torch.Tensor | np.ndarray, num_frames: int) -> dict[str, np.ndarray]:
+    """Inverse of ``motion_features``: ``[num_latents, dim]`` → per-frame signals ``{name: [num_frames]}``.
+
+    Frame i lies in latent frame j = ⌈i / 4⌉ (frame 0 in latent 0, frames 4j − 3 … 4j in latent j). Each
+    signal is its latent frame's mean, held over the frame's 4 frames (angles back in degrees); ``mouth_open``
+    is exact per frame (the 4 per-frame openings). Signals cut off by a small ``dim`` are left out. A signal
+    that is constant over each latent frame's frames comes back exactly."""
+    f = np.asarray(features.detach().float().cpu() if isinstance(features, torch.Tensor) else features, np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"motion features of shape {f.shape}: expected [latents, dim]")
+    latents, dim = f.shape
+    if not 1 <= num_frames <= 4 * (latents - 1) + 1:
+        raise ValueError(f"{num_frames} frames do not fit {latents} latent frames (at most {4 * (latents - 1) + 1})")
+    frames = np.arange(num_frames)
+    j = (frames + 3) // 4  # latent frame of each video frame
+    out = {name: f[j, k] * (30.0 if name in ("yaw", "pitch", "roll") else 1.0)
+           for k, name in enumerate(MOTION_SIGNALS) if k < dim}
+    s = len(MOTION_SIGNALS)
+    if dim >= s + 4:
+        slot = np.where(frames == 0, 3, frames - (4 * j - 3))  # frame 0: latent 0 repeats it in every slot
+        out["mouth_open"] = f[j, s + slot]
+    return out
+
+
 def write_shard(directory: str | Path, name: str, items: list[dict], meta: list[dict]) -> None:
     """Write one shard (items: dicts of tensors) and add its items to the directory's index."""
     directory = Path(directory)

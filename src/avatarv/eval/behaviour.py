@@ -32,17 +32,23 @@ def _analyzer(path: str | None = None):
     return WorldAnalyzer.load(path)
 
 
-def video_behaviour(source: str | Path | Video | tuple[np.ndarray, np.ndarray], analyzer=None) -> dict[str, float]:
-    """Behaviour statistics of a video (a path, a ``Video``, or ``(frames, audio)``) from predicted signals."""
-    from avatarv.world.analyzer import behaviour_stats
-
+def video_signals(source: str | Path | Video | tuple[np.ndarray, np.ndarray], analyzer=None
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(the analyzer's per-frame signals, the audio) of a video: a path, a ``Video``, or ``(frames, audio)``."""
     if isinstance(source, tuple):
         frames, audio = source
     else:
         video = as_video(source, require_audio=True)
         frames, audio = video.frames, video.audio
     analyzer = analyzer or _analyzer()
-    return behaviour_stats(analyzer.predict(np.ascontiguousarray(frames)), audio)
+    return analyzer.predict(np.ascontiguousarray(frames)), audio
+
+
+def video_behaviour(source: str | Path | Video | tuple[np.ndarray, np.ndarray], analyzer=None) -> dict[str, float]:
+    """Behaviour statistics of a video (a path, a ``Video``, or ``(frames, audio)``) from predicted signals."""
+    from avatarv.world.analyzer import behaviour_stats
+
+    return behaviour_stats(*video_signals(source, analyzer))
 
 
 def behaviour_similarity(a: dict[str, float], b: dict[str, float]) -> float:

@@ -250,40 +250,62 @@ def clip_tracks(tracks: list, num_frames: int, min_track: int) -> list:
 
 
 def behaviour_metric(analyzer=None) -> Metric:
-    """Behaviour similarity of the output to the reference video (world analyzer signals) -> ``behaviour``."""
-    from avatarv.eval.behaviour import behaviour_similarity, video_behaviour
+    """Behaviour similarity of the output to the reference video (world analyzer signals) -> ``behaviour``;
+    and in motion-stream space (``avatarv.eval.motion_stream``) -> ``motion_behaviour``: from the output's
+    generated motion track when the system wrote one beside the video (``<case>.motion.npz``), else from its
+    pixels through the stream's representation (ground truth, systems without a stream)."""
+    from avatarv.eval.behaviour import behaviour_similarity, video_signals
+    from avatarv.eval.motion_stream import track_behaviour, video_stream_behaviour
+    from avatarv.pipelines.motion_track import motion_track_path
+    from avatarv.world.analyzer import behaviour_stats
+    from avatarv.world.analyzer.behaviour import FPS  # what behaviour_stats assumes of every video
 
     cache: dict[Path, dict] = {}
+    motion_cache: dict[Path, dict] = {}
 
     def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
         if case.reference not in cache:
-            cache[case.reference] = video_behaviour(case.reference, analyzer)
-        out = video_behaviour(video, analyzer)
+            signals, audio = video_signals(case.reference, analyzer)
+            cache[case.reference] = behaviour_stats(signals, audio)
+            motion_cache[case.reference] = video_stream_behaviour(signals, audio, FPS)
+        signals, audio = video_signals(video, analyzer)
+        out = behaviour_stats(signals, audio)
         result.metrics["behaviour"] = behaviour_similarity(out, cache[case.reference])
         result.meta["behaviour_stats"] = out
         result.meta["behaviour_reference"] = str(case.reference)
+        track = motion_track_path(video)
+        if track.is_file():
+            motion, source = track_behaviour(track, audio), "generated stream"
+        else:
+            motion, source = video_stream_behaviour(signals, audio, FPS), "pixels"
+        result.metrics["motion_behaviour"] = behaviour_similarity(motion, motion_cache[case.reference])
+        result.meta["motion_behaviour_stats"] = motion
+        result.meta["motion_behaviour_source"] = source
 
     run.reference_stats = cache  # type: ignore[attr-defined]  # for behaviour identification over the run
+    run.motion_reference_stats = motion_cache  # type: ignore[attr-defined]
     return run
 
 
-def behaviour_identification_of_run(results: list[CaseResult], reference_stats: dict) -> dict | None:
+def behaviour_identification_of_run(results: list[CaseResult], reference_stats: dict,
+                                    space: str = "behaviour") -> dict | None:
     """Behaviour identification over a run: each output is matched against every case's reference behaviour;
     correct when its own reference wins (``accuracy``, chance 1/K). ``mean_percentile`` (chance 0.5) and
     ``mean_margin`` (chance 0) grade the own reference's rank among all (``rank_scores``): with K = 18 and a few
     dozen trials, top-1 accuracy alone cannot tell weak signal from none. Each result's ``meta`` gets its own
-    ``behaviour_rank``. ``None`` with fewer than 2 references."""
+    ``<space>_rank``. ``space``: ``behaviour`` (pixels) or ``motion_behaviour`` (motion-stream space; the
+    reference stats must be in the same space). ``None`` with fewer than 2 references."""
     from avatarv.eval.behaviour import rank_scores
 
     refs = list(reference_stats)
-    scored = [r for r in results if "behaviour_stats" in r.meta and Path(r.meta["behaviour_reference"]) in reference_stats]
+    scored = [r for r in results if f"{space}_stats" in r.meta and Path(r.meta["behaviour_reference"]) in reference_stats]
     if len(refs) < 2 or not scored:
         return None
     table = [reference_stats[k] for k in refs]
     ranks = []
     for r in scored:
-        rank = rank_scores(r.meta["behaviour_stats"], table, refs.index(Path(r.meta["behaviour_reference"])))
-        r.meta["behaviour_rank"] = rank
+        rank = rank_scores(r.meta[f"{space}_stats"], table, refs.index(Path(r.meta["behaviour_reference"])))
+        r.meta[f"{space}_rank"] = rank
         ranks.append(rank)
     return {"accuracy": sum(x["hit"] for x in ranks) / len(ranks), "chance": 1 / len(refs), "k": len(refs),
             "trials": len(ranks), "mean_percentile": float(np.mean([x["percentile"] for x in ranks])),
@@ -330,8 +352,10 @@ def run_benchmark(
     for metric in metrics:
         if hasattr(metric, "reference_stats"):
             extra["behaviour_identification"] = behaviour_identification_of_run(results, metric.reference_stats)
+            extra["motion_behaviour_identification"] = behaviour_identification_of_run(
+                results, metric.motion_reference_stats, space="motion_behaviour")
             for result in results:  # each case now knows its own reference's rank among all
-                if "behaviour_rank" in result.meta:
+                if "behaviour_rank" in result.meta or "motion_behaviour_rank" in result.meta:
                     result.write(out_dir / "cases")
     summary = write_summary(results, out_dir / "summary.json", extra=extra)
     if report:

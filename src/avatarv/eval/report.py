@@ -4,8 +4,8 @@
 
 One self-contained folder (``index.html`` + PNGs) that opens in a browser from disk. Tables follow the seed's
 ("Method | Sync-C up | Sync-D down | Face Sim up | Q-Align up"), with our quality backend named in the header
-(the classical index is not Q-Align), behaviour similarity as a world-only extra column, one row for the
-system and one per scene condition.
+(the classical index is not Q-Align), behaviour similarity as world-only extra columns (from the pixels; in
+motion-stream space, ``avatarv.eval.motion_stream``), one row for the system and one per scene condition.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ COLUMNS = [  # (metric, header, higher is better, format)
     ("face_sim", "Face Sim ↑", True, "{:.3f}"),
     ("quality", "Quality ↑", True, "{:.2f}"),
     ("behaviour", "Behaviour ↑", True, "{:.3f}"),
+    ("motion_behaviour", "Behaviour (motion stream) ↑", True, "{:.3f}"),
 ]
 SCENES = ("same", "cross", "generated")
 THUMB = 96

@@ -54,6 +54,10 @@ class PipelineSystem:
             opts.steps = self.steps
         out = Path(out_dir) / f"{case.case_id}.mp4"
         opts.scene_image = self.scene_image(case, Path(out_dir))
+        if self.pipeline.cfg.dit.motion_dim:  # the generated motion stream, for behaviour read without the VAE
+            from avatarv.pipelines.motion_track import motion_track_path
+
+            opts.motion_path = str(motion_track_path(out))
         summary = self.pipeline.generate(reference, speech, out, opts)
         self.last_meta = {"scene_image_used": opts.scene_image is not None, "weights": self.weights,
                           "reference_frames": reference.num_frames, "generated_seconds": summary.get("seconds")}

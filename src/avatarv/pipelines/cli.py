@@ -33,6 +33,7 @@ def run_generation(
     checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
     sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
     preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
+    motion_out: Path | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -55,7 +56,8 @@ def run_generation(
     opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
                              preview_path=None if preview is None else str(preview), refine=refine,
-                             prompt=prompt or "", scene_prompt=scene_prompt)
+                             prompt=prompt or "", scene_prompt=scene_prompt,
+                             motion_path=None if motion_out is None else str(motion_out))
     total_s = seconds if seconds is not None else len(speech) / 16000
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
@@ -93,10 +95,12 @@ def generate(
     prompt: str = typer.Option("", "--prompt", help="Text condition of the video (checkpoints with a text encoder)."),
     scene_prompt: str = typer.Option(None, "--scene-prompt", help="Describe the scene: the image engine makes the "
                                      "first frame from it and diverse reference frames."),
+    motion_out: Path = typer.Option(None, "--motion-out", help="Also write the generated motion stream (head "
+                                    "pose, mouth, blink, smile per frame) to this .npz."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
-                             scene, scene_engine, preview, refine, prompt, scene_prompt)
+                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out)
     typer.echo(json.dumps(summary))
 
 

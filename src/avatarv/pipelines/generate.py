@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from avatarv.config import ModelConfig, get_preset
+from avatarv.data.shards import motion_signals
 from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
@@ -27,6 +28,7 @@ from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
 from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
+from avatarv.pipelines.motion_track import MotionTrack, save_motion_track
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
 
 
@@ -47,6 +49,7 @@ class GenerationOptions:
     scene_engine: bool = False  # generate the scene image with the image engine (else: a reference frame)
     prompt: str = ""  # text condition of every chunk (needs a checkpoint with a text encoder)
     scene_prompt: str | None = None  # text condition of the image engine's scene image (implies scene_engine)
+    motion_path: str | None = None  # also write the generated motion stream here, per frame (``motion_track``)
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -170,7 +173,8 @@ class AvatarPipeline:
         self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: list[RefInputs],
         cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
         text: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(latents ``[1, z, c, h, w]`` with the known frames put back, motion ``[c, motion_dim]`` or None)."""
         cfg = self.cfg
         s = cfg.resolution // cfg.vae.spatial_stride
         c = chunk.num_latents
@@ -208,7 +212,7 @@ class AvatarPipeline:
         latents = out[0]
         k = known.shape[2] if known is not None else 0
         latents[:, :, :k] = known  # known frames are given, not generated
-        return latents
+        return latents, (out[1][0] if len(out) > 1 else None)
 
     @staticmethod
     def _emit(writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
@@ -265,6 +269,12 @@ class AvatarPipeline:
         pending_lr: np.ndarray | None = None
         written = 0
         out_path = Path(out_path)
+        track = None
+        if opts.motion_path:
+            if not cfg.dit.motion_dim:
+                raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
+            names = list(motion_signals(torch.zeros(2, cfg.dit.motion_dim), 1))
+            track = MotionTrack(names, plan.overlap_frames, plan.total_frames)
         with ExitStack() as stack:
             writer = stack.enter_context(StreamingMp4Writer(out_path, fps, out_res, out_res, sample_rate=sr))
             preview = None
@@ -278,7 +288,7 @@ class AvatarPipeline:
                     tail = pending if not refine else resize_square(pending, cfg.resolution)
                     known = self.vae.encode(tail)
                 tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
-                latents = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator, text=text,
+                latents, motion = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator, text=text,
                                              on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
                     # global appearance anchor: the first chunk's last latent frames, a second reference
@@ -295,6 +305,8 @@ class AvatarPipeline:
                     frames = lr_frames
                 last = chunk.index == len(chunks) - 1
                 n_new = self._emit(writer, frames, pending, last, plan, written, speech)
+                if track is not None:
+                    track.add(motion_signals(motion, len(frames)), last)
                 if preview is not None:
                     self._emit(preview, lr_frames, pending_lr, last, plan, written, speech)
                     pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]
@@ -302,6 +314,8 @@ class AvatarPipeline:
                 pending = None if last else frames[len(frames) - plan.overlap_frames :]
                 del latents, lr_frames, frames
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
+        if track is not None:
+            save_motion_track(opts.motion_path, track.signals(), fps)
         return {
             "out": str(out_path), "frames": written, "seconds": written / fps, "chunks": len(chunks),
             "ref_cache_builds": cache.builds, "anchor_cache_builds": anchor_cache.builds,

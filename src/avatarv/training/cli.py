@@ -153,16 +153,18 @@ def install_vae_cmd(
         typer.echo(f"avatarv train install-vae: {vae} → {ckpt / 'vae'}")
 
 
-def parse_stage_steps(text: str) -> tuple[int, int, int]:
-    """``"3000,3000,1500"`` → (3000, 3000, 1500); anything else is a one-line ConfigError."""
+def parse_stage_steps(text: str, continued: bool = False) -> tuple[int, int, int]:
+    """``"3000,3000,1500"`` → (3000, 3000, 1500); anything else is a one-line ConfigError. ``continued``
+    (``--init``): stages 1–2 do not run, so their counts may be 0 (``0,0,400``)."""
     from avatarv.errors import ConfigError
 
     try:
         steps = tuple(int(x) for x in text.split(","))
     except ValueError:
         steps = ()
-    if len(steps) != 3 or min(steps) <= 0:
-        raise ConfigError(f"--stage-steps wants three positive integers like 3000,3000,1500, got {text!r}")
+    if len(steps) != 3 or steps[2] <= 0 or min(steps[:2]) < (0 if continued else 1):
+        raise ConfigError(f"--stage-steps wants three positive integers like 3000,3000,1500"
+                          f"{' (or 0,0,N with --init)' if continued else ''}, got {text!r}")
     return steps  # type: ignore[return-value]
 
 
@@ -193,6 +195,10 @@ def train_world(
     known_noise: float = typer.Option(None, "--known-noise", min=0.0, max=1.0,
                                       help="Stages 2–3: noise augmentation of the known prefix, s ~ U(0, N) "
                                       "(default 0: off). Use a fresh --out: finished stages are not redone."),
+    init: Path = typer.Option(None, "--init", help="Continue trained pipelines (a folder with world-<preset> and "
+                              "world-<preset>-imageref, e.g. checkpoints): keep their VAE, skip stages 1–2, run "
+                              "stage 3 again from each variant's DiT for the stage-3 steps of --stage-steps."),
+    lr: float = typer.Option(None, "--lr", min=0.0, help="The DiT stages' peak learning rate (default 1.5e-3)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -207,11 +213,15 @@ def train_world(
     if checkpoints is not None:
         recipe = replace(recipe, checkpoints=str(checkpoints))
     if stage_steps is not None:
-        recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps))
+        recipe = replace(recipe, stage_steps=parse_stage_steps(stage_steps, continued=init is not None))
     if ref_stride is not None:
         recipe = replace(recipe, ref_stride=ref_stride)
     if known_noise is not None:
         recipe = replace(recipe, known_noise=known_noise)
+    if init is not None:
+        recipe = replace(recipe, init=str(init))
+    if lr is not None:
+        recipe = replace(recipe, lr=lr)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

@@ -89,6 +89,11 @@ class WorldRecipe:
     known_noise: float = 0.0
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
+    # continue from trained pipelines: a folder holding world-<preset> and world-<preset>-imageref (e.g. the
+    # bundled ``checkpoints``). Their VAE and text encoder are kept as they are (no VAE steps), stages 1–2 are
+    # skipped, and each variant's stage 3 starts from its own DiT: a further stage 3 of ``stage_steps[2]``
+    # steps (with this recipe's ref_stride, known_noise, lr, identity loss) at an equal budget for both
+    init: str | None = None
 
     @classmethod
     def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
@@ -270,30 +275,63 @@ def stage3_name(r: WorldRecipe, variant: str) -> str:
     return f"stage3-{variant}" + (f"-ref{r.ref_stride}" if r.ref_stride > 1 else "")
 
 
-def stage_configs(r: WorldRecipe, shards: Path, variant: str, ref_shards: Path | None = None) -> list[TrainConfig]:
-    """The three stages' configs (stage 3 depends on the variant)."""
+def init_pipeline(r: WorldRecipe, variant: str) -> Path:
+    """The pipeline a continued recipe starts ``variant`` from (``WorldRecipe.init``)."""
+    return Path(r.init) / r.export_name(variant)
+
+
+def adopt_init(r: WorldRecipe) -> Path:
+    """A continued recipe's VAE (the init pipelines', which must share one encoder: the shards are encoded
+    once for both variants) and text encoder (copied to ``<out>/text_encoder``). → the VAE directory."""
+    import shutil
+
+    from avatarv.errors import ConfigError
+    from avatarv.models.vae import VideoVAE
+    from avatarv.training.vae_swap import encoder_mismatch
+
+    dirs = {v: init_pipeline(r, v) for v in r.variants}
+    for v, d in dirs.items():
+        if not (d / "pipeline.json").is_file():
+            raise ConfigError(f"{d}: no pipeline checkpoint to continue the {v} variant from")
+    first, *others = dirs.values()
+    for d in others:
+        why = encoder_mismatch(VideoVAE.from_pretrained(first / "vae"), VideoVAE.from_pretrained(d / "vae"))
+        if why:
+            raise ConfigError(f"{d}: its VAE is not {first}'s ({why}); one set of shards cannot serve both")
+    if not (r.root / "text_encoder" / "config.json").is_file():
+        if (first / "text_encoder").is_dir():
+            shutil.copytree(first / "text_encoder", r.root / "text_encoder", dirs_exist_ok=True)
+    return first / "vae"
+
+
+def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards: Path | None = None
+                  ) -> list[TrainConfig]:
+    """The three stages' configs (stage 3 depends on the variant). A continued recipe (``init``) has stage 3
+    alone, started from the init pipeline's DiT."""
     s1, s2, s3 = r.stage_steps
     lat = r.target_latents
-    data = DataConfig(kind="shards", path=str(shards))
+    data = DataConfig(kind="shards", path=str(shards or ref_shards))
     base = TrainConfig(preset=r.preset, data=data, batch_size=r.batch_size, warmup_steps=r.warmup_steps,
                        ema_decay=r.ema_decay, ckpt_every=r.ckpt_every, seed=r.seed,
                        optim=OptimConfig(lr=r.lr))
     # known leading latent frames: 1 = the scene image (first chunk), 2 = the previous chunk's overlap
     known = (1, 2)
     hw = get_preset(r.preset).resolution // 8  # latent side: the curriculum is on duration (faces fill the frame)
-    stage1 = replace(base, steps=s1, out_dir=str(r.root / "stage1"), method=MethodConfig(
-        name="t2v", known_frames=(0, 1, 2), curriculum=((0, max(2, lat // 2), hw), (s1 // 2, lat, hw))))
-    stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
-                     method=MethodConfig(name="a2v", known_frames=known, known_noise=r.known_noise))
     start = s3 // 2 if r.identity_aux_start is None else r.identity_aux_start
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
     aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)),
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
-                     init_from=str(r.root / "stage2" / "export"),
+                     init_from=str(init_pipeline(r, variant) / "dit" if r.init else r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,
                                          use_ref_motion=False,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
+    if r.init:  # continued: stage 3 alone
+        return [stage3]
+    stage1 = replace(base, steps=s1, out_dir=str(r.root / "stage1"), method=MethodConfig(
+        name="t2v", known_frames=(0, 1, 2), curriculum=((0, max(2, lat // 2), hw), (s1 // 2, lat, hw))))
+    stage2 = replace(base, steps=s2, out_dir=str(r.root / "stage2"), init_from=str(r.root / "stage1" / "export"),
+                     method=MethodConfig(name="a2v", known_frames=known, known_noise=r.known_noise))
     return [stage1, stage2, stage3]
 
 
@@ -359,6 +397,10 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
             done = r.root / name / "DONE"
             if done.is_file():
                 meta["stages"][name] = json.loads(done.read_text())
+        if r.init:  # what the continued pipeline had been through before this recipe
+            before = json.loads((init_pipeline(r, variant) / "pipeline.json").read_text())
+            meta["init"] = {"from": str(init_pipeline(r, variant)), "recipe": before.get("recipe"),
+                            "stages": before.get("stages"), "init": before.get("init")}
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
         plot_runs({name: r.root / name for name in ("vae", *decoders, "vae-refine", "stage1", "stage2",
                                                     stage3_name(r, variant))},
@@ -371,19 +413,23 @@ def run(r: WorldRecipe, progress: bool = True, variants: tuple[str, ...] | None 
     """The whole recipe; returns the exported pipeline directory of each variant."""
     r.root.mkdir(parents=True, exist_ok=True)
     (r.root / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
-    vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
-    if r.vae_decoder_refine is not None:
-        refine_decoder(vae_dir, r.root / "vae-refine", r.vae_decoder_refine, r.preset, progress)
-        vae_dir = r.root / "vae-refine" / "vae"
-    shards = make_shards(r, vae_dir, progress)
+    if r.init:
+        vae_dir = adopt_init(r)
+    else:
+        vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
+        if r.vae_decoder_refine is not None:
+            refine_decoder(vae_dir, r.root / "vae-refine", r.vae_decoder_refine, r.preset, progress)
+            vae_dir = r.root / "vae-refine" / "vae"
+    # a continued recipe with longer references runs stage 3 alone: it reads only their shards
+    shards = None if r.init and r.ref_stride > 1 else make_shards(r, vae_dir, progress)
     exports = {}
     stage2 = None
     for variant in variants or r.variants:
-        s1, s2, _ = stage_configs(r, shards, variant)
-        if stage2 is None:
+        if stage2 is None and not r.init:
+            s1, s2, _ = stage_configs(r, shards, variant)
             run_stage(s1, vae_dir, progress)
             stage2 = run_stage(s2, vae_dir, progress)
-        _, _, s3 = stage_configs(r, shards, variant, make_ref_shards(r, vae_dir, progress))
+        s3 = stage_configs(r, shards, variant, make_ref_shards(r, vae_dir, progress))[-1]
         dit = run_stage(s3, vae_dir, progress)
         exports[variant] = export_pipeline(r, vae_dir, dit, variant)
     return exports

@@ -1,0 +1,76 @@
+"""The generated motion stream of a long video, per output frame.
+
+The DiT predicts motion features (``avatarv.data.shards.motion_features``: head pose, mouth, blink, smile,
+... per latent frame) jointly with the video. ``MotionTrack`` stitches each chunk's prediction into one
+per-frame track exactly as the frames are stitched: the overlap is cross-faded linearly from the previous
+chunk's tail to the next chunk's head, and each frame is kept once. The track is what the model *meant* to
+do, read without going through the VAE decoder and a pixel analyzer; behaviour measured on it isolates the
+DiT from the decoder's blur (``avatarv.eval.motion_stream``).
+
+File format (``save_motion_track``): an ``.npz`` with one float32 array ``[frames]`` per signal and ``fps``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+class MotionTrack:
+    """Accumulates per-frame motion of consecutive chunks (``[T, S]`` rows, S signals in a fixed order)."""
+
+    def __init__(self, names: list[str], overlap_frames: int, total_frames: int):
+        self.names = list(names)
+        self.overlap, self.total = overlap_frames, total_frames
+        self.rows: list[np.ndarray] = []
+        self.pending: np.ndarray | None = None
+        self.written = 0
+
+    def add(self, signals: dict[str, np.ndarray], last: bool) -> int:
+        """One chunk's per-frame signals (all of its frames, the overlap included). Returns rows kept."""
+        x = np.stack([np.asarray(signals[n], np.float64) for n in self.names], axis=1)  # [T, S]
+        raw_tail = x[len(x) - self.overlap :].copy()
+        if self.pending is not None:
+            p = len(self.pending)
+            w = np.linspace(0, 1, p + 2)[1:-1, None]  # the weights ``generate.crossfade`` gives the frames
+            x[:p] = self.pending * (1 - w) + x[:p] * w
+        tail = 0 if last else self.overlap
+        new = x[: len(x) - tail][: max(0, self.total - self.written)]
+        self.rows.append(new)
+        self.written += len(new)
+        self.pending = None if last else raw_tail
+        return len(new)
+
+    def signals(self) -> dict[str, np.ndarray]:
+        x = np.concatenate(self.rows) if self.rows else np.zeros((0, len(self.names)))
+        return {n: x[:, k].astype(np.float32) for k, n in enumerate(self.names)}
+
+
+def save_motion_track(path: str | Path, signals: dict[str, np.ndarray], fps: float) -> Path:
+    """Write the track atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, fps=np.float32(fps), **{k: np.asarray(v, np.float32) for k, v in signals.items()})
+    os.replace(tmp, path)
+    return path
+
+
+def load_motion_track(path: str | Path) -> tuple[dict[str, np.ndarray], float]:
+    """(per-frame signals, fps) of a saved track."""
+    from avatarv.errors import InputError
+
+    try:
+        with np.load(path) as data:
+            fps = float(data["fps"])
+            return {k: data[k] for k in data.files if k != "fps"}, fps
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{path}: not a motion track ({err})") from err
+
+
+def motion_track_path(video_path: str | Path) -> Path:
+    """Where the motion track of an output video lives: ``out.mp4`` → ``out.motion.npz``."""
+    video_path = Path(video_path)
+    return video_path.with_name(video_path.stem + ".motion.npz")

@@ -1,0 +1,85 @@
+"""The generated motion stream written beside the video (``--motion-out``): one row per output frame, the
+chunks' own predictions, deterministic; refused by a DiT without a motion stream."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatarv.cli import main
+from avatarv.config import get_preset
+from avatarv.data.shards import MOTION_SIGNALS, motion_signals
+from avatarv.errors import InputError
+from avatarv.media import read_audio, read_video
+from avatarv.models.dit import VideoRefDiT
+from avatarv.models.vae import VideoVAE
+from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions, _live
+from avatarv.pipelines.motion_track import load_motion_track
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _pipeline(motion_dim: int) -> AvatarPipeline:
+    import torch
+
+    cfg = get_preset("tiny")
+    cfg = replace(cfg, dit=replace(cfg.dit, motion_dim=motion_dim))
+    torch.manual_seed(0)
+    return AvatarPipeline(cfg, _live(VideoRefDiT(cfg.dit)), VideoVAE(cfg.vae), random_weights=True)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return read_video(EXAMPLES / "ref.mp4"), read_audio(EXAMPLES / "speech.wav")
+
+
+def test_motion_track_holds_the_generated_stream(tmp_path, inputs):
+    ref, speech = inputs
+    pipe = _pipeline(16)
+    seen = []
+    sample = pipe._sample_chunk
+
+    def spy(*args, **kwargs):
+        latents, motion = sample(*args, **kwargs)
+        seen.append(motion.clone())
+        return latents, motion
+
+    pipe._sample_chunk = spy
+    track = tmp_path / "a.motion.npz"
+    summary = pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=0.6, steps=2, motion_path=str(track)))
+    signals, fps = load_motion_track(track)
+    assert fps == 25 and list(signals) == list(MOTION_SIGNALS) and len(seen) == summary["chunks"] == 1
+    assert all(len(v) == summary["frames"] == 15 for v in signals.values())
+    expected = motion_signals(seen[0], 4 * (seen[0].shape[0] - 1) + 1)
+    for name in MOTION_SIGNALS:  # one chunk: the track is that chunk's prediction, frame by frame
+        np.testing.assert_allclose(signals[name], expected[name][:15], atol=1e-5, err_msg=name)
+    assert np.ptp(signals["yaw"]) > 0  # random weights still move: the stream is not a constant
+
+    # same seed, same bytes; longer runs stitch several chunks into one row per frame
+    again = tmp_path / "b.motion.npz"
+    pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=0.6, steps=2, motion_path=str(again)))
+    assert track.read_bytes() == again.read_bytes()
+    long = tmp_path / "c.motion.npz"
+    summary = pipe.generate(ref, speech, tmp_path / "c.mp4", GenerationOptions(seconds=2.0, steps=1, motion_path=str(long)))
+    assert summary["chunks"] > 1 and len(load_motion_track(long)[0]["blink"]) == summary["frames"] == 50
+
+
+def test_motion_track_needs_a_motion_stream(tmp_path, inputs):
+    ref, speech = inputs
+    out = tmp_path / "x.mp4"
+    with pytest.raises(InputError, match="no motion stream"):
+        _pipeline(0).generate(ref, speech, out, GenerationOptions(seconds=0.6, steps=1,
+                                                                  motion_path=str(tmp_path / "x.motion.npz")))
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_generate_cli_motion_out(tmp_path):
+    out, track = tmp_path / "o.mp4", tmp_path / "o.npz"
+    assert main(["generate", "--ref", str(EXAMPLES / "ref.mp4"), "--audio", str(EXAMPLES / "speech.wav"),
+                 "--out", str(out), "--seconds", "0.6", "--steps", "1", "--motion-out", str(track)]) == 0
+    signals, _ = load_motion_track(track)
+    assert list(signals) == list(MOTION_SIGNALS[: get_preset("tiny").dit.motion_dim])  # what a 6-dim stream holds
+    assert len(signals["smile"]) == read_video(out).num_frames == 15
