@@ -47,8 +47,10 @@ def test_motion_signals_small_dim_and_bad_sizes():
         motion_signals(torch.randn(3), 1)
 
 
-def test_motion_track_stitches_like_the_frames():
-    """The track's seams are cross-faded with the weights the video's frames get (``AvatarPipeline._emit``)."""
+def test_motion_track_keeps_each_frame_once_and_known_frames_from_their_makers():
+    """Rows line up with the video's frames (``AvatarPipeline._emit``: one per output frame); a chunk's known
+    leading frames (untrained motion) take the previous chunk's generated tail, the first chunk's scene frame
+    its first generated frame's."""
     from avatarv.pipelines.chunks import ChunkPlan
     from avatarv.pipelines.generate import AvatarPipeline
 
@@ -65,20 +67,28 @@ def test_motion_track_stitches_like_the_frames():
             self.frames.append(frames)
 
     writer, track = Writer(), MotionTrack(["a"], plan.overlap_frames, plan.total_frames)
-    pending, written = None, 0
+    pending, written, expected, prev = None, 0, [], None
     speech = np.zeros(plan.total_samples(), np.float32)
     for chunk in chunks:
         n = 4 * (chunk.num_latents - 1) + 1
-        values = rng.integers(0, 256, n).astype(np.float64)
-        frames = np.broadcast_to(values[:, None, None, None], (n, 2, 2, 3)).astype(np.uint8)
+        values = rng.normal(size=n)
+        frames = np.zeros((n, 2, 2, 3), np.uint8)
         last = chunk.index == len(chunks) - 1
-        written += AvatarPipeline._emit(writer, frames, pending, last, plan, written, speech)
+        known = 1 if chunk.index == 0 else plan.overlap_frames
+        kept = AvatarPipeline._emit(writer, frames, pending, last, plan, written, speech)
         pending = None if last else frames[n - plan.overlap_frames :]
-        track.add({"a": values}, last)
-    video = np.concatenate(writer.frames)[:, 0, 0, 0].astype(np.float64)
+        assert track.add({"a": values}, last, known=known) == kept
+        want = values.copy()
+        want[:known] = values[1] if prev is None else prev[len(prev) - known :]
+        expected.append(want[:kept])
+        written, prev = written + kept, values
     stitched = track.signals()["a"]
-    assert len(stitched) == len(video) == plan.total_frames == track.written
-    np.testing.assert_allclose(stitched, video, atol=0.5)  # frames are rounded to uint8, the track is not
+    assert len(stitched) == sum(len(f) for f in writer.frames) == plan.total_frames == track.written
+    np.testing.assert_allclose(stitched, np.concatenate(expected).astype(np.float32))
+    bad = MotionTrack(["a"], plan.overlap_frames, plan.total_frames)
+    bad.add({"a": np.zeros(33)}, last=False, known=1)
+    with pytest.raises(ValueError, match="overlap"):
+        bad.add({"a": np.zeros(33)}, last=False, known=3)
 
 
 def test_motion_track_file_roundtrip_and_errors(tmp_path):

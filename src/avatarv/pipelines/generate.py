@@ -306,7 +306,8 @@ class AvatarPipeline:
                 last = chunk.index == len(chunks) - 1
                 n_new = self._emit(writer, frames, pending, last, plan, written, speech)
                 if track is not None:
-                    track.add(motion_signals(motion, len(frames)), last)
+                    given = known.shape[2] if known is not None else 0  # latent frames given, not generated
+                    track.add(motion_signals(motion, len(frames)), last, known=4 * (given - 1) + 1 if given else 0)
                 if preview is not None:
                     self._emit(preview, lr_frames, pending_lr, last, plan, written, speech)
                     pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]

@@ -2,10 +2,13 @@
 
 The DiT predicts motion features (``avatarv.data.shards.motion_features``: head pose, mouth, blink, smile,
 ... per latent frame) jointly with the video. ``MotionTrack`` stitches each chunk's prediction into one
-per-frame track exactly as the frames are stitched: the overlap is cross-faded linearly from the previous
-chunk's tail to the next chunk's head, and each frame is kept once. The track is what the model *meant* to
-do, read without going through the VAE decoder and a pixel analyzer; behaviour measured on it isolates the
-DiT from the decoder's blur (``avatarv.eval.motion_stream``).
+per-frame track, each frame kept once, as the frames are. One difference: a chunk's *known* leading frames
+(the scene image, the previous chunk's overlap) are given to the model, not generated, and the motion loss
+is on generated frames only, so the model's motion for them is untrained. They take the motion that
+generated them: the previous chunk's tail (the overlap is exactly those frames), or for the first chunk's
+scene frame, the first generated frame's. The track is what the model *meant* to do, read without the VAE
+decoder and a pixel analyzer; behaviour measured on it isolates the DiT from the decoder's blur
+(``avatarv.eval.motion_stream``).
 
 File format (``save_motion_track``): an ``.npz`` with one float32 array ``[frames]`` per signal and ``fps``.
 """
@@ -28,19 +31,22 @@ class MotionTrack:
         self.pending: np.ndarray | None = None
         self.written = 0
 
-    def add(self, signals: dict[str, np.ndarray], last: bool) -> int:
-        """One chunk's per-frame signals (all of its frames, the overlap included). Returns rows kept."""
+    def add(self, signals: dict[str, np.ndarray], last: bool, known: int = 0) -> int:
+        """One chunk's per-frame signals (all of its frames, the overlap included), of which the first
+        ``known`` were given to the model. Returns rows kept."""
         x = np.stack([np.asarray(signals[n], np.float64) for n in self.names], axis=1)  # [T, S]
-        raw_tail = x[len(x) - self.overlap :].copy()
-        if self.pending is not None:
-            p = len(self.pending)
-            w = np.linspace(0, 1, p + 2)[1:-1, None]  # the weights ``generate.crossfade`` gives the frames
-            x[:p] = self.pending * (1 - w) + x[:p] * w
+        if known:
+            if self.pending is not None:
+                if len(self.pending) != known:
+                    raise ValueError(f"{known} known frames but an overlap of {len(self.pending)}")
+                x[:known] = self.pending
+            else:
+                x[:known] = x[min(known, len(x) - 1)]
         tail = 0 if last else self.overlap
         new = x[: len(x) - tail][: max(0, self.total - self.written)]
         self.rows.append(new)
         self.written += len(new)
-        self.pending = None if last else raw_tail
+        self.pending = None if last else x[len(x) - self.overlap :].copy()
         return len(new)
 
     def signals(self) -> dict[str, np.ndarray]:
