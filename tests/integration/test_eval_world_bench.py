@@ -75,6 +75,41 @@ def test_pipeline_system_writes_its_motion_stream(bench, tmp_path, monkeypatch):
         assert c["meta"]["motion_behaviour_stats"] != c["meta"]["behaviour_stats"]
 
 
+def test_run_resumes_finished_cases(bench, tmp_path):
+    """A rerun keeps the videos the same system finished and scores them again; another system (here: other
+    sampling steps) or a damaged case file generates again; ``resume=False`` generates everything."""
+    from avatarv.eval.benchmark import get_system, run_benchmark
+
+    m = Manifest.load(bench)
+    m.cases = m.cases[:2]
+    scored = []
+
+    def metric(case, video, result):
+        scored.append(case.case_id)
+        result.metrics["frames_bytes"] = float(video.stat().st_size)
+
+    def run(steps=1, **kw):
+        system = get_system("avatarv", preset="tiny", steps=steps, max_seconds=0.6)
+        made = []
+        generate = system.generate
+        system.generate = lambda case, d: made.append(case.case_id) or generate(case, d)
+        run_benchmark(m, system, tmp_path / "out", metrics=[metric], progress=False, report=False, **kw)
+        return made
+
+    assert run() == ["c000", "c001"]
+    video = tmp_path / "out" / "videos" / "c000.mp4"
+    stamp = video.stat().st_mtime_ns
+    scored.clear()
+    assert run() == [] and scored == ["c000", "c001"]  # nothing generated, everything scored
+    assert video.stat().st_mtime_ns == stamp
+    c = json.loads((tmp_path / "out" / "cases" / "c000.json").read_text())
+    assert c["meta"]["reference_frames"] > 1 and c["meta"]["video"] == str(video)  # the system's meta kept
+    (tmp_path / "out" / "cases" / "c001.json").write_text("{broken")
+    assert run() == ["c001"]
+    assert run(steps=2) == ["c000", "c001"]  # another run of the system: its cases are not ours to keep
+    assert run(steps=2, resume=False) == ["c000", "c001"]
+
+
 def test_behaviour_identification_of_a_run(tmp_path):
     from pathlib import Path
 

@@ -312,6 +312,25 @@ def behaviour_identification_of_run(results: list[CaseResult], reference_stats: 
             "mean_margin": float(np.mean([x["margin"] for x in ranks]))}
 
 
+def system_fingerprint(system: System) -> str:
+    """What makes two runs of a system the same run: its ``fingerprint`` attribute, else its name."""
+    return str(getattr(system, "fingerprint", system.name))
+
+
+def finished_case(path: Path, fingerprint: str) -> CaseResult | None:
+    """The finished case at ``path`` when the same system wrote it and its video is still there, else None."""
+    if not path.is_file():
+        return None
+    try:
+        old = CaseResult.read(path)
+    except (ValueError, KeyError):  # a damaged JSON is redone, not trusted
+        return None
+    video = old.meta.get("video")
+    if old.meta.get("system_fingerprint") != fingerprint or not video or not Path(video).is_file():
+        return None
+    return old
+
+
 def run_benchmark(
     manifest: Manifest,
     system: System,
@@ -319,23 +338,37 @@ def run_benchmark(
     metrics: Sequence[Metric],
     progress: bool = True,
     report: bool = True,
+    resume: bool = True,
 ) -> dict:
     """Generates (or takes) each case's video, scores it, writes ``out_dir/cases/<id>.json`` and
     ``out_dir/summary.json``; returns the summary. A case whose metric fails keeps NaN for it and the error in
-    its ``meta`` (one broken case does not stop a 70-case run)."""
+    its ``meta`` (one broken case does not stop a 70-case run).
+
+    ``resume``: a case already finished in ``out_dir`` by the same system (``system_fingerprint``: name,
+    weights, steps, seed, length) keeps its video (generation is the expensive part; its JSON is written only
+    after the video is complete) and is scored again, so a killed run continues where it stopped and every
+    metric covers every case."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     videos_dir = out_dir / "videos"
     videos_dir.mkdir(parents=True, exist_ok=True)
     results = []
+    fingerprint = system_fingerprint(system)
     for case in tqdm(manifest.cases, desc=f"{system.name} on {manifest.name}", disable=not progress, unit="case"):
         result = CaseResult(case.case_id, meta={
             "identity": case.identity, "scene": case.scene, "system": system.name, "reference": str(case.reference),
-            "scene_image": str(case.scene_image or case.driving), "driving": str(case.driving)})
-        video = system.generate(case, videos_dir)
-        result.meta["video"] = str(video)
-        result.meta.update(getattr(system, "last_meta", {}))  # what the system says about this case, if anything
+            "scene_image": str(case.scene_image or case.driving), "driving": str(case.driving),
+            "system_fingerprint": fingerprint})
+        old = finished_case(out_dir / "cases" / f"{case.case_id}.json", fingerprint) if resume else None
+        if old is not None:  # its video and what the system said of it; the metrics are measured again
+            result.meta.update({k: v for k, v in old.meta.items()
+                                if k not in result.meta and k != "errors" and not k.endswith("_rank")})
+            video = Path(old.meta["video"])
+        else:
+            video = system.generate(case, videos_dir)
+            result.meta["video"] = str(video)
+            result.meta.update(getattr(system, "last_meta", {}))  # what the system says about this case, if anything
         for metric in metrics:
             try:
                 metric(case, video, result)

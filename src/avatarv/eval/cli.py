@@ -219,8 +219,11 @@ def run_bench(
     min_face_size: float | None = typer.Option(None, help="Smallest face for SyncNet tracks in px (default: the "
                                                "benchmark's eval_options, else the original's 100)."),
     report: bool = typer.Option(True, help="Write report/index.html."),
+    restart: bool = typer.Option(False, "--restart", help="Generate every case again (default: cases this system "
+                                 "already finished in --out keep their videos and are scored again)."),
 ) -> None:
-    """Runs a system on a cross-scene benchmark; writes per-case JSON, the summary (printed) and an HTML report."""
+    """Runs a system on a cross-scene benchmark; writes per-case JSON, the summary (printed) and an HTML report.
+    Resumable: run it again after a kill and finished cases are not generated again."""
     from avatarv.eval.benchmark import (
         Manifest,
         behaviour_metric,
@@ -251,7 +254,8 @@ def run_bench(
         metrics.append(behaviour_metric())
     system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps,
                                                              "max_seconds": max_seconds}
-    summary = run_benchmark(manifest, get_system(system, **system_kwargs), out, metrics, report=report)
+    summary = run_benchmark(manifest, get_system(system, **system_kwargs), out, metrics, report=report,
+                            resume=not restart)
     print(json.dumps(_finite(summary["summary"]), indent=2))
     if report:
         print(f"report: {summary['report']}", file=sys.stderr)

@@ -11,6 +11,7 @@ video (its first frame), what an image-conditioned avatar model sees.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,9 @@ class PipelineSystem:
         self.name = "avatarv" + ("-image-ref" if reference_mode == "image" else "")
         self.weights = str(checkpoint) if checkpoint else f"random {preset} (untrained: scores mean nothing)"
         self.last_meta: dict = {}
+        # what a finished case of an earlier run must match to be kept (``run_benchmark(resume=True)``)
+        self.fingerprint = json.dumps({"system": self.name, "weights": self.weights, "steps": steps, "seed": seed,
+                                       "max_seconds": max_seconds}, sort_keys=True)
 
     def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
         from avatarv.pipelines.generate import GenerationOptions
