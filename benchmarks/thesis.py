@@ -14,7 +14,8 @@ image-reference ablation, ...) and prints, per system, the mean and a bootstrap 
                 stream's representation; the references always through that representation
 
 over the cases every run has (``--all-cases``: each over its own), with K = all the benchmark's references;
-plus identity similarity against time (``-drift.png``); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
+plus identity similarity against time (``-drift.png``) and, per behaviour statistic, how well outputs follow their
+own reference (Pearson r over cases, in both spaces); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
 ``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
 benchmark does (``video_behaviour``), so folders written before ``behaviour_rank`` existed score the same way.
 
@@ -177,6 +178,45 @@ def plot(table: dict, k: int, path: Path) -> None:
     plt.close(fig)
 
 
+def per_statistic(run_dir: Path, cases: set[str], reference_stats: dict[str, dict], space: str) -> dict[str, dict]:
+    """Which behaviour statistics an output carries from its own reference: per statistic, the Pearson r over
+    cases between the output's value and its reference's, and both means (``space``: ``behaviour`` or
+    ``motion_behaviour``). r near the ground truth's = carried; near 0 = not."""
+    from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
+
+    pairs = []
+    for path in sorted((run_dir / "cases").glob("*.json")):
+        case = json.loads(path.read_text())
+        ref = case["meta"].get("behaviour_reference")
+        ref = str(Path(ref).resolve()) if ref else None
+        stats = case["meta"].get(f"{space}_stats")
+        if case["case_id"] in cases and stats is not None and ref in reference_stats:
+            pairs.append((stats, reference_stats[ref]))
+    out = {}
+    for k in SIMILARITY_SCALES:
+        x = np.array([a.get(k, np.nan) for a, _ in pairs], float)
+        y = np.array([b.get(k, np.nan) for _, b in pairs], float)
+        ok = np.isfinite(x) & np.isfinite(y)
+        r = float(np.corrcoef(x[ok], y[ok])[0, 1]) if ok.sum() > 2 and x[ok].std() > 0 and y[ok].std() > 0 else float("nan")
+        out[k] = {"r": r, "output_mean": float(np.mean(x[ok])) if ok.any() else float("nan"),
+                  "reference_mean": float(np.mean(y[ok])) if ok.any() else float("nan"), "n": int(ok.sum())}
+    return out
+
+
+def statistics_markdown(tables: dict[str, dict[str, dict[str, dict]]]) -> str:
+    """``{space: {system: per_statistic(...)}}`` → one table per space."""
+    lines = []
+    for space, systems in tables.items():
+        keys = list(next(iter(systems.values())))
+        lines += ["", f"Per statistic, {space.replace('_', ' ')} space: Pearson r over cases between the output and "
+                  "its own reference (output mean / reference mean; r is NaN where the output never varies):", "",
+                  "| system | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for name, row in systems.items():
+            cells = [f"{row[k]['r']:+.2f} ({row[k]['output_mean']:.2f} / {row[k]['reference_mean']:.2f})" for k in keys]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", type=Path, required=True, help="benchmark folder (manifest.json)")
@@ -207,11 +247,14 @@ def main() -> None:
     table = summarise(runs)
     pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
     text = markdown(table, pairs, len(ref_paths))
+    stat_tables = {space: {name: per_statistic(folders[name], set(r), refs, space) for name, r in runs.items()}
+                   for space, refs in (("behaviour", reference_stats), ("motion_behaviour", motion_reference_stats))}
+    text += statistics_markdown(stat_tables)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"table": table, "pairs": {",".join(k): v for k, v in pairs.items()}},
-                                                        indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps({"table": table, "pairs": {",".join(k): v for k, v in pairs.items()},
+                                                         "per_statistic": stat_tables}, indent=2))
     plot(table, len(ref_paths), args.out.with_suffix(".png"))
     drift = args.out.with_name(args.out.name + "-drift.png")
     plot_drift({name: face_sim_over_time(folders[name], set(r)) for name, r in runs.items()}, drift)

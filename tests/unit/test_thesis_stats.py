@@ -70,3 +70,21 @@ def test_face_sim_over_time_pads_short_cases(thesis, tmp_path):
     assert curves[0, 1] == 0.4 and np.isnan(curves[0, 2]) and np.isnan(curves[1, 1])
     thesis.plot_drift({"x": curves}, tmp_path / "drift.png")
     assert (tmp_path / "drift.png").stat().st_size > 2000
+
+
+def test_per_statistic_correlates_outputs_with_their_own_references(thesis, tmp_path):
+    """r = 1 where outputs follow their references exactly, NaN where the output never varies."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    refs = {f"/r/{i}.mp4": {"nod_amp": float(i), "blink_rate": 10.0 + i} for i in range(4)}
+    for i in range(4):
+        stats = {"nod_amp": 2.0 * i + 1, "blink_rate": 0.0}  # nods follow the reference, blinks never happen
+        (cases / f"c{i}.json").write_text(json.dumps({"case_id": f"c{i}", "meta": {
+            "motion_behaviour_stats": stats, "behaviour_reference": f"/r/{i}.mp4"}}))
+    out = thesis.per_statistic(tmp_path, {"c0", "c1", "c2", "c3"}, refs, "motion_behaviour")
+    assert out["nod_amp"]["r"] == pytest.approx(1.0) and out["nod_amp"]["output_mean"] == 4.0
+    assert np.isnan(out["blink_rate"]["r"]) and out["blink_rate"]["reference_mean"] == 11.5
+    assert out["nod_amp"]["n"] == 4 and out["smile_rate"]["n"] == 0
+    assert thesis.per_statistic(tmp_path, {"c0"}, refs, "behaviour")["nod_amp"]["n"] == 0  # no such stats
+    text = thesis.statistics_markdown({"motion_behaviour": {"x": out}})
+    assert "motion behaviour space" in text and "+1.00 (4.00 / 1.50)" in text
