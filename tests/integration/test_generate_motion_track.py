@@ -85,3 +85,34 @@ def test_generate_cli_motion_out(tmp_path):
     signals, _ = load_motion_track(track)
     assert list(signals) == list(MOTION_SIGNALS[: get_preset("tiny").dit.motion_dim])  # what a 6-dim stream holds
     assert len(signals["smile"]) == read_video(out).num_frames == 15
+
+
+def test_motion_continues_across_chunks(tmp_path, inputs):
+    """Each later chunk starts from the previous chunk's motion (the overlap's features); off, it does not."""
+    from avatarv.pipelines.motion_track import known_motion
+
+    ref, speech = inputs
+    calls = []
+    pipe = _pipeline(16)
+    sample = pipe._sample_chunk
+
+    def spy(*args, **kwargs):
+        latents, motion = sample(*args, **kwargs)
+        calls.append((kwargs.get("known_motion"), motion.clone()))
+        return latents, motion
+
+    pipe._sample_chunk = spy
+    pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=2.0, steps=2))
+    assert len(calls) >= 3 and calls[0][0] is None
+    for (_, before), (given, after) in zip(calls, calls[1:], strict=False):
+        torch_close(given, known_motion(before, 2))
+        torch_close(after[:2], given)  # the known frames keep it
+    calls.clear()
+    pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=2.0, steps=2, motion_continuity=False))
+    assert all(given is None for given, _ in calls)
+
+
+def torch_close(a, b):
+    import torch
+
+    torch.testing.assert_close(a, b)

@@ -205,6 +205,8 @@ def run_bench(
     preset: str = typer.Option("tiny", help="Model preset for random pipeline weights (no --checkpoint)."),
     steps: int | None = typer.Option(None, help="Sampling steps for the avatarv systems."),
     max_seconds: float | None = typer.Option(None, help="Generate at most this many seconds per case (avatarv systems)."),
+    motion_continuity: bool = typer.Option(True, "--motion-continuity/--no-motion-continuity",
+                                           help="avatarv systems: start each chunk's motion from the previous chunk's."),
     sync_weights: Path | None = typer.Option(None, help="SyncNet weights (default: the shipped world SyncNet)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Skip Sync-C/Sync-D."),
     face_backend: str = typer.Option("auto", help="Identity model: auto (world for world benchmarks, else dlib), "
@@ -253,7 +255,8 @@ def run_bench(
     if behaviour == "on" or (behaviour == "auto" and world):
         metrics.append(behaviour_metric())
     system_kwargs = {} if system == "passthrough" else {"checkpoint": checkpoint, "preset": preset, "steps": steps,
-                                                             "max_seconds": max_seconds}
+                                                             "max_seconds": max_seconds,
+                                                             "motion_continuity": motion_continuity}
     summary = run_benchmark(manifest, get_system(system, **system_kwargs), out, metrics, report=report,
                             resume=not restart)
     print(json.dumps(_finite(summary["summary"]), indent=2))

@@ -29,7 +29,8 @@ def image_reference(video: Video) -> Video:
 
 class PipelineSystem:
     def __init__(self, checkpoint: str | Path | None = None, preset: str = "tiny", steps: int | None = None,
-                 reference_mode: str = "video", seed: int = 0, max_seconds: float | None = None):
+                 reference_mode: str = "video", seed: int = 0, max_seconds: float | None = None,
+                 motion_continuity: bool = True):
         from avatarv.pipelines.generate import AvatarPipeline
 
         if reference_mode not in ("video", "image"):
@@ -37,12 +38,14 @@ class PipelineSystem:
         self.pipeline = AvatarPipeline.from_checkpoint(checkpoint) if checkpoint else AvatarPipeline.random(preset)
         self.reference_mode = reference_mode
         self.steps, self.seed, self.max_seconds = steps, seed, max_seconds
+        self.motion_continuity = motion_continuity
         self.name = "avatarv" + ("-image-ref" if reference_mode == "image" else "")
         self.weights = str(checkpoint) if checkpoint else f"random {preset} (untrained: scores mean nothing)"
         self.last_meta: dict = {}
         # what a finished case of an earlier run must match to be kept (``run_benchmark(resume=True)``)
         self.fingerprint = json.dumps({"system": self.name, "weights": self.weights, "steps": steps, "seed": seed,
-                                       "max_seconds": max_seconds}, sort_keys=True)
+                                       "max_seconds": max_seconds, "motion_continuity": motion_continuity},
+                                      sort_keys=True)
 
     def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
         from avatarv.pipelines.generate import GenerationOptions
@@ -53,7 +56,8 @@ class PipelineSystem:
             reference = image_reference(reference)
         sr = self.pipeline.audio_features.sample_rate
         speech = read_audio(case.audio or case.driving, sample_rate=sr).astype(np.float32)
-        opts = GenerationOptions(seed=self.seed, seconds=self.max_seconds and min(self.max_seconds, len(speech) / sr))
+        opts = GenerationOptions(seed=self.seed, seconds=self.max_seconds and min(self.max_seconds, len(speech) / sr),
+                                 motion_continuity=self.motion_continuity)
         if self.steps is not None:
             opts.steps = self.steps
         out = Path(out_dir) / f"{case.case_id}.mp4"

@@ -33,7 +33,7 @@ def run_generation(
     checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
     sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
     preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
-    motion_out: Path | None = None,
+    motion_out: Path | None = None, motion_continuity: bool = True,
 ) -> dict:
     from tqdm import tqdm
 
@@ -57,7 +57,8 @@ def run_generation(
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
                              preview_path=None if preview is None else str(preview), refine=refine,
                              prompt=prompt or "", scene_prompt=scene_prompt,
-                             motion_path=None if motion_out is None else str(motion_out))
+                             motion_path=None if motion_out is None else str(motion_out),
+                             motion_continuity=motion_continuity)
     total_s = seconds if seconds is not None else len(speech) / 16000
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
@@ -97,10 +98,12 @@ def generate(
                                      "first frame from it and diverse reference frames."),
     motion_out: Path = typer.Option(None, "--motion-out", help="Also write the generated motion stream (head "
                                     "pose, mouth, blink, smile per frame) to this .npz."),
+    motion_continuity: bool = typer.Option(True, "--motion-continuity/--no-motion-continuity",
+                                           help="Start each chunk's motion from the previous chunk's."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
-                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out)
+                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out, motion_continuity)
     typer.echo(json.dumps(summary))
 
 

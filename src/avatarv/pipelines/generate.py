@@ -28,7 +28,7 @@ from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
 from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
-from avatarv.pipelines.motion_track import MotionTrack, save_motion_track
+from avatarv.pipelines.motion_track import MotionTrack, known_motion, save_motion_track
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
 
 
@@ -50,6 +50,9 @@ class GenerationOptions:
     prompt: str = ""  # text condition of every chunk (needs a checkpoint with a text encoder)
     scene_prompt: str | None = None  # text condition of the image engine's scene image (implies scene_engine)
     motion_path: str | None = None  # also write the generated motion stream here, per frame (``motion_track``)
+    # a chunk's known leading frames get the previous chunk's motion, noised to each step's level as in
+    # training (``known_motion``); off: their motion is sampled afresh and jumps at every seam
+    motion_continuity: bool = True
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -172,9 +175,14 @@ class AvatarPipeline:
     def _sample_chunk(
         self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: list[RefInputs],
         cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
-        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None, known_motion: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(latents ``[1, z, c, h, w]`` with the known frames put back, motion ``[c, motion_dim]`` or None)."""
+        """(latents ``[1, z, c, h, w]`` with the known frames put back, motion ``[c, motion_dim]`` or None).
+
+        ``known_motion`` ``[k, motion_dim]``: the motion of the first k latent frames, known (the previous
+        chunk's). Training noises every frame's motion to the step's level, known frames included, and scores
+        only the generated ones; so at each step the model sees the known motion noised to that level,
+        (1 − σ)·m + σ·ε with the state's own initial noise ε, and the output keeps it as it was."""
         cfg = self.cfg
         s = cfg.resolution // cfg.vae.spatial_stride
         c = chunk.num_latents
@@ -184,10 +192,15 @@ class AvatarPipeline:
         if cfg.dit.motion_dim:
             state = (video, torch.randn(1, c, cfg.dit.motion_dim, generator=generator))
         audio = audio_tokens[None]  # [1, c, 4, n_mels]
+        if known_motion is not None and len(state) > 1:
+            km = known_motion[None].float()  # [1, k, motion_dim]
+            eps = state[1][:, : km.shape[1]].clone()
 
         def velocity(x, sigma):
             t = sigma.reshape(1).float()
             motion = x[1] if len(x) > 1 else None
+            if motion is not None and known_motion is not None:
+                motion = torch.cat([(1 - t) * km + t * eps, motion[:, km.shape[1] :]], dim=1)
 
             def predict(kept: frozenset[str]):
                 out = self.dit(
@@ -212,7 +225,10 @@ class AvatarPipeline:
         latents = out[0]
         k = known.shape[2] if known is not None else 0
         latents[:, :, :k] = known  # known frames are given, not generated
-        return latents, (out[1][0] if len(out) > 1 else None)
+        motion = out[1][0] if len(out) > 1 else None
+        if motion is not None and known_motion is not None:
+            motion[: known_motion.shape[0]] = known_motion
+        return latents, motion
 
     @staticmethod
     def _emit(writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
@@ -269,7 +285,7 @@ class AvatarPipeline:
         pending_lr: np.ndarray | None = None
         written = 0
         out_path = Path(out_path)
-        track = None
+        track, prev_motion = None, None
         if opts.motion_path:
             if not cfg.dit.motion_dim:
                 raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
@@ -288,8 +304,12 @@ class AvatarPipeline:
                     tail = pending if not refine else resize_square(pending, cfg.resolution)
                     known = self.vae.encode(tail)
                 tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
+                carried = None
+                if opts.motion_continuity and prev_motion is not None:
+                    carried = known_motion(prev_motion, known.shape[2])
                 latents, motion = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator, text=text,
-                                             on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
+                                                     known_motion=carried,
+                                                     on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
                     # global appearance anchor: the first chunk's last latent frames, a second reference
                     # stream at its own time offset; its K/V are computed once and kept for every later chunk
@@ -313,6 +333,7 @@ class AvatarPipeline:
                     pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]
                 written += n_new
                 pending = None if last else frames[len(frames) - plan.overlap_frames :]
+                prev_motion = motion
                 del latents, lr_frames, frames
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
         if track is not None:

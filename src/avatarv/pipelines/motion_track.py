@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 class MotionTrack:
@@ -52,6 +53,26 @@ class MotionTrack:
     def signals(self) -> dict[str, np.ndarray]:
         x = np.concatenate(self.rows) if self.rows else np.zeros((0, len(self.names)))
         return {n: x[:, k].astype(np.float32) for k, n in enumerate(self.names)}
+
+
+def known_motion(previous: torch.Tensor, known_latents: int) -> torch.Tensor:
+    """The next chunk's known motion ``[k, dim]`` from the previous chunk's ``[c, dim]``.
+
+    The next chunk's k known latent frames are the VAE encoding of the previous chunk's last 4(k − 1) + 1
+    frames: its latent 0 is the first of those frames alone, latent j ≥ 1 frames 4j − 3 … 4j of them. Their
+    motion features are computed from the previous chunk's per-frame motion (``motion_signals``) exactly as
+    ``motion_features`` computes a clip's; signals a small ``dim`` lacks count as zeros (they are cut again)."""
+    from avatarv.data.shards import MOTION_SIGNALS, motion_features, motion_signals
+
+    c, dim = previous.shape
+    frames = 4 * (c - 1) + 1
+    tail = 4 * (known_latents - 1) + 1
+    if not 1 <= known_latents <= c:
+        raise ValueError(f"{known_latents} known latent frames from a chunk of {c}")
+    signals = motion_signals(previous, frames)
+    zeros = np.zeros(frames)
+    tail_signals = {n: signals.get(n, zeros)[frames - tail :] for n in MOTION_SIGNALS}
+    return motion_features(tail_signals, known_latents, dim).to(previous.dtype)
 
 
 def save_motion_track(path: str | Path, signals: dict[str, np.ndarray], fps: float) -> Path:
