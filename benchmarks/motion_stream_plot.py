@@ -42,10 +42,24 @@ def seam_jumps(signal: np.ndarray, seams: list[int]) -> float:
     return float(steps[at].mean() / max(steps[others].mean(), 1e-9)) if len(at) and others.any() else float("nan")
 
 
+def median_seam_jumps(run_dir: Path) -> dict[str, float]:
+    """Per signal, the median over a run's cases of ``seam_jumps``."""
+    from avatarv.pipelines.motion_track import load_motion_track
+
+    ratios: dict[str, list[float]] = {k: [] for k in SIGNALS}
+    for path in sorted((run_dir / "videos").glob("*.motion.npz")):
+        track, _ = load_motion_track(path)
+        seams = seam_frames(len(track["pitch"]))
+        for k in SIGNALS:
+            ratios[k].append(seam_jumps(track[k], seams))
+    return {k: round(float(np.nanmedian(v)), 3) if v else float("nan") for k, v in ratios.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", type=Path, required=True)
-    ap.add_argument("--case", required=True)
+    ap.add_argument("--case", required=True, help="a case id, or 'all': the median seam jump ratio over every "
+                    "case of each run (no plot)")
     ap.add_argument("--run", action="append", required=True, help="name=eval-run-folder (repeat)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/motion.png"))
     args = ap.parse_args()
@@ -59,6 +73,10 @@ def main() -> None:
     from avatarv.eval.motion_stream import through_stream
     from avatarv.pipelines.motion_track import load_motion_track
 
+    if args.case == "all":
+        print(json.dumps({"median_seam_jump_ratio": {name: median_seam_jumps(Path(folder))
+                                                     for name, _, folder in (r.partition("=") for r in args.run)}}))
+        return
     manifest = json.loads((args.bench / "manifest.json").read_text())
     case = next(c for c in manifest["cases"] if c["case_id"] == args.case)
     truth = through_stream(video_signals(args.bench / case["driving"])[0])
