@@ -64,3 +64,20 @@ def test_case_json_round_trip_and_summary(tmp_path):
     written = write_summary([a, b], tmp_path / "summary.json", extra={"system": "gt"})
     assert json.loads((tmp_path / "summary.json").read_text()) == written
     assert written["cases"] == ["case_001", "case_002"]
+
+
+def test_weights_digest_changes_with_any_file(tmp_path):
+    """A resumed eval run keeps a case only for the same weights: the digest sees contents and names."""
+    from avatarv.eval.systems import weights_digest
+
+    (tmp_path / "dit").mkdir()
+    (tmp_path / "dit" / "model.safetensors").write_bytes(b"abc")
+    (tmp_path / "pipeline.json").write_text("{}")
+    first = weights_digest(tmp_path)
+    assert weights_digest(tmp_path) == first
+    (tmp_path / "dit" / "model.safetensors").write_bytes(b"abd")
+    assert weights_digest(tmp_path) != first
+    (tmp_path / "dit" / "model.safetensors").write_bytes(b"abc")
+    assert weights_digest(tmp_path) == first
+    (tmp_path / "dit" / "model.safetensors").rename(tmp_path / "dit" / "other.safetensors")
+    assert weights_digest(tmp_path) != first

@@ -27,6 +27,18 @@ def image_reference(video: Video) -> Video:
                  source=video.source)
 
 
+def weights_digest(checkpoint: str | Path) -> str:
+    """SHA-256 over a checkpoint's files (names and bytes): new weights at the same path are another system."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = Path(checkpoint)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 class PipelineSystem:
     def __init__(self, checkpoint: str | Path | None = None, preset: str = "tiny", steps: int | None = None,
                  reference_mode: str = "video", seed: int = 0, max_seconds: float | None = None,
@@ -44,6 +56,7 @@ class PipelineSystem:
         self.last_meta: dict = {}
         # what a finished case of an earlier run must match to be kept (``run_benchmark(resume=True)``)
         self.fingerprint = json.dumps({"system": self.name, "weights": self.weights, "steps": steps, "seed": seed,
+                                       "weights_sha256": weights_digest(checkpoint) if checkpoint else None,
                                        "max_seconds": max_seconds, "motion_continuity": motion_continuity},
                                       sort_keys=True)
 
