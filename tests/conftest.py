@@ -27,3 +27,14 @@ def real_clips() -> list[Path]:
 def real_speech() -> list[Path]:
     """The three real speech recordings (wav, 16/48 kHz stereo)."""
     return sorted(_real("speech").glob("*.wav"))
+
+
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` imported as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def thesis():
-    spec = importlib.util.spec_from_file_location("thesis", ROOT / "benchmarks" / "thesis.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("thesis")
 
 
 def test_sign_flip_p_separates_a_shift_from_noise(thesis):
