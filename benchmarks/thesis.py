@@ -17,7 +17,7 @@ over the cases every run has (``--all-cases``: each over its own), with K = all 
 plus identity similarity against time (``-drift.png``) and, per behaviour statistic, how well outputs follow their
 own reference (Pearson r over cases, in both spaces); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
 ``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
-benchmark does (``video_behaviour``), so folders written before ``behaviour_rank`` existed score the same way.
+benchmark does (``behaviour_in_both_spaces``), so folders written before ``behaviour_rank`` existed score the same way.
 
     python benchmarks/thesis.py --bench out/bench24x12 --run gt=out/eval24x12-gt \\
         --run video=out/eval24x12-video --run image=out/eval24x12-image --pair video,image
@@ -228,17 +228,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from avatarv.eval.behaviour import video_signals
-    from avatarv.eval.motion_stream import video_stream_behaviour
-    from avatarv.world.analyzer import behaviour_stats
-    from avatarv.world.analyzer.behaviour import FPS
+    from avatarv.eval.motion_stream import behaviour_in_both_spaces
 
     manifest = json.loads((args.bench / "manifest.json").read_text())
     ref_paths = sorted({str((args.bench / c["reference"]).resolve()) for c in manifest["cases"]})
     reference_stats, motion_reference_stats = {}, {}
     for p in ref_paths:  # measured as the benchmark measures them (``behaviour_metric``)
-        signals, audio = video_signals(p)
-        reference_stats[p] = behaviour_stats(signals, audio)
-        motion_reference_stats[p] = video_stream_behaviour(signals, audio, FPS)
+        reference_stats[p], motion_reference_stats[p] = behaviour_in_both_spaces(*video_signals(p))
     folders = {name: Path(folder) for name, _, folder in (spec.partition("=") for spec in args.run)}
     runs = {name: load_run(folder, reference_stats, motion_reference_stats) for name, folder in folders.items()}
     if not args.all_cases:

@@ -52,6 +52,10 @@ def motion_features(signals: dict[str, np.ndarray], num_latents: int, dim: int) 
     return torch.nn.functional.pad(feats, (0, dim - feats.shape[1]))
 
 
+def motion_signal_names(dim: int) -> list[str]:
+    """The per-frame signals a ``dim``-wide motion stream holds (``motion_signals``' keys, in order)."""
+    return list(MOTION_SIGNALS[:dim])
+
 
 def motion_signals(features: torch.Tensor | np.ndarray, num_frames: int) -> dict[str, np.ndarray]:
     """Inverse of ``motion_features``: ``[num_latents, dim]`` → per-frame signals ``{name: [num_frames]}``.
@@ -69,7 +73,7 @@ def motion_signals(features: torch.Tensor | np.ndarray, num_frames: int) -> dict
     frames = np.arange(num_frames)
     j = (frames + 3) // 4  # latent frame of each video frame
     out = {name: f[j, k] * (30.0 if name in ("yaw", "pitch", "roll") else 1.0)
-           for k, name in enumerate(MOTION_SIGNALS) if k < dim}
+           for k, name in enumerate(motion_signal_names(dim))}
     s = len(MOTION_SIGNALS)
     if dim >= s + 4:
         slot = np.where(frames == 0, 3, frames - (4 * j - 3))  # frame 0: latent 0 repeats it in every slot

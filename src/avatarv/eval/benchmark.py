@@ -255,7 +255,7 @@ def behaviour_metric(analyzer=None) -> Metric:
     generated motion track when the system wrote one beside the video (``<case>.motion.npz``), else from its
     pixels through the stream's representation (ground truth, systems without a stream)."""
     from avatarv.eval.behaviour import behaviour_similarity, video_signals
-    from avatarv.eval.motion_stream import track_behaviour, video_stream_behaviour
+    from avatarv.eval.motion_stream import behaviour_in_both_spaces, track_behaviour, video_stream_behaviour
     from avatarv.pipelines.motion_track import motion_track_path
     from avatarv.world.analyzer import behaviour_stats
     from avatarv.world.analyzer.behaviour import FPS  # what behaviour_stats assumes of every video
@@ -265,9 +265,8 @@ def behaviour_metric(analyzer=None) -> Metric:
 
     def run(case: BenchmarkCase, video: Path, result: CaseResult) -> None:
         if case.reference not in cache:
-            signals, audio = video_signals(case.reference, analyzer)
-            cache[case.reference] = behaviour_stats(signals, audio)
-            motion_cache[case.reference] = video_stream_behaviour(signals, audio, FPS)
+            cache[case.reference], motion_cache[case.reference] = behaviour_in_both_spaces(
+                *video_signals(case.reference, analyzer))
         signals, audio = video_signals(video, analyzer)
         out = behaviour_stats(signals, audio)
         result.metrics["behaviour"] = behaviour_similarity(out, cache[case.reference])

@@ -47,6 +47,16 @@ def video_stream_behaviour(signals: dict[str, np.ndarray], audio: np.ndarray | N
     return stream_behaviour(through_stream(signals), audio, fps)
 
 
+def behaviour_in_both_spaces(signals: dict[str, np.ndarray], audio: np.ndarray | None
+                             ) -> tuple[dict[str, float], dict[str, float]]:
+    """(pixel-space, motion-stream-space) behaviour of a real video's analyzer signals: how references are
+    measured, by the benchmark (``behaviour_metric``) and by the thesis figure alike."""
+    from avatarv.world.analyzer import behaviour_stats
+    from avatarv.world.analyzer.behaviour import FPS  # what behaviour_stats assumes of every video
+
+    return behaviour_stats(signals, audio), video_stream_behaviour(signals, audio, FPS)
+
+
 def track_behaviour(track: str | Path, audio: np.ndarray | None) -> dict[str, float]:
     """Behaviour of a saved generated motion track (``save_motion_track``), against the video's audio."""
     from avatarv.pipelines.motion_track import load_motion_track

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from avatarv.config import ModelConfig, get_preset
-from avatarv.data.shards import motion_signals
+from avatarv.data.shards import motion_signal_names, motion_signals
 from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
@@ -289,8 +289,7 @@ class AvatarPipeline:
         if opts.motion_path:
             if not cfg.dit.motion_dim:
                 raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
-            names = list(motion_signals(torch.zeros(2, cfg.dit.motion_dim), 1))
-            track = MotionTrack(names, plan.overlap_frames, plan.total_frames)
+            track = MotionTrack(motion_signal_names(cfg.dit.motion_dim), plan.overlap_frames, plan.total_frames)
         with ExitStack() as stack:
             writer = stack.enter_context(StreamingMp4Writer(out_path, fps, out_res, out_res, sample_rate=sr))
             preview = None
