@@ -166,6 +166,10 @@ def test_stage_configs_of_the_ablation(tmp_path):
     assert stage_configs(fixed, tmp_path, "image")[2].method.aux == (("identity", r.identity_aux_weight, 500, 250),)
     assert s3v.method.known_noise == 0.0
     assert [s.method.known_noise for s in stage_configs(WorldRecipe(known_noise=0.3), tmp_path, "video")] == [0, 0.3, 0.3]
+    assert not s3v.motion_norm and s3v.method.motion_weight == 0.5  # as the checkpoints of e425ae2 were trained
+    normed = stage_configs(WorldRecipe(motion_norm=True, motion_weight=2.0), tmp_path, "image")
+    assert [s.motion_norm for s in normed] == [False, False, True]  # stages 1–2 have no motion loss
+    assert normed[2].method.motion_weight == 2.0
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):

@@ -40,6 +40,11 @@ class DiTConfig:
     audio_window: int = 1
     # Motion stream: one token per latent frame carrying motion_dim features. 0 = no motion stream.
     motion_dim: int = 0
+    # The motion stream's per-channel normalisation (``models/dit/motion_norm.py``): the flow runs on
+    # (features − mean) / std, as it runs on normalised VAE latents. Empty: raw features (checkpoints trained
+    # before it). Raw features have std ≈ 0.1–0.3 against unit noise, so most flow times see noise alone.
+    motion_mean: tuple[float, ...] = ()
+    motion_std: tuple[float, ...] = ()
     # Distilled students take guidance scales as input (CFG distillation). 0 = none.
     num_guidance_scales: int = 0
     # Attention backend: auto | sdpa | chunked | tiled | flex | flash | sage (models/dit/attention.py).
@@ -68,6 +73,12 @@ class DiTConfig:
             raise ConfigError(f"local_window must be ≥ 0, got {self.local_window}")
         if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
             raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
+        if (self.motion_mean or self.motion_std) and not (
+                len(self.motion_mean) == len(self.motion_std) == self.motion_dim):
+            raise ConfigError(f"motion_mean and motion_std need {self.motion_dim} values each (motion_dim), "
+                              f"got {len(self.motion_mean)} and {len(self.motion_std)}")
+        if any(not s > 0 for s in self.motion_std):
+            raise ConfigError("motion_std values must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -80,6 +91,7 @@ class DiTConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["patch_size"] = list(self.patch_size)
+        d["motion_mean"], d["motion_std"] = list(self.motion_mean), list(self.motion_std)
         return d
 
     @classmethod
@@ -91,6 +103,9 @@ class DiTConfig:
         d = dict(d)
         if "patch_size" in d:
             d["patch_size"] = tuple(d["patch_size"])
+        for key in ("motion_mean", "motion_std"):
+            if key in d:
+                d[key] = tuple(float(x) for x in d[key])
         return cls(**d)
 
 

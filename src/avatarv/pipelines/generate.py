@@ -23,6 +23,7 @@ from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, si
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
+from avatarv.models.dit.motion_norm import denormalize_motion, normalize_motion
 from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
@@ -177,7 +178,8 @@ class AvatarPipeline:
         cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
         text: tuple[torch.Tensor, torch.Tensor] | None = None, known_motion: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(latents ``[1, z, c, h, w]`` with the known frames put back, motion ``[c, motion_dim]`` or None).
+        """(latents ``[1, z, c, h, w]`` with the known frames put back, raw motion features ``[c, motion_dim]``
+        or None; the flow runs on them normalised, ``DiTConfig.motion_mean/std``).
 
         ``known_motion`` ``[k, motion_dim]``: the motion of the first k latent frames, known (the previous
         chunk's). Training noises every frame's motion to the step's level, known frames included, and scores
@@ -193,7 +195,7 @@ class AvatarPipeline:
             state = (video, torch.randn(1, c, cfg.dit.motion_dim, generator=generator))
         audio = audio_tokens[None]  # [1, c, 4, n_mels]
         if known_motion is not None and len(state) > 1:
-            km = known_motion[None].float()  # [1, k, motion_dim]
+            km = normalize_motion(known_motion[None].float(), self.dit.cfg)  # [1, k, motion_dim], the stream's space
             eps = state[1][:, : km.shape[1]].clone()
 
         def velocity(x, sigma):
@@ -225,7 +227,7 @@ class AvatarPipeline:
         latents = out[0]
         k = known.shape[2] if known is not None else 0
         latents[:, :, :k] = known  # known frames are given, not generated
-        motion = out[1][0] if len(out) > 1 else None
+        motion = denormalize_motion(out[1][0], self.dit.cfg) if len(out) > 1 else None  # raw features
         if motion is not None and known_motion is not None:
             motion[: known_motion.shape[0]] = known_motion
         return latents, motion

@@ -199,6 +199,11 @@ def train_world(
                               "world-<preset>-imageref, e.g. checkpoints): keep their VAE, skip stages 1–2, run "
                               "stage 3 again from each variant's DiT for the stage-3 steps of --stage-steps."),
     lr: float = typer.Option(None, "--lr", min=0.0, help="The DiT stages' peak learning rate (default 1.5e-3)."),
+    motion_norm: bool = typer.Option(None, "--motion-norm/--no-motion-norm",
+                                     help="Stage 3: normalise the motion stream per channel with the shards' "
+                                     "statistics (default off)."),
+    motion_weight: float = typer.Option(None, "--motion-weight", min=0.0,
+                                        help="Stage 3: weight of the motion-stream loss (default 0.5)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -222,6 +227,10 @@ def train_world(
         recipe = replace(recipe, init=str(init))
     if lr is not None:
         recipe = replace(recipe, lr=lr)
+    if motion_norm is not None:
+        recipe = replace(recipe, motion_norm=motion_norm)
+    if motion_weight is not None:
+        recipe = replace(recipe, motion_weight=motion_weight)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

@@ -40,6 +40,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     seed: int = 0
     init_from: str | None = None  # a DiT checkpoint directory (e.g. the previous stage)
+    # normalise the motion stream per channel with the training data's statistics, when the starting DiT has
+    # none (models/dit/motion_norm.py); they are written into the DiT's config and travel with its weights
+    motion_norm: bool = False
 
     def __post_init__(self):
         if self.precision not in ("bf16", "fp32"):

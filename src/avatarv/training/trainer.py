@@ -60,6 +60,12 @@ class Trainer:
         if model is None:
             model = VideoRefDiT.from_pretrained(cfg.init_from) if cfg.init_from else VideoRefDiT(get_preset(cfg.preset).dit)
         self.world = world_info()
+        self.dataset = dataset if dataset is not None else build_dataset(cfg, model.cfg)
+        if cfg.motion_norm and model.cfg.motion_dim and not model.cfg.motion_std:
+            from avatarv.models.dit.motion_norm import dataset_motion_statistics
+
+            mean, std = dataset_motion_statistics(self.dataset)
+            model.cfg = replace(model.cfg, motion_mean=mean, motion_std=std)
         if self.world.distributed:
             from avatarv.distributed.fsdp import apply_fsdp
             from avatarv.errors import ConfigError
@@ -71,7 +77,6 @@ class Trainer:
                 model = model.to(torch.device("cuda", torch.cuda.current_device()))
             model = apply_fsdp(model)
         self.model = model.train()
-        self.dataset = dataset if dataset is not None else build_dataset(cfg, model.cfg)
         self.method = method or make_method(cfg.method, aux_losses)
         self.optim = MuonAdamW(self.model, cfg.optim)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay else None

@@ -87,6 +87,10 @@ class WorldRecipe:
     identity_aux_ramp: int | None = None
     # stages 2–3: noise augmentation of the known prefix (MethodConfig.known_noise; 0 = off, as trained so far)
     known_noise: float = 0.0
+    # stage 3's motion stream: normalised per channel with the shards' statistics (models/dit/motion_norm.py;
+    # False: raw features, as the checkpoints of e425ae2 were trained) and the weight of its loss
+    motion_norm: bool = False
+    motion_weight: float = 0.5
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
     # continue from trained pipelines: a folder holding world-<preset> and world-<preset>-imageref (e.g. the
@@ -320,11 +324,11 @@ def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards:
     start = s3 // 2 if r.identity_aux_start is None else r.identity_aux_start
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
     aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
-    stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)),
+    stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)), motion_norm=r.motion_norm,
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(init_pipeline(r, variant) / "dit" if r.init else r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,
-                                         use_ref_motion=False,
+                                         use_ref_motion=False, motion_weight=r.motion_weight,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
     if r.init:  # continued: stage 3 alone
         return [stage3]

@@ -2,7 +2,7 @@
 
 One training step (rectified flow; SD3 §2): sample t from a logit-normal density, noise the target
 latents x_t = (1 − t)·x0 + t·ε (and the motion features with the same t when the motion stream is on),
-predict the velocity ε − x0, and regress it (MSE) on the frames the model has to generate. Known leading
+predict the velocity ε − x0 (motion in the DiT's normalised space, ``models/dit/motion_norm.py``), and regress it (MSE) on the frames the model has to generate. Known leading
 frames (scene image, prefix) are given clean through the I2V condition and excluded from the loss.
 Conditions are dropped at random (reference, then audio, then text, nested) so that multi-condition CFG
 (``diffusion/guidance.py``) has the unconditional branches it needs.
@@ -17,6 +17,7 @@ import torch
 from avatarv.diffusion import add_noise, sample_logit_normal, velocity_target
 from avatarv.errors import ConfigError
 from avatarv.models.dit import RefInputs, VideoRefDiT
+from avatarv.models.dit.motion_norm import normalize_motion
 from avatarv.training.batch import Batch
 
 
@@ -133,13 +134,14 @@ class TrainingMethod:
             ref_mask = ref_mask[:, :n_ref] & keep_ref[:, None]  # a dropped reference is fully masked: no keys
             ref_motion = None
             if self.uses_motion and cfg.use_ref_motion and batch.ref_motion is not None:
-                ref_motion = batch.ref_motion[:, :n_ref]
+                ref_motion = normalize_motion(batch.ref_motion[:, :n_ref], model.cfg)
             ref = RefInputs(batch.ref_latents[:, :, :n_ref], ref_motion, ref_mask)
         motion_t = motion_target = None
         if self.uses_motion and batch.motion is not None and model.cfg.motion_dim:
-            m_noise = torch.randn(batch.motion.shape, generator=generator).to(dev)
-            motion_t = add_noise(batch.motion, m_noise, t)
-            motion_target = velocity_target(batch.motion, m_noise)
+            m0 = normalize_motion(batch.motion, model.cfg)  # the flow runs in the normalised space
+            m_noise = torch.randn(m0.shape, generator=generator).to(dev)
+            motion_t = add_noise(m0, m_noise, t)
+            motion_target = velocity_target(m0, m_noise)
 
         out = model(x_t, t, text=text, cond=cond, audio=audio, motion=motion_t, ref=ref)
         gen_mask = (~known_mask)[:, None, :, None, None].to(x0.dtype)  # loss on generated frames only
