@@ -38,3 +38,17 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def spy_chunks(pipe) -> list[tuple[dict, object]]:
+    """Record each chunk the pipeline samples: ``(keyword arguments, generated motion)``, in order."""
+    calls = []
+    sample = pipe._sample_chunk
+
+    def spy(*args, **kwargs):
+        latents, motion = sample(*args, **kwargs)
+        calls.append((kwargs, None if motion is None else motion.clone()))
+        return latents, motion
+
+    pipe._sample_chunk = spy
+    return calls

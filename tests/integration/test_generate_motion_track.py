@@ -18,6 +18,7 @@ from avatarv.models.dit import VideoRefDiT
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions, _live
 from avatarv.pipelines.motion_track import load_motion_track
+from tests.conftest import spy_chunks
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -39,18 +40,11 @@ def inputs():
 def test_motion_track_holds_the_generated_stream(tmp_path, inputs):
     ref, speech = inputs
     pipe = _pipeline(16)
-    seen = []
-    sample = pipe._sample_chunk
-
-    def spy(*args, **kwargs):
-        latents, motion = sample(*args, **kwargs)
-        seen.append(motion.clone())
-        return latents, motion
-
-    pipe._sample_chunk = spy
+    calls = spy_chunks(pipe)
     track = tmp_path / "a.motion.npz"
     summary = pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=0.6, steps=2, motion_path=str(track)))
     signals, fps = load_motion_track(track)
+    seen = [motion for _, motion in calls]
     assert fps == 25 and list(signals) == list(MOTION_SIGNALS) and len(seen) == summary["chunks"] == 1
     assert all(len(v) == summary["frames"] == 15 for v in signals.values())
     expected = motion_signals(seen[0], 4 * (seen[0].shape[0] - 1) + 1)
@@ -92,24 +86,17 @@ def test_motion_continues_across_chunks(tmp_path, inputs):
     from avatarv.pipelines.motion_track import known_motion
 
     ref, speech = inputs
-    calls = []
     pipe = _pipeline(16)
-    sample = pipe._sample_chunk
-
-    def spy(*args, **kwargs):
-        latents, motion = sample(*args, **kwargs)
-        calls.append((kwargs.get("known_motion"), motion.clone()))
-        return latents, motion
-
-    pipe._sample_chunk = spy
+    calls = spy_chunks(pipe)
     pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=2.0, steps=2))
-    assert len(calls) >= 3 and calls[0][0] is None
-    for (_, before), (given, after) in zip(calls, calls[1:], strict=False):
+    assert len(calls) >= 3 and calls[0][0]["known_motion"] is None
+    for (_, before), (kwargs, after) in zip(calls, calls[1:], strict=False):
+        given = kwargs["known_motion"]
         torch_close(given, known_motion(before, 2))
         torch_close(after[:2], given)  # the known frames keep it
     calls.clear()
     pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=2.0, steps=2, motion_continuity=False))
-    assert all(given is None for given, _ in calls)
+    assert all(kwargs["known_motion"] is None for kwargs, _ in calls)
 
 
 def torch_close(a, b):

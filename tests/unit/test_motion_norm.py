@@ -23,6 +23,7 @@ from avatarv.training.config import DataConfig, TrainConfig
 from avatarv.training.data import SyntheticLatents
 from avatarv.training.methods import MethodConfig, make_method
 from avatarv.training.trainer import Trainer
+from tests.conftest import spy_chunks
 
 
 def _tiny_with_stats(mean, std) -> DiTConfig:
@@ -119,18 +120,10 @@ def test_generation_reads_motion_back_in_raw_units(tmp_path):
     def run(c) -> torch.Tensor:
         dit.cfg = c.dit
         pipe = AvatarPipeline(c, dit, vae, random_weights=True)
-        seen = []
-        sample = pipe._sample_chunk
-
-        def spy(*args, **kwargs):
-            latents, motion = sample(*args, **kwargs)
-            seen.append(motion.clone())
-            return latents, motion
-
-        pipe._sample_chunk = spy
+        calls = spy_chunks(pipe)
         pipe.generate(ref, speech, tmp_path / f"{len(mean)}-{id(c)}.mp4", GenerationOptions(seconds=0.6, steps=2))
-        assert len(seen) == 1
-        return seen[0]
+        assert len(calls) == 1
+        return calls[0][1]
 
     plain = run(cfg)
     scaled = run(replace(cfg, dit=replace(cfg.dit, motion_mean=tuple(mean), motion_std=tuple(std))))
