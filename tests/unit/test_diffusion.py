@@ -167,3 +167,14 @@ def test_multi_condition_guidance():
     assert guided(predict, s).item() == pytest.approx(1 + 1.5 + 6 + 6)
     zero = GuidanceScales({"ref": 0.0, "audio": 0.0, "text": 0.0})
     assert guided(predict, zero).item() == 1.0
+
+
+def test_guidance_scales_parse():
+    from avatarv.diffusion import GuidanceScales
+
+    g = GuidanceScales.parse("audio=3, ref=1.5")
+    assert dict(g.scales) == {"ref": 1.5, "audio": 3.0, "text": 1.0} and not g.is_unit()
+    assert GuidanceScales.parse("").is_unit()
+    for bad in ("foo=2", "audio", "audio=x"):
+        with pytest.raises(ValueError, match="guidance"):
+            GuidanceScales.parse(bad)

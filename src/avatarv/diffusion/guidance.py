@@ -25,6 +25,23 @@ class GuidanceScales:
     scales: Mapping[str, float] = field(default_factory=lambda: {"ref": 1.0, "audio": 4.0, "text": 5.0})
     order: tuple[str, ...] = DEFAULT_ORDER
 
+    @classmethod
+    def parse(cls, text: str, base: GuidanceScales | None = None) -> GuidanceScales:
+        """``"audio=3,ref=1.5"`` → scales (conditions not named keep ``base``'s, default 1). Raises ValueError
+        naming the bad part."""
+        base = base or cls({name: 1.0 for name in DEFAULT_ORDER})
+        scales = dict(base.scales)
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            if not sep or name not in base.order:
+                raise ValueError(f"guidance {part!r}: expected NAME=SCALE with NAME one of {', '.join(base.order)}")
+            try:
+                scales[name] = float(value)
+            except ValueError:
+                raise ValueError(f"guidance {part!r}: {value.strip()!r} is not a number") from None
+        return cls(scales, base.order)
+
     def passes(self) -> list[frozenset[str]]:
         """The condition sets to evaluate: ∅, {c1}, {c1, c2}, …; only the full set when every scale is 1."""
         if self.is_unit():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from avatarv.errors import InputError
+from avatarv.errors import ConfigError, InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "world-small"
@@ -28,12 +28,24 @@ def _speech_from_args(audio: Path | None, text: str | None, voice: Path | None):
     return text_to_speech(text, voice)
 
 
+def parse_guidance(text: str | None):
+    """``--guidance audio=3,ref=1.5`` → GuidanceScales (None: the pipeline's default); a clear error otherwise."""
+    if text is None:
+        return None
+    from avatarv.diffusion import GuidanceScales
+
+    try:
+        return GuidanceScales.parse(text)
+    except ValueError as err:
+        raise ConfigError(f"--guidance: {err}") from None
+
+
 def run_generation(
     ref: Path, out: Path, audio: Path | None = None, text: str | None = None, voice: Path | None = None,
     checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
     sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
     preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
-    motion_out: Path | None = None, motion_continuity: bool = True,
+    motion_out: Path | None = None, motion_continuity: bool = True, guidance: str | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -45,6 +57,7 @@ def run_generation(
         raise InputError("the output must be an .mp4 file", out)
     if scene is not None and scene_prompt is not None:
         raise InputError("give at most one of --scene IMAGE and --scene-prompt \"...\"")
+    scales = parse_guidance(guidance)
     speech = _speech_from_args(audio, text, voice)
     reference = read_video(ref)
     if checkpoint is not None:
@@ -59,6 +72,8 @@ def run_generation(
                              prompt=prompt or "", scene_prompt=scene_prompt,
                              motion_path=None if motion_out is None else str(motion_out),
                              motion_continuity=motion_continuity)
+    if scales is not None:
+        opts.guidance = scales
     total_s = seconds if seconds is not None else len(speech) / 16000
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
@@ -100,10 +115,14 @@ def generate(
                                     "pose, mouth, blink, smile per frame) to this .npz."),
     motion_continuity: bool = typer.Option(True, "--motion-continuity/--no-motion-continuity",
                                            help="Start each chunk's motion from the previous chunk's."),
+    guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
+                                 "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step, more "
+                                 "than one scale ≠ 1 costs four)."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
-                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out, motion_continuity)
+                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out, motion_continuity,
+                             guidance)
     typer.echo(json.dumps(summary))
 
 
