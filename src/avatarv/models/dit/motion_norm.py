@@ -2,10 +2,12 @@
 
 The flow (``diffusion/flow.py``) mixes its variable with unit Gaussian noise, x_t = (1 − t)·x0 + t·ε. VAE
 latents are normalised to unit variance for that reason (SD3 §5.1; Wan's latents_mean/std). Raw motion
-features (``data/shards.motion_features``: mouth opening, blink, smile, angles / 30) have std 0.1–0.3, so at
-a typical t ≈ 0.5 their signal is a fifth of the noise: the model learns little beyond the mean, and a
-sampler fixes the motion only in its last step or two — blinks and mouth motion average away. Normalising
-each channel with statistics of the training data gives motion the SNR schedule the video has.
+features (``data/shards.motion_features``: mouth opening, blink, smile, angles / 30) have std 0.02–0.35 on
+the world shards, so at a typical t ≈ 0.5 their signal is a fifth of the noise or less: the model learns
+little beyond the mean, and a sampler fixes the motion only in its last step or two — blinks and mouth
+motion average away. Normalising each channel with statistics of the training data gives motion the SNR
+schedule the video has. (Measured: 250 continued stage-3 steps with it did not make the bundled models blink;
+``benchmarks/results/thesis-world-small-motion-norm.md``.)
 
 The DiT holds the statistics in its config (``DiTConfig.motion_mean/std``; empty = identity, checkpoints
 trained before this), so every caller that feeds or reads motion converts at the boundary: training targets
@@ -48,7 +50,7 @@ def motion_statistics(rows: torch.Tensor) -> tuple[tuple[float, ...], tuple[floa
 
 def dataset_motion_statistics(dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``motion_statistics`` over every target row of a dataset of training items (``motion`` ``[F, dim]``)."""
-    rows = [dataset[i]["motion"] for i in range(len(dataset))]
+    rows = [dataset[i].get("motion") for i in range(len(dataset))]
     rows = [r for r in rows if r is not None]
     if not rows:
         raise ValueError("the dataset has no motion features to normalise with")

@@ -2,8 +2,9 @@
 
 One training step (rectified flow; SD3 §2): sample t from a logit-normal density, noise the target
 latents x_t = (1 − t)·x0 + t·ε (and the motion features with the same t when the motion stream is on),
-predict the velocity ε − x0 (motion in the DiT's normalised space, ``models/dit/motion_norm.py``), and regress it (MSE) on the frames the model has to generate. Known leading
-frames (scene image, prefix) are given clean through the I2V condition and excluded from the loss.
+predict the velocity ε − x0 (motion in the DiT's normalised space, ``models/dit/motion_norm.py``), and
+regress it (MSE) on the frames the model has to generate. Known leading frames (scene image, prefix) are
+given clean through the I2V condition and excluded from the loss.
 Conditions are dropped at random (reference, then audio, then text, nested) so that multi-condition CFG
 (``diffusion/guidance.py``) has the unconditional branches it needs.
 """
