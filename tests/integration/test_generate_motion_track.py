@@ -103,3 +103,35 @@ def torch_close(a, b):
     import torch
 
     torch.testing.assert_close(a, b)
+
+
+def test_guidance_feeds_dropped_conditions_as_training_does(tmp_path, inputs):
+    """``audio=3`` evaluates 3 passes per step ({ref}, {ref, audio}, all); the pass without audio gets zero
+    audio tokens (training's dropout: ``batch.audio * 0``), not None, and the passes without the reference get
+    no reference."""
+    from avatarv.diffusion import GuidanceScales
+
+    ref, speech = inputs
+    pipe = _pipeline(6)
+    calls = []
+    forward = pipe.dit.forward
+
+    def spy(*args, **kwargs):
+        calls.append({"audio": kwargs["audio"], "ref": kwargs["ref"]})
+        return forward(*args, **kwargs)
+
+    pipe.dit.forward = spy
+    opts = GenerationOptions(seconds=0.4, steps=2, guidance=GuidanceScales({"ref": 1.0, "audio": 3.0, "text": 1.0}))
+    pipe.generate(ref, speech, tmp_path / "g.mp4", opts)
+    assert len(calls) == 2 * 3  # one chunk, 2 steps, 3 passes
+    for step in range(2):
+        no_audio, with_audio, full = calls[3 * step : 3 * step + 3]
+        assert no_audio["audio"] is not None and not no_audio["audio"].any()
+        assert with_audio["audio"].abs().sum() > 0 and full["audio"].abs().sum() > 0
+        assert all(c["ref"] is not None for c in (no_audio, with_audio, full))
+    calls.clear()
+    opts = GenerationOptions(seconds=0.4, steps=1, guidance=GuidanceScales({"ref": 2.0, "audio": 1.0, "text": 1.0}))
+    pipe.generate(ref, speech, tmp_path / "h.mp4", opts)
+    # weights ∅ −1, {ref} +1, {ref, audio} 0 (skipped), all +1
+    assert [c["ref"] is None for c in calls] == [True, False, False]
+    assert not calls[0]["audio"].any() and not calls[1]["audio"].any() and calls[2]["audio"].abs().sum() > 0

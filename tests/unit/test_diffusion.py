@@ -167,6 +167,21 @@ def test_multi_condition_guidance():
     assert guided(predict, s).item() == pytest.approx(1 + 1.5 + 6 + 6)
     zero = GuidanceScales({"ref": 0.0, "audio": 0.0, "text": 0.0})
     assert guided(predict, zero).item() == 1.0
+    # the nested sum written out, for scales that leave some passes with weight 0
+    for scales in ({"ref": 1.0, "audio": 3.0, "text": 1.0}, {"ref": 2.0, "audio": 2.0, "text": 1.0},
+                   {"ref": 1.0, "audio": 1.0, "text": 4.0}, {"ref": 0.5, "audio": 0.5, "text": 0.5}):
+        g = GuidanceScales(scales)
+        order = g.order
+        expected = base[frozenset()] + sum(
+            scales[name] * (base[frozenset(order[: i + 1])] - base[frozenset(order[:i])]) for i, name in enumerate(order))
+        calls.clear()
+        assert guided(predict, g).item() == pytest.approx(expected.item())
+        # a pass whose weight s_k − s_{k+1} is 0 is not evaluated
+        weights = [1.0 - scales["ref"], scales["ref"] - scales["audio"], scales["audio"] - scales["text"], scales["text"]]
+        assert sorted(calls, key=len) == [frozenset(order[:k]) for k, w in enumerate(weights) if w != 0]
+    calls.clear()
+    guided(predict, GuidanceScales({"ref": 1.0, "audio": 3.0, "text": 1.0}))
+    assert calls == [frozenset({"ref"}), frozenset({"ref", "audio"}), frozenset(order)]  # 3 passes, not 4
 
 
 def test_guidance_scales_parse():

@@ -38,6 +38,13 @@ class DiTConfig:
     # the tokens of latent frame f attend to frames f-audio_window … f+audio_window. 0 = no audio.
     audio_dim: int = 0
     audio_window: int = 1
+    # A learned embedding per slot of a frame's audio window ((2w+1)·audio_tokens_per_frame slots, zero at
+    # init), added to the audio keys and values. Attention over a set of keys is blind to their order: without
+    # it a frame's tokens cannot tell their own latent frame's audio from the neighbours', nor which video
+    # frame of the four each audio token belongs to, so per-frame lip motion is out of reach (measured:
+    # benchmarks/results/audio-positions.md). False: checkpoints trained before it.
+    audio_positions: bool = False
+    audio_tokens_per_frame: int = 4  # audio tokens per latent frame (the VAE's temporal stride)
     # Motion stream: one token per latent frame carrying motion_dim features. 0 = no motion stream.
     motion_dim: int = 0
     # The motion stream's per-channel normalisation (``models/dit/motion_norm.py``): the flow runs on
@@ -71,6 +78,8 @@ class DiTConfig:
             raise ConfigError(f"attn_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {self.attn_backend!r}")
         if self.local_window < 0:
             raise ConfigError(f"local_window must be ≥ 0, got {self.local_window}")
+        if self.audio_tokens_per_frame < 1:
+            raise ConfigError(f"audio_tokens_per_frame must be ≥ 1, got {self.audio_tokens_per_frame}")
         if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
             raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
         if (self.motion_mean or self.motion_std) and not (

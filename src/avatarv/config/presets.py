@@ -16,7 +16,7 @@ PRESETS: dict[str, ModelConfig] = {
         name="tiny",
         dit=DiTConfig(
             dim=48, num_heads=4, num_layers=2, ffn_dim=96, latent_channels=4, cond_channels=8,
-            text_dim=16, freq_dim=32, audio_dim=12, audio_window=1, motion_dim=6,
+            text_dim=16, freq_dim=32, audio_dim=12, audio_window=1, audio_positions=True, motion_dim=6,
         ),
         vae=VAEConfig(base_dim=8, z_dim=4),
         resolution=64, chunk_latent_frames=5, overlap_latent_frames=2, max_ref_latent_frames=3,
@@ -26,7 +26,7 @@ PRESETS: dict[str, ModelConfig] = {
         name="small",
         dit=DiTConfig(
             dim=256, num_heads=4, num_layers=8, ffn_dim=1024, latent_channels=16, cond_channels=20,
-            text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, motion_dim=16,
+            text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, audio_positions=True, motion_dim=16,
         ),
         # base_dim 16 (3.6 M parameters): a training step at 2×5×128² is 1.3 s in bf16 on 2 CPU cores, against
         # 3.5 s for base_dim 32 — the world's flat-shaded frames do not need the wider network.
@@ -37,14 +37,14 @@ PRESETS: dict[str, ModelConfig] = {
         name="wan-1.3b",
         dit=DiTConfig(
             dim=1536, num_heads=12, num_layers=30, ffn_dim=8960, latent_channels=16, cond_channels=20,
-            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, motion_dim=64,
+            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, audio_positions=True, motion_dim=64,
         ),
     ),
     "wan-14b": ModelConfig(
         name="wan-14b",
         dit=DiTConfig(
             dim=5120, num_heads=40, num_layers=40, ffn_dim=13824, latent_channels=16, cond_channels=20,
-            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, motion_dim=64,
+            text_dim=4096, freq_dim=256, audio_dim=768, audio_window=1, audio_positions=True, motion_dim=64,
         ),
     ),
 }

@@ -6,8 +6,10 @@ nesting for audio and text):
 
     v = v(∅) + Σ_i s_i · (v(c_1..c_i) − v(c_1..c_{i−1}))
 
-With every s_i = 1 the sum telescopes to v(c_1..c_K), the fully conditional prediction. A distilled student
-takes the scales as an input instead (``VideoRefDiT(guidance=...)``) and needs one pass.
+With every s_i = 1 the sum telescopes to v(c_1..c_K), the fully conditional prediction. Rewritten per pass,
+the prediction of the first k conditions has weight w_k = s_k − s_{k+1} (s_0 = 1, s_{K+1} = 0), so a pass
+whose weight is 0 is never evaluated: ``audio=3`` alone costs 3 passes ({ref}, {ref, audio}, all), not 4.
+A distilled student takes the scales as an input instead (``VideoRefDiT(guidance=...)``) and needs one pass.
 """
 
 from __future__ import annotations
@@ -42,23 +44,30 @@ class GuidanceScales:
                 raise ValueError(f"guidance {part!r}: {value.strip()!r} is not a number") from None
         return cls(scales, base.order)
 
+    def weights(self) -> dict[frozenset[str], float]:
+        """Each pass's weight in the guided velocity (passes of weight 0 left out): the prediction with the
+        first k conditions kept weighs s_k − s_{k+1}, with s_0 = 1 (∅'s own term) and s_{K+1} = 0."""
+        s = [1.0] + [float(self.scales.get(name, 1.0)) for name in self.order] + [0.0]
+        out = {}
+        for k in range(len(self.order) + 1):
+            w = s[k] - s[k + 1]
+            if w != 0.0:
+                out[frozenset(self.order[:k])] = w
+        return out
+
     def passes(self) -> list[frozenset[str]]:
-        """The condition sets to evaluate: ∅, {c1}, {c1, c2}, …; only the full set when every scale is 1."""
-        if self.is_unit():
-            return [frozenset(self.order)]
-        return [frozenset(self.order[:i]) for i in range(len(self.order) + 1)]
+        """The condition sets to evaluate, fewest conditions first; only the full set when every scale is 1."""
+        return list(self.weights())
 
     def is_unit(self) -> bool:
         return all(float(self.scales.get(name, 1.0)) == 1.0 for name in self.order)
 
     def combine(self, preds: Mapping[frozenset[str], torch.Tensor]) -> torch.Tensor:
         """Guided velocity from the predictions of :meth:`passes` (keyed by their condition sets)."""
-        if self.is_unit():
-            return preds[frozenset(self.order)]
-        v = preds[frozenset()]
-        for i, name in enumerate(self.order):
-            hi, lo = preds[frozenset(self.order[: i + 1])], preds[frozenset(self.order[:i])]
-            v = v + float(self.scales.get(name, 1.0)) * (hi - lo)
+        v = None  # the weights sum to s_0 − s_{K+1} = 1, so at least one pass is left
+        for p, w in self.weights().items():
+            term = preds[p] if w == 1.0 else w * preds[p]
+            v = term if v is None else v + term
         return v
 
 

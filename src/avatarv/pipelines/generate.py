@@ -194,6 +194,7 @@ class AvatarPipeline:
         if cfg.dit.motion_dim:
             state = (video, torch.randn(1, c, cfg.dit.motion_dim, generator=generator))
         audio = audio_tokens[None]  # [1, c, 4, n_mels]
+        null_audio = torch.zeros_like(audio)
         if known_motion is not None and len(state) > 1:
             km = normalize_motion(known_motion[None].float(), self.dit.cfg)  # [1, k, motion_dim], the stream's space
             eps = state[1][:, : km.shape[1]].clone()
@@ -205,8 +206,11 @@ class AvatarPipeline:
                 motion = torch.cat([(1 - t) * km + t * eps, motion[:, km.shape[1] :]], dim=1)
 
             def predict(kept: frozenset[str]):
+                # a dropped condition is fed as training's condition dropout feeds it (methods/base.py): zero
+                # audio tokens (not None: the audio attention still runs, on the embedding of silence-as-zeros),
+                # zero text, no reference keys (training masks every key, which is the same attention)
                 out = self.dit(
-                    x[0], t, cond=cond, audio=audio if "audio" in kept else None, motion=motion,
+                    x[0], t, cond=cond, audio=audio if "audio" in kept else null_audio, motion=motion,
                     text=None if text is None else text[0] if "text" in kept else text[1],
                     ref=ref if "ref" in kept else None, ref_cache=cache if "ref" in kept else None,
                 )

@@ -204,6 +204,9 @@ def train_world(
                                      "statistics (default off)."),
     motion_weight: float = typer.Option(None, "--motion-weight", min=0.0,
                                         help="Stage 3: weight of the motion-stream loss (default 0.5)."),
+    audio_positions: bool = typer.Option(None, "--audio-positions/--no-audio-positions",
+                                         help="Stage 3: add audio window positions to an --init DiT trained "
+                                         "without them (DiTConfig.audio_positions; default off)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -231,6 +234,8 @@ def train_world(
         recipe = replace(recipe, motion_norm=motion_norm)
     if motion_weight is not None:
         recipe = replace(recipe, motion_weight=motion_weight)
+    if audio_positions is not None:
+        recipe = replace(recipe, audio_positions=audio_positions)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

@@ -43,6 +43,8 @@ class TrainConfig:
     # normalise the motion stream per channel with the training data's statistics, when the starting DiT has
     # none (models/dit/motion_norm.py); they are written into the DiT's config and travel with its weights
     motion_norm: bool = False
+    # add audio window positions (DiTConfig.audio_positions, zero at the start) to a starting DiT without them
+    audio_positions: bool = False
 
     def __post_init__(self):
         if self.precision not in ("bf16", "fp32"):

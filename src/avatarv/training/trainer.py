@@ -59,6 +59,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if model is None:
             model = VideoRefDiT.from_pretrained(cfg.init_from) if cfg.init_from else VideoRefDiT(get_preset(cfg.preset).dit)
+        if cfg.audio_positions:
+            model = model.with_audio_positions()
         self.world = world_info()
         self.dataset = dataset if dataset is not None else build_dataset(cfg, model.cfg)
         if cfg.motion_norm and model.cfg.motion_dim and not model.cfg.motion_std:

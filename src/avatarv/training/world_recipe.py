@@ -91,6 +91,9 @@ class WorldRecipe:
     # False: raw features, as the checkpoints of e425ae2 were trained) and the weight of its loss
     motion_norm: bool = False
     motion_weight: float = 0.5
+    # stage 3: add audio window positions to a DiT trained without them (DiTConfig.audio_positions; a recipe
+    # from scratch gets them from the preset)
+    audio_positions: bool = False
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
     # continue from trained pipelines: a folder holding world-<preset> and world-<preset>-imageref (e.g. the
@@ -325,6 +328,7 @@ def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards:
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
     aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)), motion_norm=r.motion_norm,
+                     audio_positions=r.audio_positions,
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(init_pipeline(r, variant) / "dit" if r.init else r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,

@@ -56,11 +56,13 @@ class VideoRefDiT(nn.Module):
         self.head = Head(d, cfg.latent_channels * patch_volume, cfg.eps)
         # --- avatarv parts: each starts as the identity on the Wan path ---
         self.ref_embedding = nn.Parameter(torch.zeros(d))  # marks reference tokens
-        self.audio_embedding = None
+        self.audio_embedding = self.audio_position = None
         if cfg.audio_dim:
             self.audio_embedding = nn.Sequential(
                 nn.Linear(cfg.audio_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
             )
+            if cfg.audio_positions:  # one embedding per slot of a frame's audio window (cross_attention.py)
+                self.audio_position = nn.Parameter(torch.zeros((2 * cfg.audio_window + 1) * cfg.audio_tokens_per_frame, d))
         self.motion_embedding = self.motion_head = None
         if cfg.motion_dim:
             self.motion_embedding = nn.Linear(cfg.motion_dim, d)
@@ -95,6 +97,8 @@ class VideoRefDiT(nn.Module):
                 if isinstance(m, nn.Linear):
                     nn.init.normal_(m.weight, std=0.02)
         nn.init.zeros_(self.head.proj.weight)
+        if self.audio_position is not None:
+            nn.init.zeros_(self.audio_position)
         zero_out = [b.audio_attn.o for b in self.blocks if b.audio_attn is not None]
         if self.motion_head is not None:
             zero_out.append(self.motion_head)
@@ -263,6 +267,11 @@ class VideoRefDiT(nn.Module):
                 raise ValueError(f"audio has {audio.shape[1]} latent frames, video has {f}")
             # per-frame windows ([B, f, (2w+1)·Ka, D] and mask), gathered once for every block
             audio_ctx = audio_windows(self.audio_embedding(audio.to(tokens.dtype)), cfg.audio_window)
+            if self.audio_position is not None:
+                if audio.shape[2] != cfg.audio_tokens_per_frame:
+                    raise ValueError(f"audio has {audio.shape[2]} tokens per latent frame, the audio positions are "
+                                     f"for {cfg.audio_tokens_per_frame}")
+                audio_ctx = (audio_ctx[0] + self.audio_position.to(audio_ctx[0].dtype), audio_ctx[1])
             if sp is not None:  # padding frames get an all-valid window of silence: no empty softmax rows
                 audio_ctx = (sp.shard(audio_ctx[0], f), sp.shard(audio_ctx[1], f, pad_value=True))
 
@@ -289,6 +298,19 @@ class VideoRefDiT(nn.Module):
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
     # ----------------------------------------------------------- utilities
+    def with_audio_positions(self) -> VideoRefDiT:
+        """This DiT with audio window positions added (zero: the same outputs), for continuing a checkpoint
+        trained without them. Returns self when it has them or has no audio."""
+        if self.cfg.audio_positions or not self.cfg.audio_dim:
+            return self
+        from dataclasses import replace
+
+        new = VideoRefDiT(replace(self.cfg, audio_positions=True)).to(next(self.parameters()).device)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        if missing != ["audio_position"] or unexpected:
+            raise RuntimeError(f"adding audio positions: missing {missing}, unexpected {unexpected}")
+        return new
+
     @staticmethod
     def count_parameters(cfg: DiTConfig) -> int:
         """Parameters of a DiT with this config, built on the meta device (works for wan-14b)."""
