@@ -172,11 +172,18 @@ def main() -> None:
     ap.add_argument("--guidance", default="audio=2;audio=4",
                     help="';'-separated --guidance settings to sample with as well")
     ap.add_argument("--out", type=Path, help="also write the tables as markdown here")
+    ap.add_argument("--zero-audio-positions", action="store_true",
+                    help="ablation: set a DiT's learned audio window positions to zero (DiTConfig.audio_positions)")
     args = ap.parse_args()
     from avatarv.pipelines.generate import AvatarPipeline
 
     torch.manual_seed(args.seed)
     pipe = AvatarPipeline.from_checkpoint(args.checkpoint)
+    if args.zero_audio_positions:
+        if pipe.dit.audio_position is None:
+            raise SystemExit(f"motion_probe: {args.checkpoint}: the DiT has no audio positions to zero")
+        with torch.no_grad():
+            pipe.dit.audio_position.zero_()
     items = make_items(pipe, args.clips, args.seed)
     result = probe(pipe, items, [float(x) for x in args.t.split(",")], args.seed)
     samplers = {f"{name} {args.steps} steps": {"steps": args.steps, "sampler": name} for name in ("overshoot", "euler")}
@@ -188,6 +195,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(f"# Motion probe: {args.checkpoint}\n{text}\n")
     print(json.dumps({"benchmark": "motion_probe", "checkpoint": str(args.checkpoint), "clips": args.clips,
+                      "zero_audio_positions": args.zero_audio_positions,
                       "result": result}))
 
 

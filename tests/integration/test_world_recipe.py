@@ -170,6 +170,10 @@ def test_stage_configs_of_the_ablation(tmp_path):
     normed = stage_configs(WorldRecipe(motion_norm=True, motion_weight=2.0), tmp_path, "image")
     assert [s.motion_norm for s in normed] == [False, False, True]  # stages 1–2 have no motion loss
     assert normed[2].method.motion_weight == 2.0
+    # audio positions are added to a continued DiT in stage 3 only (a recipe from scratch has them by preset)
+    assert not s3v.audio_positions
+    assert [s.audio_positions for s in stage_configs(WorldRecipe(audio_positions=True), tmp_path, "video")] == [
+        False, False, True]
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):

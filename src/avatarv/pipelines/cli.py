@@ -116,8 +116,8 @@ def generate(
     motion_continuity: bool = typer.Option(True, "--motion-continuity/--no-motion-continuity",
                                            help="Start each chunk's motion from the previous chunk's."),
     guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
-                                 "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; any "
-                                 "scale ≠ 1 costs four)."),
+                                 "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; "
+                                 "audio=3 alone costs three, scales that differ everywhere four)."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
