@@ -152,10 +152,17 @@ def _image_reference_system(**kw) -> System:
     return PipelineSystem(reference_mode="image", **kw)
 
 
+def _vae_roundtrip_system(**kw) -> System:
+    from avatarv.eval.systems import VAERoundTripSystem
+
+    return VAERoundTripSystem(**kw)
+
+
 SYSTEMS: dict[str, Callable[..., System]] = {
     "passthrough": PassthroughSystem,
     "avatarv": _pipeline_system,  # our pipeline (--checkpoint DIR, or random weights of --preset)
     "avatarv-image-ref": _image_reference_system,  # the ablation: the reference's first frame only
+    "vae-roundtrip": _vae_roundtrip_system,  # the driving clip through --checkpoint's VAE: the pixel metrics' ceiling
 }
 
 

@@ -199,7 +199,8 @@ def make_bench(
 def run_bench(
     bench: Path = typer.Option(..., "--bench", help="Benchmark folder with manifest.json."),
     system: str = typer.Option("passthrough", help="passthrough (ground truth), avatarv (our pipeline), "
-                               "avatarv-image-ref (the image-reference ablation)."),
+                               "avatarv-image-ref (the image-reference ablation), vae-roundtrip (the driving clip through "
+                               "--checkpoint's VAE: the most any DiT on it can score)."),
     out: Path = typer.Option(..., "--out", help="Output folder: cases/*.json, summary.json, report/index.html."),
     checkpoint: Path | None = typer.Option(None, help="Pipeline checkpoint folder for the avatarv systems."),
     preset: str = typer.Option("tiny", help="Model preset for random pipeline weights (no --checkpoint)."),

@@ -1,4 +1,4 @@
-"""System adapters for the benchmark runner: our pipeline and its image-reference ablation.
+"""System adapters for the benchmark runner: our pipeline, its image-reference ablation, and the VAE ceiling.
 
 ``PipelineSystem`` runs ``avatarv.pipelines.generate.AvatarPipeline`` on a case: the reference video, the
 driving clip's speech (or the case's ``audio``) and the case's scene: on ``same`` cases the reference's own
@@ -97,3 +97,58 @@ class PipelineSystem:
         path = out_dir / f"{case.case_id}.scene.png"
         cv2.imwrite(str(path), cv2.cvtColor(first, cv2.COLOR_RGB2BGR))
         return str(path)
+
+
+class VAERoundTripSystem:
+    """The driving clip through a pipeline checkpoint's VAE, in chunks of the pipeline's chunk length."""
+
+    name = "vae-roundtrip"
+
+    def __init__(self, checkpoint: str | Path, **_ignored):
+        from avatarv.pipelines.generate import AvatarPipeline
+
+        if checkpoint is None:
+            from avatarv.errors import InputError
+
+            raise InputError("the vae-roundtrip system needs --checkpoint (a pipeline with a VAE)")
+        pipe = AvatarPipeline.from_checkpoint(checkpoint)
+        self.vae, self.cfg, self.vae_path = pipe.vae, pipe.cfg, Path(checkpoint) / "vae"
+        self.vae.bf16_inference = True  # as the pipeline decodes trained weights
+        self.fingerprint = json.dumps({"system": self.name, "vae_sha256": weights_digest(self.vae_path),
+                                       "chunk_latent_frames": self.cfg.chunk_latent_frames}, sort_keys=True)
+        self.last_meta: dict = {}
+
+    def chunk_frames(self) -> int:
+        return 4 * (self.cfg.chunk_latent_frames - 1) + 1
+
+    def roundtrip(self, frames: np.ndarray) -> np.ndarray:
+        """``[T, H, W, 3]`` uint8 → the same frames encoded and decoded, each chunk on its own; a short last
+        chunk is padded with its last frame to the causal VAE's 4k + 1 and cut back."""
+        import torch
+
+        from avatarv.pipelines.reference import resize_square
+
+        size = self.cfg.resolution
+        if frames.shape[1:3] != (size, size):
+            frames = resize_square(frames, size)
+        out, n = [], self.chunk_frames()
+        for start in range(0, len(frames), n):
+            part = frames[start : start + n]
+            pad = (-(len(part) - 1)) % 4
+            padded = np.concatenate([part, np.repeat(part[-1:], pad, axis=0)]) if pad else part
+            with torch.no_grad():
+                out.append(np.asarray(self.vae.decode(self.vae.encode(padded)))[: len(part)])
+        return np.concatenate(out)
+
+    def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
+        from avatarv.media import StreamingMp4Writer
+
+        driving = read_video(case.driving, fps=float(self.cfg.fps))
+        frames = self.roundtrip(driving.frames)
+        out = Path(out_dir) / f"{case.case_id}.mp4"
+        sr = driving.sample_rate
+        with StreamingMp4Writer(out, self.cfg.fps, frames.shape[2], frames.shape[1], sample_rate=sr) as writer:
+            audio = driving.audio[: int(round(len(frames) / self.cfg.fps * sr))] if driving.audio is not None else None
+            writer.append(frames, None if audio is None else audio.astype(np.float32))
+        self.last_meta = {"vae": str(self.vae_path)}
+        return out
