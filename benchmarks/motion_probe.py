@@ -92,22 +92,28 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
     return out
 
 
-MOTION_COLUMNS = ("mouth_open", "mouth_round", "smile", "blink", "brow_raise", "gaze_x", "gaze_y", "yaw", "pitch")
-MOUTH_SLOTS = list(range(11, 15))  # the 4 per-frame mouth openings (data/shards.motion_features)
+def mouth_slots() -> list[int]:
+    """Columns of the 4 per-frame mouth openings, after every signal's mean (``data.shards.motion_features``)."""
+    from avatarv.data.shards import MOTION_SIGNALS
+
+    return list(range(len(MOTION_SIGNALS), len(MOTION_SIGNALS) + 4))
 
 
 def score(est: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     """Raw motion rows ``[N, dim]`` against the ground truth's: r per signal, the per-frame mouth's std ratio,
     the largest blink."""
-    column = {n: i for i, n in enumerate(MOTION_COLUMNS)}
+    from avatarv.data.shards import MOTION_SIGNALS
+
+    column = {n: i for i, n in enumerate(MOTION_SIGNALS)}
+    slots = mouth_slots()
     r = {}
     for s in SIGNALS:
         if s == "mouth_open":  # per-frame slots: the lip-sync detail
-            a, b = est[:, MOUTH_SLOTS].flatten(), gt[:, MOUTH_SLOTS].flatten()
+            a, b = est[:, slots].flatten(), gt[:, slots].flatten()
         else:
             a, b = est[:, column[s]], gt[:, column[s]]
         r[s] = pearson(a.numpy(), b.numpy())
-    r["mouth_std_ratio"] = float(est[:, MOUTH_SLOTS].std() / gt[:, MOUTH_SLOTS].std().clamp(min=1e-8))
+    r["mouth_std_ratio"] = float(est[:, slots].std() / gt[:, slots].std().clamp(min=1e-8))
     r["blink_max"] = float(est[:, column["blink"]].max())
     return r
 

@@ -207,7 +207,7 @@ class AvatarPipeline:
 
             def predict(kept: frozenset[str]):
                 # a dropped condition is fed as training's condition dropout feeds it (methods/base.py): zero
-                # audio tokens (not None: the audio attention still runs, on the embedding of silence-as-zeros),
+                # audio tokens (not None: the audio attention still runs, on the embedding of all-zero tokens),
                 # zero text, no reference keys (training masks every key, which is the same attention)
                 out = self.dit(
                     x[0], t, cond=cond, audio=audio if "audio" in kept else null_audio, motion=motion,
