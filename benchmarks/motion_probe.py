@@ -59,6 +59,7 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
     g = torch.Generator().manual_seed(seed)
     noises = [(torch.randn(it["latents"].shape, generator=g), torch.randn(it["motion"].shape, generator=g))
               for it in items]
+    text = torch.zeros(1, pipe.text_encoder.max_length, mcfg.text_dim) if pipe.text_encoder else None  # training's null
     out: dict = {}
     for t in ts:
         preds = {c: [] for c in CONDITIONS}
@@ -81,7 +82,6 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
                 ref_mask = torch.full((1, it["ref_latents"].shape[1]), keep_ref)
                 ref = RefInputs(it["ref_latents"][None].float(), normalize_motion(it["ref_motion"][None].float(), mcfg),
                                 ref_mask)
-                text = torch.zeros(1, pipe.text_encoder.max_length, mcfg.text_dim) if pipe.text_encoder else None
                 pred = dit(x_t, tt, cond=cond, audio=audio, motion=m_t, ref=ref, text=text)
                 m_hat = m_t - t * pred.motion.float()
                 preds[c].append(denormalize_motion(m_hat[0, 1:], mcfg))
