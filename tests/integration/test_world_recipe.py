@@ -159,7 +159,11 @@ def test_stage_configs_of_the_ablation(tmp_path):
     assert [s.method.name for s in (s1, s2, s3v)] == ["t2v", "a2v", "personality"]
     assert s3v.steps == s3i.steps and s3v.method.aux == s3i.method.aux
     assert s3i.method.ref_latent_frames == 1 and s3v.method.ref_latent_frames == 0
-    assert not s3v.method.use_ref_motion  # the pipeline gives no reference motion features at inference
+    assert not s3v.method.use_ref_motion  # the bundled pair was trained without reference motion tokens
+    with_motion = WorldRecipe(ref_motion=True)
+    s3m = stage_configs(with_motion, tmp_path, "video")[2]
+    assert s3m.method.use_ref_motion and stage_configs(with_motion, tmp_path, "image")[2].method.use_ref_motion
+    assert s3m.out_dir.endswith("stage3-video-refmotion") and s3v.out_dir.endswith("stage3-video")
     assert s3v.method.aux == (("identity", r.identity_aux_weight, 300, 150),)  # half / a quarter of 600 steps
     # a run stopped early keeps the schedule it was started with
     fixed = WorldRecipe(stage_steps=(300, 600, 400), identity_aux_start=500, identity_aux_ramp=250)

@@ -74,8 +74,13 @@ def test_strided_reference_is_every_kth_frame_of_a_longer_clip():
     want = vae.encode(clip.frames[::3][:5])[0]
     assert torch.allclose(ref["latents"], want)
     assert not torch.allclose(ref["latents"], vae.encode(clip.frames[:5])[0])  # not the first 5 frames
-    if cfg.dit.motion_dim:
-        assert ref["motion"].shape == (2, cfg.dit.motion_dim)
+    if cfg.dit.motion_dim:  # what a pixel reader can see of the same strided frames (data.shards.REFERENCE_SIGNALS)
+        from avatarv.data.shards import reference_motion_features
+        from avatarv.training.world_shards import label_signals
+
+        want = reference_motion_features({k: v[::3][:5] for k, v in label_signals(clip.labels).items()}, 2,
+                                         cfg.dit.motion_dim)
+        assert ref["motion"].shape == (2, cfg.dit.motion_dim) and torch.equal(ref["motion"], want)
     with pytest.raises(ValueError, match="at stride"):
         encode_reference(clip, vae, cfg, latents=3, stride=3)  # 9 frames at stride 3 need 25
 
@@ -96,3 +101,9 @@ def test_make_shards_with_a_strided_reference(tmp_path):
         assert torch.equal(a[i]["latents"], b[i]["latents"])  # the same targets ...
         assert a[i]["ref_latents"].shape == b[i]["ref_latents"].shape
         assert not torch.equal(a[i]["ref_latents"], b[i]["ref_latents"])  # ... other references
+        if cfg.dit.motion_dim:  # reference motion: the readable signals only, the target's motion in full
+            from avatarv.data.shards import MOTION_SIGNALS, REFERENCE_SIGNALS
+
+            unread = [k for k, n in enumerate(MOTION_SIGNALS[: cfg.dit.motion_dim]) if n not in REFERENCE_SIGNALS]
+            for item in (a[i], b[i]):
+                assert not item["ref_motion"][:, unread].any() and item["motion"][:, unread].any()

@@ -143,6 +143,9 @@ class ModelConfig:
     # every k-th reference frame (k > 1: the same tokens see k times as long a stretch of behaviour, blinks and
     # nods at a k-fold lower frame rate); the model must be trained with the stride it is used with
     ref_frame_stride: int = 1
+    # the DiT was trained with the reference's motion features as tokens (RefInputs.motion): the pipeline reads
+    # them from the reference frames (pipelines/reference.reference_motion) and passes them with the latents
+    ref_motion: bool = False
 
     def __post_init__(self):
         if self.vae.z_dim != self.dit.latent_channels:
@@ -150,5 +153,7 @@ class ModelConfig:
         if self.resolution % (self.vae.spatial_stride * self.dit.patch_size[1]):
             raise ConfigError(f"resolution {self.resolution} must be a multiple of "
                               f"{self.vae.spatial_stride * self.dit.patch_size[1]}")
+        if self.ref_motion and not self.dit.motion_dim:
+            raise ConfigError("ref_motion needs a DiT with a motion stream (dit.motion_dim > 0)")
         if not 1 <= self.overlap_latent_frames < self.chunk_latent_frames:
             raise ConfigError("need 1 ≤ overlap_latent_frames < chunk_latent_frames")

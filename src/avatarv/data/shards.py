@@ -52,6 +52,21 @@ def motion_features(signals: dict[str, np.ndarray], num_latents: int, dim: int) 
     return torch.nn.functional.pad(feats, (0, dim - feats.shape[1]))
 
 
+# the signals a pixel reader gives for a reference video: those of the world analyzer (world/analyzer/model.
+# SIGNALS) that it reads well on the pipeline's reference crops (r 0.69–0.99 per latent frame against the
+# labels; gaze, r ≈ 0, is left out; tests/unit/test_reference_motion.py). A reference's motion tokens carry
+# these, the rest zero, in training as at inference
+REFERENCE_SIGNALS = ("mouth_open", "smile", "blink", "yaw", "pitch", "roll")
+
+
+def reference_motion_features(signals: dict[str, np.ndarray], num_latents: int, dim: int) -> torch.Tensor:
+    """``motion_features`` of a reference: the signals of ``REFERENCE_SIGNALS`` (exact labels in training, the
+    analyzer's reading at inference), every other signal zero so that the two agree on what is known."""
+    t = len(signals["mouth_open"])
+    kept = {n: (np.asarray(signals[n], np.float64) if n in REFERENCE_SIGNALS else np.zeros(t)) for n in MOTION_SIGNALS}
+    return motion_features(kept, num_latents, dim)
+
+
 def motion_signal_names(dim: int) -> list[str]:
     """The per-frame signals a ``dim``-wide motion stream holds (``motion_signals``' keys, in order)."""
     return list(MOTION_SIGNALS[:dim])

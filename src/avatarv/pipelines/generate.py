@@ -142,7 +142,7 @@ class AvatarPipeline:
         if self.refiner is not None:
             self.refiner.dit.save_pretrained(directory / "refiner")
         geometry = ("resolution", "chunk_latent_frames", "overlap_latent_frames", "max_ref_latent_frames",
-                    "ref_frame_stride")  # everything a checkpoint may set beside its preset (from_checkpoint)
+                    "ref_frame_stride", "ref_motion")  # everything a checkpoint may set beside its preset (from_checkpoint)
         meta = {"preset": self.cfg.name, "overrides": {k: getattr(self.cfg, k) for k in geometry}}
         if self.text_encoder is not None:
             self.text_encoder.save_pretrained(directory / "text_encoder")
@@ -269,8 +269,10 @@ class AvatarPipeline:
         out_res = cfg.resolution * (self.refiner.factor if refine else 1)
         prepared: PreparedReference = prepare_reference(
             reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None,
-            stride=cfg.ref_frame_stride
+            stride=cfg.ref_frame_stride, motion_dim=cfg.dit.motion_dim if cfg.ref_motion else 0
         )
+        if prepared.ref.motion is not None:  # the DiT reads reference motion in its stream's space
+            prepared.ref = replace(prepared.ref, motion=normalize_motion(prepared.ref.motion, self.dit.cfg))
         cache, anchor_cache, hr_cache = RefKVCache(), RefKVCache(), RefKVCache()
         refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)

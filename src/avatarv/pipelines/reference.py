@@ -51,10 +51,25 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
 
 
+def reference_motion(frames: np.ndarray, num_latents: int, motion_dim: int, analyzer=None) -> torch.Tensor:
+    """The reference's motion tokens' features ``[1, num_latents, motion_dim]`` (raw, as the shards hold them):
+    the world analyzer's per-frame reading of the encoded reference frames ``[4(num_latents − 1) + 1, S, S, 3]``,
+    through ``data.shards.reference_motion_features`` (the signals it cannot read are zero, as in training)."""
+    from avatarv.data.shards import reference_motion_features
+    from avatarv.world.analyzer import WorldAnalyzer
+
+    if len(frames) != 4 * (num_latents - 1) + 1:
+        raise ValueError(f"{len(frames)} reference frames do not make {num_latents} latent frames")
+    signals = (analyzer or WorldAnalyzer.load()).predict(np.ascontiguousarray(frames))
+    return reference_motion_features(signals, num_latents, motion_dim)[None]
+
+
 def prepare_reference(
     video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1,
-    hr_resolution: int | None = None, stride: int = 1,
+    hr_resolution: int | None = None, stride: int = 1, motion_dim: int = 0, analyzer=None,
 ) -> PreparedReference:
+    """``motion_dim`` > 0: the reference also gets its motion features (``reference_motion``; raw, the caller
+    normalises them for its DiT) — for a DiT trained with them (``ModelConfig.ref_motion``)."""
     if stride < 1:
         raise ValueError(f"reference frame stride {stride}: expected >= 1")
     frames = video.frames[::stride]
@@ -78,7 +93,8 @@ def prepare_reference(
     # latent j ← frames 4j−3 … 4j (j = 0: frame 0): faceless when most of them have no face
     mask = [found[0]] + [found[4 * j - 3 : 4 * j + 1].mean() >= 0.5 for j in range(1, n_lat)]
     frame_mask = torch.tensor([mask], dtype=torch.bool)
-    ref = RefInputs(latents=vae.encode(crops), frame_mask=frame_mask)  # [1, z, n_lat, h, w]
+    motion = reference_motion(crops, n_lat, motion_dim, analyzer) if motion_dim else None  # [1, n_lat, dim]
+    ref = RefInputs(latents=vae.encode(crops), motion=motion, frame_mask=frame_mask)  # [1, z, n_lat, h, w]
     ref_hr = None
     if hr_resolution is not None:
         ref_hr = RefInputs(latents=vae.encode(resize_square(square, hr_resolution)), frame_mask=frame_mask)

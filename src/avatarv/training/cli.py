@@ -207,6 +207,9 @@ def train_world(
     audio_positions: bool = typer.Option(None, "--audio-positions/--no-audio-positions",
                                          help="Stage 3: add audio window positions to an --init DiT trained "
                                          "without them (DiTConfig.audio_positions; default off)."),
+    ref_motion: bool = typer.Option(None, "--ref-motion/--no-ref-motion",
+                                    help="Stage 3: give the DiT the reference's motion features as tokens beside "
+                                    "its latents (ModelConfig.ref_motion; default off)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -236,6 +239,8 @@ def train_world(
         recipe = replace(recipe, motion_weight=motion_weight)
     if audio_positions is not None:
         recipe = replace(recipe, audio_positions=audio_positions)
+    if ref_motion is not None:
+        recipe = replace(recipe, ref_motion=ref_motion)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

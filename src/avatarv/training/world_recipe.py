@@ -94,6 +94,11 @@ class WorldRecipe:
     # stage 3: add audio window positions to a DiT trained without them (DiTConfig.audio_positions; a recipe
     # from scratch gets them from the preset)
     audio_positions: bool = False
+    # stage 3: the reference's motion features enter the reference stream beside its latents (one clean motion
+    # token per reference latent frame; RefInputs.motion). Trained from the world's labels; a pipeline reads
+    # them from the reference pixels with the world analyzer (ModelConfig.ref_motion). The image variant gets
+    # its one frame's motion: a pose and an expression, no rhythm
+    ref_motion: bool = False
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
     # continue from trained pipelines: a folder holding world-<preset> and world-<preset>-imageref (e.g. the
@@ -279,7 +284,8 @@ def make_ref_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Pat
 
 
 def stage3_name(r: WorldRecipe, variant: str) -> str:
-    return f"stage3-{variant}" + (f"-ref{r.ref_stride}" if r.ref_stride > 1 else "")
+    return (f"stage3-{variant}" + (f"-ref{r.ref_stride}" if r.ref_stride > 1 else "")
+            + ("-refmotion" if r.ref_motion else ""))
 
 
 def init_pipeline(r: WorldRecipe, variant: str) -> Path:
@@ -332,7 +338,7 @@ def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards:
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(init_pipeline(r, variant) / "dit" if r.init else r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,
-                                         use_ref_motion=False, motion_weight=r.motion_weight,
+                                         use_ref_motion=r.ref_motion, motion_weight=r.motion_weight,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
     if r.init:  # continued: stage 3 alone
         return [stage3]
@@ -386,7 +392,7 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     vae = VideoVAE.from_pretrained(vae_dir)
     overrides = {"chunk_latent_frames": r.target_latents,
                  "max_ref_latent_frames": r.ref_latents if variant == "video" else 1,
-                 "ref_frame_stride": r.ref_stride if variant == "video" else 1}
+                 "ref_frame_stride": r.ref_stride if variant == "video" else 1, "ref_motion": r.ref_motion}
     cfg = get_preset(r.preset)
     from diffusers.utils import logging as diffusers_logging
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from avatarv.config import ModelConfig
-from avatarv.data.shards import motion_features, write_shard
+from avatarv.data.shards import motion_features, reference_motion_features, write_shard
 from avatarv.models.encoders.audio_features import LogMelFeatures
 from avatarv.models.vae import VideoVAE
 
@@ -47,7 +47,7 @@ def encode_reference(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, stride
     out = {"latents": _encode_frames(vae, frames)}
     if cfg.dit.motion_dim:
         signals = {k: v[::stride][:n] for k, v in label_signals(clip.labels).items()}
-        out["motion"] = motion_features(signals, latents, cfg.dit.motion_dim)
+        out["motion"] = reference_motion_features(signals, latents, cfg.dit.motion_dim)
     return out
 
 
@@ -109,8 +109,11 @@ def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int,
                                                clip_index=scenes + scene), vae, cfg, ref_latents, ref_stride)
                     for scene in range(scenes)]
         else:
-            refs = [{"latents": e["latents"][:, :ref_latents], **({"motion": e["motion"][:ref_latents]}
-                                                                   if "motion" in e else {})} for e in encoded]
+            n = (ref_latents - 1) * 4 + 1  # the reference is the first n frames of the scene's clip
+            refs = [{"latents": e["latents"][:, :ref_latents],
+                     **({"motion": reference_motion_features({k: v[:n] for k, v in label_signals(c.labels).items()},
+                                                             ref_latents, cfg.dit.motion_dim)}
+                        if "motion" in e else {})} for c, e in zip(clips, encoded, strict=True)]
         if text_encoder is not None:
             for scene, enc in enumerate(encoded):
                 enc["text"] = text_encoder.encode([scene_prompt(scene, seed)])[0]
