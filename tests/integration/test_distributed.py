@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,16 @@ def _init(rank: int, port: int):
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
 
 
+def _finish():
+    """Both ranks reach the end before either tears gloo down: a rank that destroys the group while its peer
+    is still inside a collective (or saving) can abort the peer ("terminate called without an active
+    exception", seen once in CI on the FSDP2 test)."""
+    try:  # bounded: a rank that failed earlier must not hang its peer here
+        dist.monitored_barrier(timeout=timedelta(seconds=60))
+    finally:
+        dist.destroy_process_group()
+
+
 def _ulysses_worker(rank: int, port: int, frames: int, out_path: str):
     from avatarv.distributed import apply_ulysses
 
@@ -89,7 +100,7 @@ def _ulysses_worker(rank: int, port: int, frames: int, out_path: str):
             torch.save({"first": first, "again": again, "video": out.video.detach(), "motion": out.motion.detach(),
                         "grads": grads, "builds": cache.builds}, out_path)
     finally:
-        dist.destroy_process_group()
+        _finish()
 
 
 def _fsdp_worker(rank: int, port: int, steps: int, out_path: str):
@@ -112,7 +123,7 @@ def _fsdp_worker(rank: int, port: int, steps: int, out_path: str):
         if rank == 0:
             torch.save({"params": full}, out_path)
     finally:
-        dist.destroy_process_group()
+        _finish()
 
 
 @pytest.mark.parametrize("frames", [3, 4])  # 3 latent frames do not divide 2 ranks: padded and cut
@@ -207,7 +218,7 @@ def _trainer_worker(rank: int, port: int, out_dir: str):
         assert trainer.world.size == WORLD
         trainer.fit(progress=False)
     finally:
-        dist.destroy_process_group()
+        _finish()
 
 
 def _final_state(out_dir):
