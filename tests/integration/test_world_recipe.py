@@ -178,6 +178,10 @@ def test_stage_configs_of_the_ablation(tmp_path):
     assert not s3v.audio_positions
     assert [s.audio_positions for s in stage_configs(WorldRecipe(audio_positions=True), tmp_path, "video")] == [
         False, False, True]
+    # reference behaviour: stage 3 only, and it brings the reference motion it pools
+    behaviour = stage_configs(WorldRecipe(ref_behaviour=True), tmp_path, "image")
+    assert [s.ref_behaviour for s in behaviour] == [False, False, True] and not s3v.ref_behaviour
+    assert behaviour[2].method.use_ref_motion and behaviour[2].out_dir.endswith("stage3-image-behaviour")
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):

@@ -52,6 +52,15 @@ class DiTConfig:
     # before it). Raw features have std ≈ 0.1–0.3 against unit noise, so most flow times see noise alone.
     motion_mean: tuple[float, ...] = ()
     motion_std: tuple[float, ...] = ()
+    # Reference behaviour (``models/dit/behaviour.py``): the per-channel mean and std over time of the
+    # reference's motion tokens, standardised with behaviour_mean/std (statistics of the training references,
+    # 2·motion_dim values each), go through an MLP into the time embedding — a global adaLN condition, as
+    # DiT's class label. Attention can copy a reference token; a statistic over time it has to compute, and
+    # 400 steps of reference motion tokens alone taught the motion stream nothing about rhythm or amplitude.
+    # An image reference gives one frame: its std is zero, no rhythm. False: checkpoints trained before it.
+    ref_behaviour: bool = False
+    behaviour_mean: tuple[float, ...] = ()
+    behaviour_std: tuple[float, ...] = ()
     # Distilled students take guidance scales as input (CFG distillation). 0 = none.
     num_guidance_scales: int = 0
     # Attention backend: auto | sdpa | chunked | tiled | flex | flash | sage (models/dit/attention.py).
@@ -88,6 +97,14 @@ class DiTConfig:
                               f"got {len(self.motion_mean)} and {len(self.motion_std)}")
         if any(not s > 0 for s in self.motion_std):
             raise ConfigError("motion_std values must be positive")
+        if self.ref_behaviour and not self.motion_dim:
+            raise ConfigError("ref_behaviour needs a motion stream (motion_dim > 0): it pools the reference's motion")
+        if (self.behaviour_mean or self.behaviour_std) and not (
+                len(self.behaviour_mean) == len(self.behaviour_std) == 2 * self.motion_dim):
+            raise ConfigError(f"behaviour_mean and behaviour_std need 2·motion_dim = {2 * self.motion_dim} values "
+                              f"each, got {len(self.behaviour_mean)} and {len(self.behaviour_std)}")
+        if any(not s > 0 for s in self.behaviour_std):
+            raise ConfigError("behaviour_std values must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -100,7 +117,8 @@ class DiTConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["patch_size"] = list(self.patch_size)
-        d["motion_mean"], d["motion_std"] = list(self.motion_mean), list(self.motion_std)
+        for key in ("motion_mean", "motion_std", "behaviour_mean", "behaviour_std"):
+            d[key] = list(getattr(self, key))
         return d
 
     @classmethod
@@ -112,7 +130,7 @@ class DiTConfig:
         d = dict(d)
         if "patch_size" in d:
             d["patch_size"] = tuple(d["patch_size"])
-        for key in ("motion_mean", "motion_std"):
+        for key in ("motion_mean", "motion_std", "behaviour_mean", "behaviour_std"):
             if key in d:
                 d[key] = tuple(float(x) for x in d[key])
         return cls(**d)
@@ -155,5 +173,7 @@ class ModelConfig:
                               f"{self.vae.spatial_stride * self.dit.patch_size[1]}")
         if self.ref_motion and not self.dit.motion_dim:
             raise ConfigError("ref_motion needs a DiT with a motion stream (dit.motion_dim > 0)")
+        if self.dit.ref_behaviour and not self.ref_motion:
+            raise ConfigError("a DiT with ref_behaviour pools the reference's motion: the preset needs ref_motion")
         if not 1 <= self.overlap_latent_frames < self.chunk_latent_frames:
             raise ConfigError("need 1 ≤ overlap_latent_frames < chunk_latent_frames")

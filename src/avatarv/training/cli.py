@@ -210,6 +210,10 @@ def train_world(
     ref_motion: bool = typer.Option(None, "--ref-motion/--no-ref-motion",
                                     help="Stage 3: give the DiT the reference's motion features as tokens beside "
                                     "its latents (ModelConfig.ref_motion; default off)."),
+    ref_behaviour: bool = typer.Option(None, "--ref-behaviour/--no-ref-behaviour",
+                                       help="Stage 3: the reference's motion pooled over time (mean, std per "
+                                       "channel) as a global adaLN condition (DiTConfig.ref_behaviour; implies "
+                                       "--ref-motion; default off)."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
@@ -241,6 +245,8 @@ def train_world(
         recipe = replace(recipe, audio_positions=audio_positions)
     if ref_motion is not None:
         recipe = replace(recipe, ref_motion=ref_motion)
+    if ref_behaviour is not None:
+        recipe = replace(recipe, ref_behaviour=ref_behaviour)
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

@@ -45,6 +45,9 @@ class TrainConfig:
     motion_norm: bool = False
     # add audio window positions (DiTConfig.audio_positions, zero at the start) to a starting DiT without them
     audio_positions: bool = False
+    # add the reference-behaviour condition (DiTConfig.ref_behaviour, zero at the start) to a starting DiT
+    # without it; its standardisation comes from the training references (models/dit/behaviour.py)
+    ref_behaviour: bool = False
 
     def __post_init__(self):
         if self.precision not in ("bf16", "fp32"):

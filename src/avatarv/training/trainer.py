@@ -68,6 +68,12 @@ class Trainer:
 
             mean, std = dataset_motion_statistics(self.dataset)
             model.cfg = replace(model.cfg, motion_mean=mean, motion_std=std)
+        if cfg.ref_behaviour and not model.cfg.ref_behaviour:
+            from avatarv.models.dit.behaviour import dataset_behaviour_statistics
+
+            # the references as the method feeds them: an image-reference stage pools its one frame
+            mean, std = dataset_behaviour_statistics(self.dataset, cfg.method.ref_latent_frames, model.cfg)
+            model = model.with_ref_behaviour(mean, std)
         if self.world.distributed:
             from avatarv.distributed.fsdp import apply_fsdp
             from avatarv.errors import ConfigError

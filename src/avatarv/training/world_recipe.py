@@ -99,6 +99,9 @@ class WorldRecipe:
     # them from the reference pixels with the world analyzer (ModelConfig.ref_motion). The image variant gets
     # its one frame's motion: a pose and an expression, no rhythm
     ref_motion: bool = False
+    # stage 3: the reference's motion pooled over time (per-channel mean and std) as a global adaLN condition
+    # (DiTConfig.ref_behaviour; models/dit/behaviour.py). Implies ref_motion: it is read from the same features
+    ref_behaviour: bool = False
     variants: tuple[str, ...] = ("video", "image")
     checkpoints: str | None = "checkpoints"  # None: <out>/checkpoints
     # continue from trained pipelines: a folder holding world-<preset> and world-<preset>-imageref (e.g. the
@@ -285,7 +288,7 @@ def make_ref_shards(r: WorldRecipe, vae_dir: Path, progress: bool = True) -> Pat
 
 def stage3_name(r: WorldRecipe, variant: str) -> str:
     return (f"stage3-{variant}" + (f"-ref{r.ref_stride}" if r.ref_stride > 1 else "")
-            + ("-refmotion" if r.ref_motion else ""))
+            + ("-refmotion" if r.ref_motion else "") + ("-behaviour" if r.ref_behaviour else ""))
 
 
 def init_pipeline(r: WorldRecipe, variant: str) -> Path:
@@ -334,11 +337,11 @@ def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards:
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
     aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)), motion_norm=r.motion_norm,
-                     audio_positions=r.audio_positions,
+                     audio_positions=r.audio_positions, ref_behaviour=r.ref_behaviour,
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
                      init_from=str(init_pipeline(r, variant) / "dit" if r.init else r.root / "stage2" / "export"),
                      method=MethodConfig(name="personality", known_frames=known, known_noise=r.known_noise,
-                                         use_ref_motion=r.ref_motion, motion_weight=r.motion_weight,
+                                         use_ref_motion=r.ref_motion or r.ref_behaviour, motion_weight=r.motion_weight,
                                          ref_latent_frames=1 if variant == "image" else 0, aux=aux))
     if r.init:  # continued: stage 3 alone
         return [stage3]
@@ -392,7 +395,7 @@ def export_pipeline(r: WorldRecipe, vae_dir: Path, dit_dir: Path, variant: str) 
     vae = VideoVAE.from_pretrained(vae_dir)
     overrides = {"chunk_latent_frames": r.target_latents,
                  "max_ref_latent_frames": r.ref_latents if variant == "video" else 1,
-                 "ref_frame_stride": r.ref_stride if variant == "video" else 1, "ref_motion": r.ref_motion}
+                 "ref_frame_stride": r.ref_stride if variant == "video" else 1, "ref_motion": r.ref_motion or r.ref_behaviour}
     cfg = get_preset(r.preset)
     from diffusers.utils import logging as diffusers_logging
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from avatarv.config import DiTConfig
 from avatarv.models.dit.attention import make_attention
+from avatarv.models.dit.behaviour import BehaviourEmbedding
 from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.cross_attention import audio_windows
@@ -67,6 +68,8 @@ class VideoRefDiT(nn.Module):
         if cfg.motion_dim:
             self.motion_embedding = nn.Linear(cfg.motion_dim, d)
             self.motion_head = nn.Linear(d, cfg.motion_dim)
+        # the reference's pooled behaviour, into the time embedding (models/dit/behaviour.py)
+        self.behaviour_embedding = BehaviourEmbedding(cfg) if cfg.ref_behaviour else None
         self.guidance_embedding = None
         if cfg.num_guidance_scales:
             self.guidance_embedding = nn.Sequential(
@@ -104,6 +107,8 @@ class VideoRefDiT(nn.Module):
             zero_out.append(self.motion_head)
         if self.guidance_embedding is not None:
             zero_out.append(self.guidance_embedding[-1])
+        if self.behaviour_embedding is not None:
+            zero_out.append(self.behaviour_embedding.mlp[-1])
         for m in zero_out:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
@@ -256,6 +261,10 @@ class VideoRefDiT(nn.Module):
                 raise ValueError("guidance scales given but this DiT was not built for them")
             g = torch.cat([timestep_sinusoid(guidance[:, i] * 1000, cfg.freq_dim) for i in range(guidance.shape[1])], -1)
             temb = temb + self.guidance_embedding(g.to(temb.dtype))
+        if self.behaviour_embedding is not None:
+            emb = self.behaviour_embedding(ref)  # [B_ref, D] (B_ref = 1 or B), None without reference motion
+            if emb is not None:
+                temb = temb + emb.to(temb.dtype)
         temb6 = self.time_projection(temb).unflatten(1, (6, -1))  # [B, 6, D]
 
         text_ctx = None if text is None else self.text_embedding(text.to(tokens.dtype))
@@ -298,18 +307,31 @@ class VideoRefDiT(nn.Module):
         return x.flatten(6, 7).flatten(4, 5).flatten(2, 3)
 
     # ----------------------------------------------------------- utilities
+    def grown(self, **changes) -> VideoRefDiT:
+        """This DiT with config ``changes`` that add zero-initialised parts (the same outputs), its weights
+        kept: for continuing a checkpoint trained without them. Only new parameters may be missing."""
+        from dataclasses import replace
+
+        new = VideoRefDiT(replace(self.cfg, **changes)).to(next(self.parameters()).device)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        old = set(self.state_dict())
+        if unexpected or any(k in old for k in missing):
+            raise RuntimeError(f"growing the DiT by {sorted(changes)}: missing {missing}, unexpected {unexpected}")
+        return new
+
     def with_audio_positions(self) -> VideoRefDiT:
         """This DiT with audio window positions added (zero: the same outputs), for continuing a checkpoint
         trained without them. Returns self when it has them or has no audio."""
         if self.cfg.audio_positions or not self.cfg.audio_dim:
             return self
-        from dataclasses import replace
+        return self.grown(audio_positions=True)
 
-        new = VideoRefDiT(replace(self.cfg, audio_positions=True)).to(next(self.parameters()).device)
-        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
-        if missing != ["audio_position"] or unexpected:
-            raise RuntimeError(f"adding audio positions: missing {missing}, unexpected {unexpected}")
-        return new
+    def with_ref_behaviour(self, mean: tuple[float, ...], std: tuple[float, ...]) -> VideoRefDiT:
+        """This DiT with the reference-behaviour condition added (zero output layer: the same outputs) and its
+        standardisation statistics set. Returns self when it has it already."""
+        if self.cfg.ref_behaviour:
+            return self
+        return self.grown(ref_behaviour=True, behaviour_mean=tuple(mean), behaviour_std=tuple(std))
 
     @staticmethod
     def count_parameters(cfg: DiTConfig) -> int:

@@ -76,6 +76,8 @@ AVATARV_ONLY = [
     r"^motion_embedding\.",
     r"^motion_head\.",
     r"^guidance_embedding\.",
+    r"^behaviour_embedding\.",
+    r"^audio_position$",
     r"^blocks\.\d+\.audio_(norm|attn)\.",
 ]
 
