@@ -231,9 +231,28 @@ def _losses(out_dir):
     return [json.loads(ln)["loss"] for ln in (Path(out_dir) / "log.jsonl").read_text().splitlines()]
 
 
+def _assert_same_training(got: dict, want: dict, init: dict, muon: set[str], part: str, lr: float = 1e-3):
+    """Weights trained two ways agree. AdamW weights are fp32 throughout: only the reduction order differs
+    between 2 shards and one process, and the error is a small fraction of one step (~lr). Muon weights
+    go through torch's Newton–Schulz, which runs in bf16 (``torch.optim._muon``): an fp32 difference that
+    flips one bf16 rounding of the gradient moves the orthogonalised update by a bf16 ulp, and the iteration
+    spreads it. Measured: up to 0.05·lr per element (a fifth of one Muon step of these 32-wide matrices),
+    1 % of the weight's movement in norm. So Muon weights are held to their movement: a lost or doubled
+    micro-batch changes the update's direction, tens of percent of it."""
+    for name, w in want.items():
+        if name in muon:
+            moved = (w - init[name]).norm().item()
+            rel = (got[name] - w).norm().item() / max(moved, 1e-12)
+            assert rel < 0.1, (part, name, rel, moved)
+        else:
+            err = (got[name] - w).abs().max().item()
+            assert err < 0.05 * lr, (part, name, err)
+
+
 def test_trainer_fsdp2_equals_single_process(tmp_path):
     """``torchrun``-style training (FSDP2 over the Muon + AdamW trainer, micro-batches dealt to 2 ranks) equals
     one process accumulating the same micro-batches; its full-state checkpoint resumes in one process."""
+    from avatarv.training.optim import split_parameters
     from avatarv.training.trainer import Trainer
 
     dist_dir, single_dir = str(tmp_path / "dist"), str(tmp_path / "single")
@@ -244,14 +263,11 @@ def test_trainer_fsdp2_equals_single_process(tmp_path):
     np.testing.assert_allclose(_losses(dist_dir), _losses(single_dir), rtol=1e-4)
     got, want = _final_state(dist_dir), _final_state(single_dir)
     assert got["trainer"]["cursor"] == want["trainer"]["cursor"]
-    lr = 1e-3
+    init = Trainer(_trainer_cfg(str(tmp_path / "init"))).model.state_dict()
+    muon = set(split_parameters(single.model)[0])
     for part in ("model", "ema"):
         assert set(got[part]) == set(want[part])
-        for name, w in want[part].items():
-            # fp32 reduction order differs between 2 shards and one process; an optimizer step moves a
-            # weight by ~lr, and the error stays a small fraction of one step
-            err = (got[part][name] - w).abs().max().item()
-            assert err < 0.05 * lr, (part, name, err)
+        _assert_same_training(got[part], want[part], init, muon, part)
 
     # the checkpoint FSDP wrote (step 2) resumes in one process and lands on the same step 3
     resumed_dir = tmp_path / "resumed"
@@ -260,6 +276,4 @@ def test_trainer_fsdp2_equals_single_process(tmp_path):
     resumed = Trainer(_trainer_cfg(str(resumed_dir)))
     resumed.fit(resume=True, progress=False)
     assert resumed.step == 3
-    for name, p in resumed.model.state_dict().items():
-        err = (p - want["model"][name]).abs().max().item()
-        assert err < 0.05 * lr, (name, err)
+    _assert_same_training(resumed.model.state_dict(), want["model"], init, muon, "resumed")
