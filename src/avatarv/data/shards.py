@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,22 @@ class ShardDataset:
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.read(i)
+
+    def read(self, i: int, fields: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Item ``i``, only its ``fields`` when given (the others are not read from disk: statistics over
+        the motion rows need not load every latent)."""
         entry = self.items[i]
         prefix = f"{entry['index']}/"
+        wanted = None if fields is None else {prefix + name for name in fields}
         with safe_open(str(self.directory / f"{entry['shard']}.safetensors"), framework="pt") as f:
-            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys()
+                    if k.startswith(prefix) and (wanted is None or k in wanted)}
+
+
+def read_fields(dataset, i: int, fields: Iterable[str]) -> dict[str, torch.Tensor]:
+    """Item ``i`` of a dataset of training items, cut to ``fields`` (read selectively where it can be)."""
+    if isinstance(dataset, ShardDataset):
+        return dataset.read(i, fields)
+    item = dataset[i]
+    return {k: item[k] for k in fields if k in item}

@@ -55,11 +55,12 @@ def dataset_behaviour_statistics(dataset, ref_frames: int = 0, cfg: DiTConfig | 
     """``behaviour_statistics`` of every reference of a dataset of training items (``ref_motion`` ``[F, dim]``,
     ``ref_mask``), each cut to its first ``ref_frames`` frames (0 = all; 1 = the image ablation) and put in the
     motion stream's space of ``cfg`` as training feeds it."""
+    from avatarv.data.shards import read_fields
     from avatarv.models.dit.motion_norm import normalize_motion
 
     rows = []
     for i in range(len(dataset)):
-        item = dataset[i]
+        item = read_fields(dataset, i, ("ref_motion", "ref_mask"))
         m = item.get("ref_motion")
         if m is None:
             continue

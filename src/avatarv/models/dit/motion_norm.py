@@ -50,7 +50,9 @@ def motion_statistics(rows: torch.Tensor) -> tuple[tuple[float, ...], tuple[floa
 
 def dataset_motion_statistics(dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``motion_statistics`` over every target row of a dataset of training items (``motion`` ``[F, dim]``)."""
-    rows = [dataset[i].get("motion") for i in range(len(dataset))]
+    from avatarv.data.shards import read_fields
+
+    rows = [read_fields(dataset, i, ("motion",)).get("motion") for i in range(len(dataset))]
     rows = [r for r in rows if r is not None]
     if not rows:
         raise ValueError("the dataset has no motion features to normalise with")
