@@ -7,8 +7,10 @@ reference stride) are encoded exactly as the training shards are. At flow time t
 latents and motion are noised (fixed seed), the model predicts the velocity with the first latent frame
 known (the first chunk's scene image), and its clean estimate m̂0 = m_t − t·v is read back to raw features.
 Per signal we report Pearson r between m̂0 and the ground truth over all generated frames of all clips,
-under four conditions: everything given, audio dropped (zero tokens, as training's condition dropout feeds
-it), reference dropped (every reference key masked, as training drops it), both. At t = 1 the input holds no
+under five conditions: everything given, audio dropped (zero tokens, as training's condition dropout feeds
+it), reference dropped (every reference key masked, as training drops it), both, and another identity's
+reference (the next clip's: full − other_ref is what the model takes from *this* person's reference,
+their habits, rather than from any reference). At t = 1 the input holds no
 trace of the target, so r there is what the model learned to infer from its conditions alone: mouth from
 audio, blink / smile / pose habits from the reference. The "input" row is r of the noisy input m_t itself
 (the part of r the model gets for free). Ends with one JSON line.
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 SIGNALS = ("mouth_open", "blink", "smile", "yaw", "pitch", "brow_raise")
-CONDITIONS = ("full", "no_audio", "no_ref", "none")
+CONDITIONS = ("full", "no_audio", "no_ref", "none", "other_ref")
 
 
 def make_items(pipe, clips: int, seed: int) -> list[dict[str, torch.Tensor]]:
@@ -64,7 +66,8 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
     for t in ts:
         preds = {c: [] for c in CONDITIONS}
         truth, noisy = [], []
-        for it, (nv, nm) in zip(items, noises, strict=True):
+        for k, (it, (nv, nm)) in enumerate(zip(items, noises, strict=True)):
+            other = items[(k + 1) % len(items)]
             x0 = it["latents"][None].float()  # [1, z, F, h, w]
             m0 = normalize_motion(it["motion"][None].float(), mcfg)  # [1, F, dim]
             tt = torch.tensor([t])
@@ -75,13 +78,14 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
             truth.append(it["motion"][1:].float())
             noisy.append(denormalize_motion(m_t[0, 1:], mcfg))
             for c in CONDITIONS:
-                keep_ref = c in ("full", "no_audio")
-                keep_audio = c in ("full", "no_ref") and keep_ref  # nested dropout: no ref → no audio either
+                keep_ref = c in ("full", "no_audio", "other_ref")
+                keep_audio = c in ("full", "no_ref", "other_ref") and keep_ref  # nested: no ref → no audio either
                 # training drops the audio by zeroing its tokens and drops the reference by masking every key
                 audio = it["audio"][None].float() * (1.0 if keep_audio else 0.0)
-                ref_mask = torch.full((1, it["ref_latents"].shape[1]), keep_ref)
-                ref = RefInputs(it["ref_latents"][None].float(), normalize_motion(it["ref_motion"][None].float(), mcfg),
-                                ref_mask)
+                src = other if c == "other_ref" else it
+                ref_mask = torch.full((1, src["ref_latents"].shape[1]), keep_ref)
+                ref = RefInputs(src["ref_latents"][None].float(),
+                                normalize_motion(src["ref_motion"][None].float(), mcfg), ref_mask)
                 pred = dit(x_t, tt, cond=cond, audio=audio, motion=m_t, ref=ref, text=text)
                 m_hat = m_t - t * pred.motion.float()
                 preds[c].append(denormalize_motion(m_hat[0, 1:], mcfg))

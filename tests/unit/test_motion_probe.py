@@ -54,6 +54,8 @@ def test_probe_and_sampled_rows_on_a_tiny_pipeline(probe):
     # the nested dropout: without the reference the audio is dropped too, so no_ref and none are one input
     assert _same(table["no_ref"], table["none"])
     assert not _same(table["full"], table["no_audio"])
+    # another identity's reference is another input (the next item's), not a dropped one
+    assert not _same(table["full"], table["other_ref"]) and not _same(table["other_ref"], table["no_ref"])
     rows = probe.sampled(pipe, items, {"euler 2": {"steps": 2, "sampler": "euler"},
                                        "euler 2 audio=3": {"steps": 2, "sampler": "euler", "guidance": "audio=3"}}, 0)
     assert set(rows) == {"euler 2", "euler 2 audio=3"} and not _same(rows["euler 2"], rows["euler 2 audio=3"])
