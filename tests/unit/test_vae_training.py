@@ -76,10 +76,11 @@ def test_heldout_psnr_on_chunk_length_clips(tmp_path):
     assert np.isfinite(short) and np.isfinite(long) and short != long
 
 
-def test_box_weights_mark_the_pixels_inside_each_frames_box():
-    from avatarv.training.vae import box_weights
+def test_region_weights_mark_the_pixels_inside_each_frames_box():
+    from avatarv.training.vae import region_weights
 
-    w = box_weights(np.array([[1, 1, 3, 3], [0, 2, 4, 4]], np.float32), 4, 4, face_weight=2.0)
+    boxes = {"head": np.array([[1, 1, 3, 3], [0, 2, 4, 4]], np.float32)}
+    w = region_weights(boxes, {"head": 2.0}, 4, 4)
     assert w.shape == (1, 2, 4, 4)
     expect0 = np.ones((4, 4))
     expect0[1:3, 1:3] = 3
@@ -88,13 +89,40 @@ def test_box_weights_mark_the_pixels_inside_each_frames_box():
     np.testing.assert_array_equal(w[0, 0].numpy(), expect0)
     np.testing.assert_array_equal(w[0, 1].numpy(), expect1)
     # a box reaching past the frame is clipped; a pixel counts when its centre is inside
-    w = box_weights(np.array([[-5, 3.0, 99, 3.6]], np.float32), 4, 4, face_weight=1.0)
+    w = region_weights({"head": np.array([[-5, 3.0, 99, 3.6]], np.float32)}, {"head": 1.0}, 4, 4)
     np.testing.assert_array_equal(w[0, 0].numpy(), np.where(np.arange(4)[:, None] == 3, 2.0, 1.0) * np.ones((1, 4)))
+    # regions add up where they overlap; a zero weight adds nothing
+    boxes["mouth"] = np.array([[2, 2, 4, 4], [0, 0, 1, 1]], np.float32)
+    w = region_weights(boxes, {"head": 2.0, "mouth": 5.0}, 4, 4)[0].numpy()
+    assert w[0, 2, 2] == 8 and w[0, 3, 3] == 6 and w[0, 0, 0] == 1 and w[1, 0, 0] == 6 and w[1, 3, 0] == 3
+    np.testing.assert_array_equal(region_weights(boxes, {"head": 0.0, "mouth": 0.0}, 4, 4).numpy(), 1.0)
+
+
+def test_mouth_boxes_hold_the_lips_and_sit_inside_the_head():
+    from avatarv.training.vae import MOUTH_POINTS, mouth_boxes
+    from avatarv.world import make_clip
+
+    clip = make_clip(3, 0, seconds=1.0, size=128, seed=0)
+    boxes = mouth_boxes(clip.labels.landmarks)
+    lips = clip.labels.landmarks[:, MOUTH_POINTS]
+    assert boxes.shape == (len(clip.frames), 4)
+    assert np.all(lips[..., 0] > boxes[:, None, 0]) and np.all(lips[..., 0] < boxes[:, None, 2])
+    assert np.all(lips[..., 1] > boxes[:, None, 1]) and np.all(lips[..., 1] < boxes[:, None, 3])
+    head = clip.labels.head_box
+    assert np.all(boxes[:, :2] >= head[:, :2]) and np.all(boxes[:, 2:] <= head[:, 2:])
+    # the margin is a quarter of the lips' width on each side
+    width = lips[..., 0].max(1) - lips[..., 0].min(1)
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 1.5 * width, rtol=1e-5)
+    # a small part of the frame: what a plain L1 lets the decoder blur
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / 128**2
+    assert 0.002 < area.mean() < 0.05
 
 
 class BoxedClip(FixedClip):
     def sample_with_boxes(self, g):
-        return self.frames, np.tile(np.array([[8, 8, 24, 24]], np.float32), (len(self.frames), 1))
+        t = len(self.frames)
+        return self.frames, {"head": np.tile(np.array([[8, 8, 24, 24]], np.float32), (t, 1)),
+                             "mouth": np.tile(np.array([[12, 16, 20, 20]], np.float32), (t, 1))}
 
 
 def test_face_weighted_l1_is_plain_l1_on_a_uniform_error_and_weighs_the_box(tmp_path):
@@ -113,6 +141,17 @@ def test_face_weighted_l1_is_plain_l1_on_a_uniform_error_and_weighs_the_box(tmp_
     assert (logs["l1_weighted"] - logs["l1"]) * (inside - err.mean().item()) > 0  # pulled towards the box's error
 
 
+def test_mouth_weight_adds_to_the_face_weight(tmp_path):
+    cfg = VAETrainConfig(preset="tiny", steps=1, batch_size=1, out_dir=str(tmp_path), face_weight=2.0,
+                         mouth_weight=6.0, precision="fp32")
+    _, weights = VAETrainer(cfg, source=BoxedClip()).next_batch()
+    w = weights[0, 0, 0].numpy()
+    assert w[17, 15] == 9 and w[10, 10] == 3 and w[0, 0] == 1  # mouth (in the head), head, background
+    only_mouth = VAETrainConfig(preset="tiny", steps=1, batch_size=1, out_dir=str(tmp_path), mouth_weight=6.0)
+    _, weights = VAETrainer(only_mouth, source=BoxedClip()).next_batch()
+    assert weights is not None and set(np.unique(weights.numpy())) == {1.0, 7.0}
+
+
 def test_world_source_draws_the_same_windows_with_or_without_boxes():
     from avatarv.training.vae import WorldClipSource
 
@@ -120,7 +159,9 @@ def test_world_source_draws_the_same_windows_with_or_without_boxes():
     a = src.sample(torch.Generator().manual_seed(3))
     b, boxes = src.sample_with_boxes(torch.Generator().manual_seed(3))
     np.testing.assert_array_equal(a, b)
-    assert boxes.shape == (5, 4) and np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
+    for name in ("head", "mouth"):
+        box = boxes[name]
+        assert box.shape == (5, 4) and np.all(box[:, 2] > box[:, 0]) and np.all(box[:, 3] > box[:, 1])
 
 
 def test_cosine_learning_rate_schedule():

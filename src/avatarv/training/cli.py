@@ -89,6 +89,8 @@ def train_vae(
     frames: int = typer.Option(5, "--frames", min=5, help="Clip length, 4k + 1."),
     crop: int = typer.Option(0, "--crop", min=0, help="Train on random crop² latent windows (0: whole frames)."),
     face_weight: float = typer.Option(0.0, "--face-weight", min=0.0, help="Extra L1 weight inside the head box."),
+    mouth_weight: float = typer.Option(0.0, "--mouth-weight", min=0.0,
+                                       help="Extra L1 weight inside the mouth box (on top of --face-weight)."),
     min_lr_ratio: float = typer.Option(1.0, "--min-lr-ratio", help="Cosine decay to lr × this (1: constant)."),
     heldout_frames: int = typer.Option(None, "--heldout-frames", help="Clip length of the PSNR figure "
                                        "(default --frames; the pipeline's chunk is 33)."),
@@ -100,7 +102,8 @@ def train_vae(
 
     cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
                          train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
-                         face_weight=face_weight, min_lr_ratio=min_lr_ratio, cached_clips=identities * scenes,
+                         face_weight=face_weight, mouth_weight=mouth_weight, min_lr_ratio=min_lr_ratio,
+                         cached_clips=identities * scenes,
                          seed=seed)
     vae = None
     if init is not None:
@@ -125,6 +128,10 @@ def train_vae_decoder(
     scenes: int = typer.Option(None, "--scenes", min=1),
     crop: int = typer.Option(None, "--crop", min=0, help="Latent crop side decoded per sample (0: whole frame)."),
     heldout: int = typer.Option(None, "--heldout", min=1, help="Held-out identities of the PSNR figure."),
+    face_weight: float = typer.Option(None, "--face-weight", min=0.0, help="Extra L1 weight inside the head box."),
+    mouth_weight: float = typer.Option(None, "--mouth-weight", min=0.0,
+                                       help="Extra L1 weight inside the mouth box (on top of --face-weight)."),
+    lr: float = typer.Option(None, "--lr", min=0.0),
 ) -> None:
     """Refine a VAE's decoder alone (encoder and latent statistics frozen, so every latent already made with
     it, and a DiT trained on them, stays valid); defaults are the recipe's ``DecoderRefine``. Resumable."""
@@ -133,7 +140,7 @@ def train_vae_decoder(
     from avatarv.training.world_recipe import DecoderRefine, refine_decoder
 
     given = {"steps": steps, "frames": frames, "identities": identities, "scenes": scenes, "crop_latents": crop,
-             "heldout": heldout}
+             "heldout": heldout, "face_weight": face_weight, "mouth_weight": mouth_weight, "lr": lr}
     spec = replace(DecoderRefine(), **{k: v for k, v in given.items() if v is not None})
     typer.echo(json.dumps(refine_decoder(init, out, spec, preset)))
 

@@ -50,6 +50,11 @@ class VAETrainConfig:
     # extra L1 weight inside the head box (world labels: skull + jaw): pixels there count 1 + face_weight times.
     # Identity and lip-sync are read from the face alone, which is ~20 % of a world frame (0 = plain L1)
     face_weight: float = 0.0
+    # extra L1 weight inside the mouth box (``mouth_boxes``: lips, teeth and the gap between them), on top of
+    # face_weight. The mouth is ~1 % of a world frame: a plain or head-weighted L1 lets the decoder blur it, and
+    # the analyzer reads mouth opening at r 0.98 on original frames but 0.34 on round-tripped ones
+    # (benchmarks/results/audio-positions.md §3), which caps every DiT's Sync-C at the VAE's 0.55
+    mouth_weight: float = 0.0
     # train on a random window of ``crop_latents``² latents (8 px per latent) instead of the whole frame (0).
     # The autoencoder is convolutional, so a window teaches the same weights at a fraction of the cost (128 px,
     # 33 frames, decoder only: 8.6 s/step whole, 3.7 s with 8² crops). Decoder-only runs crop the latents of
@@ -75,8 +80,8 @@ class WorldClipSource:
         self._cache: dict[tuple[int, int], np.ndarray] = {}
         self.max_cached = max_cached  # 2 s at 128² is 2.4 MB: 256 clips hold the small preset's first recipe set
 
-    def clip(self, ident: int, scene: int) -> tuple[np.ndarray, np.ndarray]:
-        """→ frames ``[T, S, S, 3]`` uint8, head boxes ``[T, 4]`` (x0, y0, x1, y1) px."""
+    def clip(self, ident: int, scene: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """→ frames ``[T, S, S, 3]`` uint8, boxes ``{"head", "mouth"}`` each ``[T, 4]`` (x0, y0, x1, y1) px."""
         from avatarv.world import make_clip
 
         key = (ident, scene)
@@ -84,15 +89,18 @@ class WorldClipSource:
             if len(self._cache) >= self.max_cached:
                 self._cache.pop(next(iter(self._cache)))
             clip = make_clip(ident, scene, seconds=2.0, size=self.size, seed=self.seed)
-            self._cache[key] = (clip.frames, clip.labels.head_box)
+            self._cache[key] = (clip.frames, {"head": clip.labels.head_box,
+                                              "mouth": mouth_boxes(clip.labels.landmarks)})
         return self._cache[key]
 
-    def sample_with_boxes(self, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample_with_boxes(self, g: torch.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A window of ``frames`` frames and its boxes ``{"head", "mouth"}`` ``[frames, 4]``."""
         ident = self.identities[int(torch.randint(len(self.identities), (1,), generator=g))]
         scene = int(torch.randint(self.scenes, (1,), generator=g))
         frames, boxes = self.clip(ident, scene)
         start = int(torch.randint(len(frames) - self.frames + 1, (1,), generator=g))
-        return frames[start : start + self.frames], boxes[start : start + self.frames]
+        window = slice(start, start + self.frames)
+        return frames[window], {name: b[window] for name, b in boxes.items()}
 
     def sample(self, g: torch.Generator) -> np.ndarray:
         return self.sample_with_boxes(g)[0]
@@ -111,15 +119,40 @@ def lr_at(cfg: VAETrainConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def box_weights(boxes: np.ndarray, height: int, width: int, face_weight: float) -> torch.Tensor:
-    """Per-pixel L1 weights ``[1, T, H, W]``: 1 + ``face_weight`` inside each frame's box ``[T, 4]`` (x0, y0, x1,
-    y1 px, clipped to the frame; pixel (x, y) is inside when x0 ≤ x + ½ < x1, likewise y), 1 elsewhere."""
+MOUTH_POINTS = slice(48, 68)  # iBUG-68: outer lip contour 48–59, inner 60–67
+
+
+def mouth_boxes(landmarks: np.ndarray, margin: float = 0.25) -> np.ndarray:
+    """Per-frame mouth boxes ``[T, 4]`` (x0, y0, x1, y1 px) of 68-point landmarks ``[T, 68, 2]``: the lips'
+    bounding box widened on every side by ``margin`` × the mouth's width (the teeth, the lip corners' shading,
+    the chin's motion as the jaw opens)."""
+    pts = np.asarray(landmarks, np.float32)[:, MOUTH_POINTS]  # [T, 20, 2]
+    lo, hi = pts.min(1), pts.max(1)  # [T, 2]
+    pad = margin * (hi[:, :1] - lo[:, :1])  # [T, 1]
+    return np.concatenate([lo - pad, hi + pad], axis=1)
+
+
+def inside_boxes(boxes: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """``[T, H, W]`` bool: pixel (x, y) lies in its frame's box ``[T, 4]`` (x0, y0, x1, y1 px; clipped to the
+    frame; inside when x0 ≤ x + ½ < x1, likewise y)."""
     ys = torch.arange(height, dtype=torch.float32)[:, None] + 0.5  # [H, 1]
     xs = torch.arange(width, dtype=torch.float32)[None, :] + 0.5  # [1, W]
     b = torch.as_tensor(np.asarray(boxes, np.float32))  # [T, 4]
-    inside = ((xs >= b[:, 0, None, None]) & (xs < b[:, 2, None, None])
-              & (ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]))  # [T, H, W]
-    return (1 + face_weight * inside.float())[None]
+    return ((xs >= b[:, 0, None, None]) & (xs < b[:, 2, None, None])
+            & (ys >= b[:, 1, None, None]) & (ys < b[:, 3, None, None]))
+
+
+def region_weights(boxes: dict[str, np.ndarray], weights: dict[str, float], height: int, width: int) -> torch.Tensor:
+    """Per-pixel L1 weights ``[1, T, H, W]``: 1 + the sum of ``weights[k]`` over the regions ``k`` whose box
+    (``boxes[k]`` ``[T, 4]``) holds the pixel (the mouth, inside the head, counts 1 + face + mouth)."""
+    w = None
+    for name, weight in weights.items():
+        if weight:
+            extra = weight * inside_boxes(boxes[name], height, width).float()
+            w = extra if w is None else w + extra
+    if w is None:
+        w = torch.zeros(len(next(iter(boxes.values()))), height, width)
+    return (1 + w)[None]
 
 
 class VAETrainer:
@@ -190,14 +223,16 @@ class VAETrainer:
         return z[lat], batch[px], None if weights is None else weights[px]
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """→ clips ``[B, 3, T, H, W]``, and their L1 weights ``[B, 1, T, H, W]`` when ``face_weight`` > 0."""
-        if self.cfg.face_weight <= 0:
+        """→ clips ``[B, 3, T, H, W]``, and their L1 weights ``[B, 1, T, H, W]`` when ``face_weight`` or
+        ``mouth_weight`` > 0."""
+        region = {"head": self.cfg.face_weight, "mouth": self.cfg.mouth_weight}
+        if not any(w > 0 for w in region.values()):
             return torch.stack([to_input(self.source.sample(self.generator)) for _ in range(self.cfg.batch_size)]), None
         clips, weights = [], []
         for _ in range(self.cfg.batch_size):
             frames, boxes = self.source.sample_with_boxes(self.generator)
             clips.append(to_input(frames))
-            weights.append(box_weights(boxes, frames.shape[1], frames.shape[2], self.cfg.face_weight))
+            weights.append(region_weights(boxes, region, frames.shape[1], frames.shape[2]))
         return torch.stack(clips), torch.stack(weights)
 
     def train_step(self) -> dict:
