@@ -191,6 +191,29 @@ def test_latent_crop_takes_the_matching_pixel_window(tmp_path):
     torch.testing.assert_close(wc, weights[..., 8 * y : 8 * y + 16, 8 * x : 8 * x + 16])
 
 
+def test_focused_crops_hold_the_most_weighted_region(tmp_path):
+    cfg = VAETrainConfig(preset="tiny", steps=1, batch_size=2, out_dir=str(tmp_path), train_encoder=False,
+                         crop_latents=2, crop_focus=True)
+    trainer = VAETrainer(cfg, source=FixedClip(frames=9))
+    z = torch.arange(2 * 4 * 3 * 4 * 4, dtype=torch.float32).view(2, 4, 3, 4, 4)
+    batch = torch.randn(2, 3, 9, 32, 32)
+    weights = torch.ones(2, 1, 9, 32, 32)
+    weights[0, :, :, 26:30, 2:6] = 9  # sample 0: the heavy region near the bottom-left corner (latent 3, 0)
+    weights[1, :, :, 12:14, 20:22] = 9  # sample 1: around latent (1, 2)
+    for _ in range(20):  # every draw holds each sample's region, each sample its own window
+        zc, bc, wc = trainer.crop(z, batch, weights)
+        assert zc.shape == (2, 4, 3, 2, 2) and bc.shape == (2, 3, 9, 16, 16)
+        assert wc[0].max() == 9 and wc[1].max() == 9
+        for b in range(2):
+            flat = int(zc[b, 0, 0, 0, 0]) - b * 4 * 3 * 16
+            y, x = divmod(flat, 4)
+            torch.testing.assert_close(zc[b], z[b, ..., y : y + 2, x : x + 2])
+            torch.testing.assert_close(bc[b], batch[b, ..., 8 * y : 8 * y + 16, 8 * x : 8 * x + 16])
+        assert int(zc[0, 0, 0, 0, 0]) == 2 * 4  # (row 2, column 0): the only window holding latent (3, 0)
+    starts = {tuple(trainer.crop(z, batch, weights)[0][1, 0, 0, 0, :1].tolist()) for _ in range(30)}
+    assert len(starts) > 1  # sample 1's window is drawn among the several that hold its region
+
+
 def test_cropped_decoder_training_learns_and_is_decoder_only(tmp_path):
     cfg = VAETrainConfig(preset="tiny", steps=40, batch_size=1, lr=3e-3, frames=9, out_dir=str(tmp_path),
                          ckpt_every=1000, train_encoder=False, crop_latents=2, min_lr_ratio=0.5)

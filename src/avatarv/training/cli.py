@@ -132,6 +132,8 @@ def train_vae_decoder(
     mouth_weight: float = typer.Option(None, "--mouth-weight", min=0.0,
                                        help="Extra L1 weight inside the mouth box (on top of --face-weight)."),
     lr: float = typer.Option(None, "--lr", min=0.0),
+    crop_focus: bool = typer.Option(None, "--crop-focus/--no-crop-focus",
+                                    help="Draw each crop around the most-weighted pixels (the mouth with --mouth-weight)."),
 ) -> None:
     """Refine a VAE's decoder alone (encoder and latent statistics frozen, so every latent already made with
     it, and a DiT trained on them, stays valid); defaults are the recipe's ``DecoderRefine``. Resumable."""
@@ -140,7 +142,8 @@ def train_vae_decoder(
     from avatarv.training.world_recipe import DecoderRefine, refine_decoder
 
     given = {"steps": steps, "frames": frames, "identities": identities, "scenes": scenes, "crop_latents": crop,
-             "heldout": heldout, "face_weight": face_weight, "mouth_weight": mouth_weight, "lr": lr}
+             "heldout": heldout, "face_weight": face_weight, "mouth_weight": mouth_weight, "lr": lr,
+             "crop_focus": crop_focus}
     spec = replace(DecoderRefine(), **{k: v for k, v in given.items() if v is not None})
     typer.echo(json.dumps(refine_decoder(init, out, spec, preset)))
 

@@ -45,6 +45,7 @@ class DecoderRefine:
     face_weight: float = 2.0
     mouth_weight: float = 0.0  # extra L1 weight inside the mouth box, on top of face_weight (VAETrainConfig)
     crop_latents: int = 8
+    crop_focus: bool = False  # each crop drawn around the most-weighted pixels (VAETrainConfig.crop_focus)
     heldout: int = 4  # held-out identities (10 000 …) for the before/after PSNR on ``frames``-frame clips
     seed: int = 3
 
@@ -201,6 +202,7 @@ def refine_decoder(init: Path, out: Path, spec: DecoderRefine, preset: str = "sm
     cfg = VAETrainConfig(preset=preset, steps=spec.steps, frames=spec.frames, batch_size=spec.batch_size, lr=spec.lr,
                          min_lr_ratio=spec.min_lr_ratio, train_identities=spec.identities, scenes=spec.scenes,
                          face_weight=spec.face_weight, mouth_weight=spec.mouth_weight, crop_latents=spec.crop_latents,
+                         crop_focus=spec.crop_focus,
                          train_encoder=False,
                          out_dir=str(out), seed=spec.seed, cached_clips=spec.identities * spec.scenes, ckpt_every=50)
     trainer = VAETrainer(cfg, vae=VideoVAE.from_pretrained(init))
