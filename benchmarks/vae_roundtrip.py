@@ -4,7 +4,9 @@ For N world frames (first frames of clips; identities from the VAE's training ra
 a held-out range) it prints PSNR and the worst per-channel mean shift after one round trip, whether dlib HOG
 still finds the face, and PSNR after k repeated round trips (what chunk-to-chunk re-encoding compounds).
 With ``--chunk F`` it also decodes held-out F-frame clips whole (the pipeline's chunks) and prints PSNR
-every 4th frame: a causal decoder can hold frame 0 and lose the later frames.
+every 4th frame: a causal decoder can hold frame 0 and lose the later frames, and how readable the mouth
+stays: the world analyzer's mouth opening against the labels (Pearson r, std ratio) on the originals and on
+the round trips, and PSNR inside the mouth boxes (what lip sync is read from; the whole-frame PSNR hides it).
 
 Several ``--vae`` are measured on the same frames in one run; ``--png`` writes, for the held-out range,
 the original frames beside each VAE's reconstruction (one column per VAE).
@@ -60,6 +62,34 @@ def chunk_mse(vae, clips: list[np.ndarray]) -> np.ndarray:
     return np.mean([((vae.decode(vae.encode(c)).astype(np.float64) - c) ** 2).mean(axis=(1, 2, 3)) for c in clips], 0)
 
 
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r; NaN where either side never varies (a frozen mouth)."""
+    a, b = a - a.mean(), b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def mouth_readability(vae, analyzer, clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """``clips``: (frames ``[T, H, W, 3]``, label mouth opening ``[T]``, landmarks ``[T, 68, 2]``). → the
+    analyzer's mouth opening against the labels on the originals (``r_orig``) and on the round trips
+    (``r_recon``, ``std_ratio`` = recon std / original std of the reading), and ``mouth_psnr`` (dB, pixels
+    inside the mouth boxes of ``training.vae.mouth_boxes``, all clips pooled)."""
+    from avatarv.training.vae import inside_boxes, mouth_boxes
+
+    orig, recon, label, sq, n = [], [], [], 0.0, 0
+    for frames, mouth, landmarks in clips:
+        out = vae.decode(vae.encode(frames))
+        orig.append(analyzer.predict(frames)["mouth_open"])
+        recon.append(analyzer.predict(out)["mouth_open"])
+        label.append(mouth)
+        inside = inside_boxes(mouth_boxes(landmarks), *frames.shape[1:3]).numpy()  # [T, H, W]
+        sq += float((((out.astype(np.float64) - frames) ** 2) * inside[..., None]).sum())
+        n += int(inside.sum()) * 3
+    o, r, y = np.concatenate(orig), np.concatenate(recon), np.concatenate(label)
+    return {"r_orig": pearson(o, y), "r_recon": pearson(r, y),
+            "std_ratio": float(r.std() / max(o.std(), 1e-8)), "mouth_psnr": float(db(sq / max(n, 1)))}
+
+
 def db(mse) -> np.ndarray:
     return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-12))
 
@@ -71,6 +101,7 @@ def main() -> None:
     ap.add_argument("--trips", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--chunk", type=int, default=33, help="frames of the whole-clip test (0: skip it)")
+    ap.add_argument("--mouth-ids", type=int, default=8, help="held-out identities (2 clips each) of the mouth test")
     ap.add_argument("--png", default=None, help="write held-out originals beside each VAE's reconstructions")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast encode/decode, as the pipeline runs them")
     args = ap.parse_args()
@@ -99,14 +130,27 @@ def main() -> None:
             print(f"{path[-40:]:<40} {name:<14} {m['psnr']:8.2f} {m['shift']:21.1f} {m['kept']:>11}  "
                   + " ".join(f"{v:.1f}" for v in m["trips"]))
     if args.chunk:
-        clips = [make_clip(i, 100 + s, seconds=args.chunk / 25, size=args.size, seed=1).frames[: args.chunk]
-                 for i in range(10_000, 10_003) for s in range(2)]
+        from avatarv.world.analyzer import WorldAnalyzer
+
+        made = [make_clip(i, 100 + s, seconds=args.chunk / 25, size=args.size, seed=1)
+                for i in range(10_000, 10_000 + args.mouth_ids) for s in range(2)]
+        clips = [c.frames[: args.chunk] for c in made[:6]]
+        labelled = [(c.frames[: args.chunk], c.labels.mouth_open[: args.chunk], c.labels.landmarks[: args.chunk])
+                    for c in made]
+        analyzer = WorldAnalyzer.load()
         print(f"\nheld-out {args.chunk}-frame clips decoded whole (6 clips): PSNR of frames 0, 4, 8, …")
         for path, vae in vaes.items():
             mse = chunk_mse(vae, clips)
             curve = db(mse)
             record[path][f"chunk{args.chunk}_psnr"] = round(float(db(mse.mean())), 2)  # of the clips' mean MSE
             print(f"{path[-40:]:<40} " + " ".join(f"{v:.1f}" for v in curve[::4]))
+        print(f"\nthe mouth after a round trip ({len(labelled)} held-out clips): analyzer mouth opening vs labels")
+        print(f"{'VAE':<40} {'r original':>10} {'r round trip':>12} {'std ratio':>9} {'mouth PSNR dB':>13}")
+        for path, vae in vaes.items():
+            m = mouth_readability(vae, analyzer, labelled)
+            record[path]["mouth"] = {k: round(v, 3) for k, v in m.items()}
+            print(f"{path[-40:]:<40} {m['r_orig']:10.3f} {m['r_recon']:12.3f} {m['std_ratio']:9.3f} "
+                  f"{m['mouth_psnr']:13.2f}")
     if args.png:
         from PIL import Image
 
