@@ -4,7 +4,7 @@ A person's way of moving is a set of statistics over time (how often they blink,
 they smile), not any one frame. Reference motion tokens (``RefInputs.motion``) let generated tokens attend to
 the reference's frames, but a rate or an amplitude is not something attention copies from one key; it has to
 be computed over many, and 400 stage-3 steps with the tokens alone left the motion loss flat (0.1339 →
-0.1338; ``benchmarks/results/ref-motion.md``). Here the statistics are computed outright:
+0.1338; ``benchmarks/results/ref-behaviour.md``). Here the statistics are computed outright:
 
     b = [mean_t m, std_t m]   (per channel of the reference motion m ``[F_ref, motion_dim]``, valid frames only)
 
