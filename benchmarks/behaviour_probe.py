@@ -101,6 +101,8 @@ def paired(corr: dict, a: str, b: str) -> dict[str, dict]:
 def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str = "overshoot") -> dict[str, list]:
     """The checkpoint's motion stream for each item (generated frames only, raw features ``[F − 1, dim]``),
     with the item's own reference and with the next item's; the same noise for both."""
+    from tqdm import tqdm
+
     from avatarv.models.dit import RefInputs, RefKVCache
     from avatarv.models.dit.motion_norm import normalize_motion
     from avatarv.pipelines.chunks import Chunk
@@ -112,7 +114,7 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
     text = pipe.encode_text("")
     opts = GenerationOptions(steps=steps, sampler=sampler)
     out: dict[str, list] = {"own": [], "other": []}
-    for k, it in enumerate(items):
+    for k, it in enumerate(tqdm(items, desc="sampling", leave=False)):
         x0 = it["latents"][None].float()
         chunk = Chunk(index=0, start_frame=0, num_latents=x0.shape[2], prefix_latents=0)
         for row, src in (("own", it), ("other", items[(k + 1) % len(items)])):
