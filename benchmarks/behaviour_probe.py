@@ -126,6 +126,24 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
     return out
 
 
+def read_reference_motion(pipe, items: list[dict], seed: int) -> None:
+    """Replace each item's reference motion (labels, as training gives it) by the world analyzer's reading of
+    the same reference frames, as the pipeline reads a reference at inference
+    (``pipelines.reference.reference_motion``)."""
+    from avatarv.pipelines.reference import reference_motion
+    from avatarv.world import make_clip
+    from avatarv.world.analyzer import WorldAnalyzer
+
+    cfg = pipe.cfg
+    n_lat, stride = cfg.max_ref_latent_frames, cfg.ref_frame_stride
+    seconds = ((n_lat - 1) * 4 + 1) * stride / cfg.fps
+    analyzer = WorldAnalyzer.load()
+    for i, it in enumerate(items):  # the reference clips of motion_probe.make_items, made again
+        clip = make_clip(10_000 + i, 1, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=3)
+        frames = clip.frames[::stride][: (n_lat - 1) * 4 + 1]
+        it["ref_motion"] = reference_motion(frames, n_lat, cfg.dit.motion_dim, analyzer)[0]
+
+
 def stat_arrays(motions: list) -> dict[str, np.ndarray]:
     """A list of clips' motion rows → ``{stat: [N]}``."""
     per = [clip_stats(m) for m in motions]
@@ -178,6 +196,9 @@ def main() -> None:
     ap.add_argument("--sampler", default="overshoot")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pair", action="append", default=[], help="a,b: paired r differences of rows 'a own' − 'b own'")
+    ap.add_argument("--ref-motion-from", choices=("labels", "analyzer"), default="labels",
+                    help="the reference motion the checkpoints get: the labels (as in training) or the world "
+                         "analyzer's reading of the reference pixels (as the pipeline gets it)")
     ap.add_argument("--out", type=Path, help="write OUT.md and OUT.png")
     args = ap.parse_args()
     from tqdm import tqdm
@@ -193,7 +214,9 @@ def main() -> None:
         items = make_items(pipe, args.clips, args.seed)
         if truth is None:  # the targets are the same clips for every checkpoint (same identities and seed)
             truth = stat_arrays([it["motion"][1:] for it in items])
-        rows[f"{name} reference (oracle)"] = stat_arrays([it["ref_motion"] for it in items])
+        rows[f"{name} reference (oracle)"] = stat_arrays([it["ref_motion"] for it in items])  # labels
+        if args.ref_motion_from == "analyzer":
+            read_reference_motion(pipe, items, args.seed)
         sampled = sample_motion(pipe, items, args.steps, args.seed, args.sampler)
         rows[f"{name} own"] = stat_arrays(sampled["own"])
         rows[f"{name} other"] = stat_arrays(sampled["other"])
@@ -207,11 +230,12 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         cmd = "python benchmarks/behaviour_probe.py " + " ".join(f"--run {r}" for r in args.run) + \
-            f" --clips {args.clips} --steps {args.steps}" + "".join(f" --pair {p}" for p in args.pair)
+            f" --clips {args.clips} --steps {args.steps} --ref-motion-from {args.ref_motion_from}" + "".join(f" --pair {p}" for p in args.pair)
         args.out.with_suffix(".md").write_text(f"# Behaviour transfer probe\n\n```bash\n{cmd}\n```\n\n{text}\n")
         plot(corr, args.out.with_suffix(".png"))
     strip = {row: {s: {k: v for k, v in d.items() if k != "boot"} for s, d in st.items()} for row, st in corr.items()}
     print(json.dumps({"benchmark": "behaviour_probe", "runs": runs, "clips": args.clips, "steps": args.steps,
+                      "ref_motion_from": args.ref_motion_from,
                       "r": strip, "pairs": pairs}))
 
 

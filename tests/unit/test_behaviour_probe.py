@@ -76,3 +76,23 @@ def test_sampled_rows_on_a_tiny_pipeline(bp):
     assert not all(torch.equal(x, y) for x, y in zip(a["own"], a["other"], strict=True))
     stats = bp.stat_arrays(a["own"])
     assert set(stats) == set(bp.STATS) and all(v.shape == (3,) for v in stats.values())
+
+
+def test_reference_motion_read_from_pixels(bp):
+    """--ref-motion-from analyzer: the labels give way to the analyzer's reading of the same frames, with the
+    signals a reference cannot give (``REFERENCE_SIGNALS``' complement) zero as in training."""
+    from dataclasses import replace
+
+    from avatarv.data.shards import MOTION_SIGNALS, REFERENCE_SIGNALS
+    from avatarv.pipelines.generate import AvatarPipeline
+
+    pipe = AvatarPipeline.random("tiny", seed=0)
+    pipe.cfg = replace(pipe.cfg, dit=replace(pipe.cfg.dit, motion_dim=16))
+    items = bp.make_items(pipe, 2, seed=0)
+    labels = [it["ref_motion"].clone() for it in items]
+    bp.read_reference_motion(pipe, items, seed=0)
+    for it, lab in zip(items, labels, strict=True):
+        assert it["ref_motion"].shape == lab.shape and torch.isfinite(it["ref_motion"]).all()
+        assert not torch.equal(it["ref_motion"], lab)
+        unread = [i for i, n in enumerate(MOTION_SIGNALS) if n not in REFERENCE_SIGNALS]
+        assert (it["ref_motion"][:, unread] == 0).all() and (lab[:, unread] == 0).all()
