@@ -18,6 +18,8 @@ plus identity similarity against time (``-drift.png``) and, per behaviour statis
 own reference (Pearson r over cases, in both spaces); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
 ``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
 benchmark does (``behaviour_in_both_spaces``), so folders written before ``behaviour_rank`` existed score the same way.
+``--remeasure`` measures the outputs' behaviour again from the saved videos and motion tracks, so runs written
+before a statistic existed (``mouth_level``) are scored with it.
 
     python benchmarks/thesis.py --bench out/bench24x12 --run gt=out/eval24x12-gt \\
         --run video=out/eval24x12-video --run image=out/eval24x12-image --pair video,image
@@ -31,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin",
            "motion_behaviour", "motion_hit", "motion_percentile", "motion_margin")
@@ -70,15 +73,35 @@ def plot_drift(curves: dict[str, np.ndarray], path: Path, fps: float = 2.0) -> N
     plt.close(fig)
 
 
-def load_run(run_dir: Path, reference_stats: dict[str, dict], motion_reference_stats: dict[str, dict]
+def read_cases(run_dir: Path, remeasure: bool = False, analyzer=None) -> list[dict]:
+    """The run's case records. ``remeasure``: the outputs' behaviour statistics measured again from the saved
+    videos and motion tracks with the current ``behaviour_stats`` (``output_behaviour``, as the benchmark
+    measures them), so a run written before a statistic existed is scored with it; the folder is not touched."""
+    from avatarv.eval.benchmark import output_behaviour
+
+    cases = [json.loads(p.read_text()) for p in sorted((run_dir / "cases").glob("*.json"))]
+    if remeasure:
+        for case in tqdm(cases, desc=f"remeasure {run_dir.name}", leave=False):
+            video = Path(case["meta"].get("video", ""))
+            if not video.is_file():
+                video = run_dir / "videos" / f"{case['case_id']}.mp4"
+            if not video.is_file():
+                raise FileNotFoundError(f"{run_dir}: case {case['case_id']} has no video to remeasure ({video})")
+            stats, motion, source = output_behaviour(video, analyzer)
+            case["meta"].update(behaviour_stats=stats, motion_behaviour_stats=motion, motion_behaviour_source=source)
+            case["remeasured"] = True
+    return cases
+
+
+def load_run(cases: list[dict], reference_stats: dict[str, dict], motion_reference_stats: dict[str, dict]
              ) -> dict[str, dict[str, float]]:
-    """case id -> metric -> value (NaN where the metric failed)."""
-    from avatarv.eval.behaviour import rank_scores
+    """case id -> metric -> value (NaN where the metric failed). Remeasured cases (``read_cases``) get their
+    similarities to the own reference recomputed from the new statistics."""
+    from avatarv.eval.behaviour import behaviour_similarity, rank_scores
 
     refs = list(reference_stats)
     out = {}
-    for path in sorted((run_dir / "cases").glob("*.json")):
-        case = json.loads(path.read_text())
+    for case in cases:
         row = {k: float("nan") if case["metrics"].get(k) is None else float(case["metrics"][k])
                for k in ("sync_c", "face_sim", "behaviour", "motion_behaviour")}
         ref = case["meta"].get("behaviour_reference")
@@ -89,6 +112,8 @@ def load_run(run_dir: Path, reference_stats: dict[str, dict], motion_reference_s
             if stats is not None and ref in table:
                 rank = rank_scores(stats, [table[k] for k in refs], refs.index(ref))
                 row.update({prefix + k: v for k, v in rank.items()})
+                if case.get("remeasured"):
+                    row[space] = behaviour_similarity(stats, table[ref])
         out[case["case_id"]] = row
     return out
 
@@ -178,15 +203,15 @@ def plot(table: dict, k: int, path: Path) -> None:
     plt.close(fig)
 
 
-def per_statistic(run_dir: Path, cases: set[str], reference_stats: dict[str, dict], space: str) -> dict[str, dict]:
+def per_statistic(records: list[dict], cases: set[str], reference_stats: dict[str, dict], space: str
+                  ) -> dict[str, dict]:
     """Which behaviour statistics an output carries from its own reference: per statistic, the Pearson r over
     cases between the output's value and its reference's, and both means (``space``: ``behaviour`` or
     ``motion_behaviour``). r near the ground truth's = carried; near 0 = not."""
     from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
 
     pairs = []
-    for path in sorted((run_dir / "cases").glob("*.json")):
-        case = json.loads(path.read_text())
+    for case in records:
         ref = case["meta"].get("behaviour_reference")
         ref = str(Path(ref).resolve()) if ref else None
         stats = case["meta"].get(f"{space}_stats")
@@ -224,6 +249,9 @@ def main() -> None:
     ap.add_argument("--pair", action="append", default=[], help="a,b: paired differences a − b (repeat)")
     ap.add_argument("--all-cases", action="store_true",
                     help="each system over all its cases (default: only the cases every run has)")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the outputs' behaviour again from the saved videos and motion tracks with the "
+                         "current statistics (a run written before a statistic existed); eval folders untouched")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/thesis"))
     args = ap.parse_args()
 
@@ -236,14 +264,15 @@ def main() -> None:
     for p in ref_paths:  # measured as the benchmark measures them (``behaviour_metric``)
         reference_stats[p], motion_reference_stats[p] = behaviour_in_both_spaces(*video_signals(p))
     folders = {name: Path(folder) for name, _, folder in (spec.partition("=") for spec in args.run)}
-    runs = {name: load_run(folder, reference_stats, motion_reference_stats) for name, folder in folders.items()}
+    records = {name: read_cases(folder, args.remeasure) for name, folder in folders.items()}
+    runs = {name: load_run(records[name], reference_stats, motion_reference_stats) for name in folders}
     if not args.all_cases:
         common = set.intersection(*(set(r) for r in runs.values()))
         runs = {name: {c: v for c, v in r.items() if c in common} for name, r in runs.items()}
     table = summarise(runs)
     pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
     text = markdown(table, pairs, len(ref_paths))
-    stat_tables = {space: {name: per_statistic(folders[name], set(r), refs, space) for name, r in runs.items()}
+    stat_tables = {space: {name: per_statistic(records[name], set(r), refs, space) for name, r in runs.items()}
                    for space, refs in (("behaviour", reference_stats), ("motion_behaviour", motion_reference_stats))}
     text += statistics_markdown(stat_tables)
     print(text)

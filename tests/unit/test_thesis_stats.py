@@ -40,7 +40,7 @@ def test_load_run_ranks_each_case_against_all_references(thesis, tmp_path):
         (cases / f"{cid}.json").write_text(json.dumps({"case_id": cid, "metrics": {"sync_c": 5.0, "face_sim": None},
                                                        "meta": {"behaviour_stats": stats, "behaviour_reference": ref,
                                                                 "motion_behaviour_stats": {"blink_rate": 1.9}}}))
-    run = thesis.load_run(tmp_path, refs, motion_refs)
+    run = thesis.load_run(thesis.read_cases(tmp_path), refs, motion_refs)
     assert run["c0"]["hit"] == 1.0 and run["c1"]["hit"] == 0.0
     # each space ranks against its own references: the stream's blink rate 1.9 is b's, not a's
     assert run["c0"]["motion_hit"] == 0.0 and run["c1"]["motion_hit"] == 1.0
@@ -76,10 +76,42 @@ def test_per_statistic_correlates_outputs_with_their_own_references(thesis, tmp_
         stats = {"nod_amp": 2.0 * i + 1, "blink_rate": 0.0}  # nods follow the reference, blinks never happen
         (cases / f"c{i}.json").write_text(json.dumps({"case_id": f"c{i}", "meta": {
             "motion_behaviour_stats": stats, "behaviour_reference": f"/r/{i}.mp4"}}))
-    out = thesis.per_statistic(tmp_path, {"c0", "c1", "c2", "c3"}, refs, "motion_behaviour")
+    records = thesis.read_cases(tmp_path)
+    out = thesis.per_statistic(records, {"c0", "c1", "c2", "c3"}, refs, "motion_behaviour")
     assert out["nod_amp"]["r"] == pytest.approx(1.0) and out["nod_amp"]["output_mean"] == 4.0
     assert np.isnan(out["blink_rate"]["r"]) and out["blink_rate"]["reference_mean"] == 11.5
     assert out["nod_amp"]["n"] == 4 and out["smile_rate"]["n"] == 0
-    assert thesis.per_statistic(tmp_path, {"c0"}, refs, "behaviour")["nod_amp"]["n"] == 0  # no such stats
+    assert thesis.per_statistic(records, {"c0"}, refs, "behaviour")["nod_amp"]["n"] == 0  # no such stats
     text = thesis.statistics_markdown({"motion_behaviour": {"x": out}})
     assert "motion behaviour space" in text and "+1.00 (4.00 / 1.50)" in text
+
+
+def test_remeasure_scores_a_run_with_the_current_statistics(thesis, tmp_path, monkeypatch):
+    """``--remeasure``: statistics come from the saved video (here a stub measurement), similarities to the own
+    reference are recomputed from them, ranks follow; a case without its video is a clear error."""
+    import avatarv.eval.benchmark as benchmark
+    from avatarv.eval.behaviour import behaviour_similarity
+
+    cases, videos = tmp_path / "cases", tmp_path / "videos"
+    cases.mkdir()
+    videos.mkdir()
+    refs = {"/r/a.mp4": {"mouth_level": 0.5}, "/r/b.mp4": {"mouth_level": 1.0}}
+    for cid, ref in (("c0", "/r/a.mp4"), ("c1", "/r/b.mp4")):
+        (videos / f"{cid}.mp4").write_bytes(b"x")
+        (cases / f"{cid}.json").write_text(json.dumps({  # stored stats from before mouth_level existed
+            "case_id": cid, "metrics": {"behaviour": 0.1, "motion_behaviour": 0.1},
+            "meta": {"behaviour_stats": {"blink_rate": 3.0}, "motion_behaviour_stats": {"blink_rate": 3.0},
+                     "behaviour_reference": ref, "video": "/nowhere/moved.mp4"}}))
+    levels = {"c0": 0.55, "c1": 0.6}  # c1 opens like a, not like its own reference b
+    monkeypatch.setattr(benchmark, "output_behaviour", lambda video, analyzer=None: (
+        {"mouth_level": levels[video.stem]}, {"mouth_level": levels[video.stem] + 0.3}, "generated stream"))
+    stored = thesis.load_run(thesis.read_cases(tmp_path), refs, refs)
+    assert stored["c0"]["behaviour"] == 0.1 and stored["c1"]["margin"] == 0.0  # no shared statistic to rank by
+    run = thesis.load_run(thesis.read_cases(tmp_path, remeasure=True), refs, refs)
+    assert run["c0"]["behaviour"] == pytest.approx(behaviour_similarity({"mouth_level": 0.55}, refs["/r/a.mp4"]))
+    assert run["c0"]["hit"] == 1.0 and run["c1"]["hit"] == 0.0
+    assert run["c0"]["motion_hit"] == 0.0 and run["c1"]["motion_hit"] == 1.0  # 0.85 / 0.9: nearer b
+    assert (cases / "c0.json").read_text().count("mouth_level") == 0  # the eval folder is not touched
+    (videos / "c1.mp4").unlink()
+    with pytest.raises(FileNotFoundError, match="c1 has no video"):
+        thesis.read_cases(tmp_path, remeasure=True)

@@ -52,6 +52,17 @@ def test_behaviour_stats_recover_known_signals():
     assert s["nod_amp"] == pytest.approx(4.0, rel=0.1) and s["nod_freq"] == pytest.approx(0.5, abs=0.03)
     assert s["sway_amp"] == pytest.approx(2.0, rel=0.1) and s["sway_freq"] == pytest.approx(0.3, abs=0.03)
     assert s["mouth_lag"] == lag and s["mouth_gain"] > 0
+    # mouth_level: mean opening over speech per unit of mean envelope (the same envelope the statistic reads)
+    from avatarv.world.audio_features import envelope
+
+    e = envelope(audio, n)
+    speaking = e[:-lag] > 0.15
+    assert s["mouth_level"] == pytest.approx(mouth[lag:][speaking].mean() / e[:-lag][speaking].mean())
+    # a mouth that opens a constant amount while speaking: no slope to read, the level still says how wide
+    flat = behaviour_stats({**signals, "mouth_open": np.where(e > 0.15, 0.5, 0.0)}, audio)
+    assert abs(flat["mouth_gain"]) < 0.2 * s["mouth_gain"] and flat["mouth_level"] > 0.5
+    assert behaviour_stats({**signals, "mouth_open": 2 * mouth}, audio)["mouth_level"] == pytest.approx(
+        2 * s["mouth_level"])
     assert s["smile_rate"] == pytest.approx(0.25, abs=0.01)
 
 

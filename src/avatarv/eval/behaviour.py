@@ -2,8 +2,8 @@
 
 Signals are *predicted* from pixels by the world analyzer (``avatarv.world.analyzer``: pose, mouth, blink,
 smile per frame), never read from labels, so a generated video is measured exactly like a real one. Its
-behaviour statistics (blink rate, nod / sway amplitude and frequency, mouth gain and lag behind the audio,
-smile rate: ``behaviour_stats``) are compared with the reference's by ``behaviour_similarity`` (1 = identical,
+behaviour statistics (blink rate, nod / sway amplitude and frequency, mouth gain, level and lag behind the
+audio, smile rate: ``behaviour_stats``) are compared with the reference's by ``behaviour_similarity`` (1 = identical,
 ``exp(-RMS of scaled differences)``).
 
 *Behaviour identification*: among K identities, each known by one reference clip, which one's behaviour does a

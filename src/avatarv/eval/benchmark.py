@@ -256,16 +256,30 @@ def clip_tracks(tracks: list, num_frames: int, min_track: int) -> list:
     return out
 
 
+def output_behaviour(video: Path, analyzer=None) -> tuple[dict[str, float], dict[str, float], str]:
+    """(pixel-space behaviour, motion-stream-space behaviour, the stream's source) of an output video: the
+    stream from its generated motion track when one lies beside it (``<case>.motion.npz``: "generated stream"),
+    else from its pixels through the stream's representation ("pixels")."""
+    from avatarv.eval.behaviour import video_signals
+    from avatarv.eval.motion_stream import track_behaviour, video_stream_behaviour
+    from avatarv.pipelines.motion_track import motion_track_path
+    from avatarv.world.analyzer import behaviour_stats
+    from avatarv.world.analyzer.behaviour import FPS  # what behaviour_stats assumes of every video
+
+    signals, audio = video_signals(video, analyzer)
+    track = motion_track_path(video)
+    if track.is_file():
+        return behaviour_stats(signals, audio), track_behaviour(track, audio), "generated stream"
+    return behaviour_stats(signals, audio), video_stream_behaviour(signals, audio, FPS), "pixels"
+
+
 def behaviour_metric(analyzer=None) -> Metric:
     """Behaviour similarity of the output to the reference video (world analyzer signals) -> ``behaviour``;
     and in motion-stream space (``avatarv.eval.motion_stream``) -> ``motion_behaviour``: from the output's
     generated motion track when the system wrote one beside the video (``<case>.motion.npz``), else from its
     pixels through the stream's representation (ground truth, systems without a stream)."""
     from avatarv.eval.behaviour import behaviour_similarity, video_signals
-    from avatarv.eval.motion_stream import behaviour_in_both_spaces, track_behaviour, video_stream_behaviour
-    from avatarv.pipelines.motion_track import motion_track_path
-    from avatarv.world.analyzer import behaviour_stats
-    from avatarv.world.analyzer.behaviour import FPS  # what behaviour_stats assumes of every video
+    from avatarv.eval.motion_stream import behaviour_in_both_spaces
 
     cache: dict[Path, dict] = {}
     motion_cache: dict[Path, dict] = {}
@@ -274,16 +288,10 @@ def behaviour_metric(analyzer=None) -> Metric:
         if case.reference not in cache:
             cache[case.reference], motion_cache[case.reference] = behaviour_in_both_spaces(
                 *video_signals(case.reference, analyzer))
-        signals, audio = video_signals(video, analyzer)
-        out = behaviour_stats(signals, audio)
+        out, motion, source = output_behaviour(video, analyzer)
         result.metrics["behaviour"] = behaviour_similarity(out, cache[case.reference])
         result.meta["behaviour_stats"] = out
         result.meta["behaviour_reference"] = str(case.reference)
-        track = motion_track_path(video)
-        if track.is_file():
-            motion, source = track_behaviour(track, audio), "generated stream"
-        else:
-            motion, source = video_stream_behaviour(signals, audio, FPS), "pixels"
         result.metrics["motion_behaviour"] = behaviour_similarity(motion, motion_cache[case.reference])
         result.meta["motion_behaviour_stats"] = motion
         result.meta["motion_behaviour_source"] = source

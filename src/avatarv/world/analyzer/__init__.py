@@ -3,7 +3,7 @@ from pixels by small CNNs trained on world frames, and behaviour statistics comp
 
     from avatarv.world.analyzer import WorldAnalyzer, behaviour_stats
     pred = WorldAnalyzer.load().predict(frames)           # shipped weights in avatarv/assets
-    stats = behaviour_stats(pred, audio)                   # blink rate, nod amplitude, mouth gain/lag, …
+    stats = behaviour_stats(pred, audio)                   # blink rate, nod amplitude, mouth gain/level/lag, …
 """
 
 from avatarv.world.analyzer.behaviour import behaviour_similarity, behaviour_stats

@@ -5,6 +5,10 @@ nod_amp/freq   amplitude (deg) and frequency (Hz) of the strongest pitch oscilla
 sway_amp/freq  the same for yaw
 mouth_lag      frames by which the mouth follows the audio envelope (argmax of the lagged correlation)
 mouth_gain     slope of mouth openness on the envelope at that lag
+mouth_level    mean openness over the speaking frames per unit of their mean envelope (at that lag): how wide
+               a person opens overall, whether or not the opening follows loudness within speech. In the world
+               it estimates 0.75 · the ``mouth_gain`` trait as the slope does, but it survives a generator that
+               sets a person's opening without tracking each syllable (the slope then reads ~0)
 smile_rate     fraction of frames with smile > 0.3
 """
 
@@ -57,14 +61,20 @@ def behaviour_stats(signals: dict[str, np.ndarray], audio: np.ndarray | None = N
         y = mouth[lag:] if lag >= 0 else mouth[:lag]
         x = env[: n - lag] if lag >= 0 else env[-lag:]
         speaking = x > 0.15
-        gain = float(np.polyfit(x[speaking], y[speaking], 1)[0]) if speaking.sum() > 10 else 0.0
-        stats.update(mouth_lag=lag, mouth_gain=gain, mouth_sync_corr=float(corr.max()))
+        enough = speaking.sum() > 10
+        gain = float(np.polyfit(x[speaking], y[speaking], 1)[0]) if enough else 0.0
+        level = float(y[speaking].mean() / x[speaking].mean()) if enough else 0.0
+        stats.update(mouth_lag=lag, mouth_gain=gain, mouth_level=level, mouth_sync_corr=float(corr.max()))
     return stats
 
 
+# mouth_level's spread across world identities (analyzer, 16 held-out people × 2 scenes × 12 s: std 0.18, mean
+# 0.71; scene-to-scene r 0.95, Spearman with the trait 0.87)
+MOUTH_LEVEL_SCALE = 0.18
+
 # Scales that put every statistic on a comparable footing (roughly the spread across world identities).
 SIMILARITY_SCALES = {"blink_rate": 8.0, "nod_amp": 1.6, "nod_freq": 0.25, "sway_amp": 1.8, "mouth_gain": 0.25,
-                     "smile_rate": 0.2}
+                     "mouth_level": MOUTH_LEVEL_SCALE, "smile_rate": 0.2}
 
 
 def behaviour_similarity(a: dict[str, float], b: dict[str, float]) -> float:

@@ -3,7 +3,7 @@
     python -m avatarv.world.analyzer.evaluate [--identities 12] [--seconds 30] [--size 128]
 
 Held-out identities and scenes (ids never used in training) talk for ``seconds`` each; the analyzer's
-predicted signals give blink rate, nod/sway amplitude, mouth gain and lag, smile rate; we report Spearman
+predicted signals give blink rate, nod/sway amplitude, mouth gain, level and lag, smile rate; we report Spearman
 rank correlations with the true traits, next to the same statistics computed from the true signals.
 """
 
@@ -25,6 +25,7 @@ PAIRS = {  # statistic → trait
     "nod_amp": "nod_amp",
     "sway_amp": "sway_amp",
     "mouth_gain": "mouth_gain",
+    "mouth_level": "mouth_gain",
     "smile_rate": "smile_habit",
 }
 
