@@ -203,43 +203,130 @@ def plot(table: dict, k: int, path: Path) -> None:
     plt.close(fig)
 
 
-def per_statistic(records: list[dict], cases: set[str], reference_stats: dict[str, dict], space: str
-                  ) -> dict[str, dict]:
-    """Which behaviour statistics an output carries from its own reference: per statistic, the Pearson r over
-    cases between the output's value and its reference's, and both means (``space``: ``behaviour`` or
-    ``motion_behaviour``). r near the ground truth's = carried; near 0 = not."""
-    from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
-
-    pairs = []
+def statistic_pairs(records: list[dict], cases: set[str], reference_stats: dict[str, dict], space: str
+                    ) -> dict[str, tuple[dict, dict]]:
+    """case id → (the output's statistics, its own reference's) in ``space`` (``behaviour`` or
+    ``motion_behaviour``), for the cases in ``cases`` that have both."""
+    out = {}
     for case in records:
         ref = case["meta"].get("behaviour_reference")
         ref = str(Path(ref).resolve()) if ref else None
         stats = case["meta"].get(f"{space}_stats")
         if case["case_id"] in cases and stats is not None and ref in reference_stats:
-            pairs.append((stats, reference_stats[ref]))
+            out[case["case_id"]] = (stats, reference_stats[ref])
+    return out
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
+
+
+def _columns(pairs: dict[str, tuple[dict, dict]], ids: list[str], key: str) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([pairs[c][0].get(key, np.nan) for c in ids], float),
+            np.array([pairs[c][1].get(key, np.nan) for c in ids], float))
+
+
+def _boot_r(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """r on each resample of cases (rows of ``idx``)."""
+    return np.array([_pearson(x[i], y[i]) for i in idx])
+
+
+def _interval(boot: np.ndarray, min_finite: float = 0.95) -> tuple[float, float]:
+    """Percentile 95 % interval of bootstrap draws; NaN when over 5 % of the draws are undefined (an output
+    that barely varies: r exists only on the resamples that catch its rare changes, and would look certain)."""
+    finite = boot[np.isfinite(boot)]
+    if not len(boot) or len(finite) < min_finite * len(boot):
+        return float("nan"), float("nan")
+    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
+
+
+def per_statistic(pairs: dict[str, tuple[dict, dict]], boots: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """Which behaviour statistics an output carries from its own reference: per statistic, the Pearson r over
+    cases between the output's value and its reference's with a bootstrap 95 % interval (cases resampled), and
+    both means. r near the ground truth's = carried; near 0 = not; NaN where the output never varies."""
+    from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
+
+    ids = sorted(pairs)
+    idx = np.random.default_rng(seed).integers(0, len(ids), (boots, len(ids))) if ids else np.zeros((0, 0), int)
     out = {}
     for k in SIMILARITY_SCALES:
-        x = np.array([a.get(k, np.nan) for a, _ in pairs], float)
-        y = np.array([b.get(k, np.nan) for _, b in pairs], float)
+        x, y = _columns(pairs, ids, k)
         ok = np.isfinite(x) & np.isfinite(y)
-        r = float(np.corrcoef(x[ok], y[ok])[0, 1]) if ok.sum() > 2 and x[ok].std() > 0 and y[ok].std() > 0 else float("nan")
-        out[k] = {"r": r, "output_mean": float(np.mean(x[ok])) if ok.any() else float("nan"),
+        lo, hi = _interval(_boot_r(x, y, idx))
+        out[k] = {"r": _pearson(x, y), "lo": lo, "hi": hi,
+                  "output_mean": float(np.mean(x[ok])) if ok.any() else float("nan"),
                   "reference_mean": float(np.mean(y[ok])) if ok.any() else float("nan"), "n": int(ok.sum())}
     return out
 
 
-def statistics_markdown(tables: dict[str, dict[str, dict[str, dict]]]) -> str:
-    """``{space: {system: per_statistic(...)}}`` → one table per space."""
+def paired_statistic(a: dict[str, tuple[dict, dict]], b: dict[str, tuple[dict, dict]], boots: int = 2000,
+                     seed: int = 0) -> dict[str, dict]:
+    """Per statistic, r(a) − r(b) over the cases both have, with a paired bootstrap 95 % interval (the same
+    resampled cases for both systems): does system a follow its references on this statistic better than b?"""
+    from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
+
+    ids = sorted(set(a) & set(b))
+    idx = np.random.default_rng(seed).integers(0, len(ids), (boots, len(ids))) if ids else np.zeros((0, 0), int)
+    out = {}
+    for k in SIMILARITY_SCALES:
+        (xa, ya), (xb, yb) = _columns(a, ids, k), _columns(b, ids, k)
+        lo, hi = _interval(_boot_r(xa, ya, idx) - _boot_r(xb, yb, idx))
+        out[k] = {"diff": _pearson(xa, ya) - _pearson(xb, yb), "lo": lo, "hi": hi, "n": len(ids)}
+    return out
+
+
+def statistics_markdown(tables: dict[str, dict[str, dict[str, dict]]],
+                        pairs: dict[str, dict[tuple[str, str], dict[str, dict]]] | None = None) -> str:
+    """``{space: {system: per_statistic(...)}}`` → one table per space; ``pairs`` (``{space: {(a, b):
+    paired_statistic(...)}}``) → a table of r differences per space."""
     lines = []
     for space, systems in tables.items():
         keys = list(next(iter(systems.values())))
         lines += ["", f"Per statistic, {space.replace('_', ' ')} space: Pearson r over cases between the output and "
-                  "its own reference (output mean / reference mean; r is NaN where the output never varies):", "",
+                  "its own reference [bootstrap 95 % CI] (output mean / reference mean; r is NaN where the output "
+                  "never varies):", "",
                   "| system | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for name, row in systems.items():
-            cells = [f"{row[k]['r']:+.2f} ({row[k]['output_mean']:.2f} / {row[k]['reference_mean']:.2f})" for k in keys]
+            cells = [f"{row[k]['r']:+.2f} [{row[k].get('lo', np.nan):+.2f}, {row[k].get('hi', np.nan):+.2f}] "
+                     f"({row[k]['output_mean']:.2f} / {row[k]['reference_mean']:.2f})" for k in keys]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for (a, b), diff in (pairs or {}).get(space, {}).items():
+            lines += ["", f"Paired r({a}) − r({b}), {space.replace('_', ' ')} space (same resampled cases):", "",
+                      "| " + " | ".join(keys) + " |", "|---" * len(keys) + "|",
+                      "| " + " | ".join(f"{diff[k]['diff']:+.2f} [{diff[k]['lo']:+.2f}, {diff[k]['hi']:+.2f}]"
+                                        for k in keys) + " |"]
     return "\n".join(lines) + "\n"
+
+
+def plot_statistics(tables: dict[str, dict[str, dict[str, dict]]], path: Path) -> None:
+    """Per statistic, each system's r with its own references (bars) and bootstrap 95 % CI, one panel per
+    space: which traits a system carries over, and how far from the ground truth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(tables), 1, figsize=(11, 3.4 * len(tables)), squeeze=False)
+    for ax, (space, systems) in zip(axes[:, 0], tables.items(), strict=True):
+        keys = list(next(iter(systems.values())))
+        width = 0.8 / len(systems)
+        for j, (name, row) in enumerate(systems.items()):
+            x = np.arange(len(keys)) + (j - (len(systems) - 1) / 2) * width
+            r = np.array([row[k]["r"] for k in keys])
+            err = np.array([[row[k]["r"] - row[k].get("lo", np.nan), row[k].get("hi", np.nan) - row[k]["r"]]
+                            for k in keys]).T
+            ax.bar(x, np.nan_to_num(r), width, yerr=np.nan_to_num(np.clip(err, 0, None)), capsize=2, label=name)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(keys)), keys)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel("r with own reference")
+        ax.set_title(f"{space.replace('_', ' ')} space (NaN drawn as 0)")
+        ax.legend(fontsize=7, ncol=len(systems))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -272,18 +359,27 @@ def main() -> None:
     table = summarise(runs)
     pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
     text = markdown(table, pairs, len(ref_paths))
-    stat_tables = {space: {name: per_statistic(records[name], set(r), refs, space) for name, r in runs.items()}
-                   for space, refs in (("behaviour", reference_stats), ("motion_behaviour", motion_reference_stats))}
-    text += statistics_markdown(stat_tables)
+    spaces = {"behaviour": reference_stats, "motion_behaviour": motion_reference_stats}
+    stat_pairs = {space: {name: statistic_pairs(records[name], set(r), refs, space) for name, r in runs.items()}
+                  for space, refs in spaces.items()}
+    stat_tables = {space: {name: per_statistic(p) for name, p in by_name.items()} for space, by_name in stat_pairs.items()}
+    stat_diffs = {space: {tuple(p.split(",")): paired_statistic(by_name[p.split(",")[0]], by_name[p.split(",")[1]])
+                          for p in args.pair} for space, by_name in stat_pairs.items()}
+    text += statistics_markdown(stat_tables, stat_diffs)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps({"table": table, "pairs": {",".join(k): v for k, v in pairs.items()},
-                                                         "per_statistic": stat_tables}, indent=2))
+                                                         "per_statistic": stat_tables,
+                                                         "per_statistic_pairs": {space: {",".join(k): v for k, v in d.items()}
+                                                                                 for space, d in stat_diffs.items()}},
+                                                        indent=2))
     plot(table, len(ref_paths), args.out.with_suffix(".png"))
+    statistics_png = args.out.with_name(args.out.name + "-statistics.png")
+    plot_statistics(stat_tables, statistics_png)
     drift = args.out.with_name(args.out.name + "-drift.png")
     plot_drift({name: face_sim_over_time(folders[name], set(r)) for name, r in runs.items()}, drift)
-    print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')} {drift}")
+    print(f"wrote {args.out.with_suffix('.md')} {args.out.with_suffix('.png')} {drift} {statistics_png}")
 
 
 if __name__ == "__main__":

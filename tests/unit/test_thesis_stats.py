@@ -77,13 +77,36 @@ def test_per_statistic_correlates_outputs_with_their_own_references(thesis, tmp_
         (cases / f"c{i}.json").write_text(json.dumps({"case_id": f"c{i}", "meta": {
             "motion_behaviour_stats": stats, "behaviour_reference": f"/r/{i}.mp4"}}))
     records = thesis.read_cases(tmp_path)
-    out = thesis.per_statistic(records, {"c0", "c1", "c2", "c3"}, refs, "motion_behaviour")
+    out = thesis.per_statistic(thesis.statistic_pairs(records, {"c0", "c1", "c2", "c3"}, refs, "motion_behaviour"))
     assert out["nod_amp"]["r"] == pytest.approx(1.0) and out["nod_amp"]["output_mean"] == 4.0
+    assert out["nod_amp"]["lo"] == pytest.approx(1.0)  # every resample with a spread is exactly linear too
     assert np.isnan(out["blink_rate"]["r"]) and out["blink_rate"]["reference_mean"] == 11.5
     assert out["nod_amp"]["n"] == 4 and out["smile_rate"]["n"] == 0
-    assert thesis.per_statistic(records, {"c0"}, refs, "behaviour")["nod_amp"]["n"] == 0  # no such stats
+    assert thesis.statistic_pairs(records, {"c0"}, refs, "behaviour") == {}  # no such stats
     text = thesis.statistics_markdown({"motion_behaviour": {"x": out}})
-    assert "motion behaviour space" in text and "+1.00 (4.00 / 1.50)" in text
+    assert "motion behaviour space" in text and "+1.00 [+1.00, +1.00] (4.00 / 1.50)" in text
+
+
+def test_paired_statistic_differences_of_r_over_shared_cases(thesis, tmp_path):
+    """A system that follows its references (r 1) minus one that ignores them: r difference ~1 with an interval
+    clear of 0; a system against itself: exactly 0; only the cases both have count."""
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=24)
+    follows = {f"c{i}": ({"mouth_level": 2 * ref[i] + 1}, {"mouth_level": ref[i]}) for i in range(24)}
+    ignores = {f"c{i}": ({"mouth_level": rng.normal()}, {"mouth_level": ref[i]}) for i in range(20)}
+    d = thesis.paired_statistic(follows, ignores)["mouth_level"]
+    assert d["n"] == 20 and 0.6 < d["diff"] < 1.4 and d["lo"] > 0.2
+    rare = {c: ({"mouth_level": float(c == "c0")}, r) for c, (_, r) in follows.items()}  # one case moves
+    assert np.isfinite(thesis.per_statistic(rare)["mouth_level"]["r"])
+    assert np.isnan(thesis.per_statistic(rare)["mouth_level"]["lo"])  # most resamples never see it move
+    same = thesis.paired_statistic(follows, follows)["mouth_level"]
+    assert same["diff"] == 0.0 and same["lo"] == same["hi"] == 0.0
+    text = thesis.statistics_markdown({"motion_behaviour": {"a": thesis.per_statistic(follows)}},
+                                      {"motion_behaviour": {("a", "b"): thesis.paired_statistic(follows, ignores)}})
+    assert "Paired r(a) − r(b), motion behaviour space" in text
+    thesis.plot_statistics({"motion_behaviour": {"a": thesis.per_statistic(follows), "b": thesis.per_statistic(rare)}},
+                           tmp_path / "stats.png")
+    assert (tmp_path / "stats.png").stat().st_size > 5000
 
 
 def test_remeasure_scores_a_run_with_the_current_statistics(thesis, tmp_path, monkeypatch):
