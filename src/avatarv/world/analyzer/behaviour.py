@@ -7,7 +7,7 @@ mouth_lag      frames by which the mouth follows the audio envelope (argmax of t
 mouth_gain     slope of mouth openness on the envelope at that lag
 mouth_level    mean openness over the speaking frames per unit of their mean envelope (at that lag): how wide
                a person opens overall, whether or not the opening follows loudness within speech. In the world
-               it estimates 0.75 · the ``mouth_gain`` trait as the slope does, but it survives a generator that
+               both it and the slope grow with the ``mouth_gain`` trait; the level also reads a generator that
                sets a person's opening without tracking each syllable (the slope then reads ~0)
 smile_rate     fraction of frames with smile > 0.3
 """
