@@ -152,6 +152,9 @@ def test_world_bench_passthrough_end_to_end(bench, tmp_path, capsys):
         assert not c["meta"].get("errors"), c["meta"]
         # no generated motion stream beside ground truth: its pixels are read through the stream's representation
         assert c["meta"]["motion_behaviour_source"] == "pixels" and "motion_behaviour_rank" in c["meta"]
+        # the mouth's level in both spaces: a world person opens 0.45–1.35 × 0.75 per unit of loudness
+        for space in ("behaviour_stats", "motion_behaviour_stats"):
+            assert 0.2 < c["meta"][space]["mouth_level"] < 1.5, c["meta"][space]
         # same identity across scenes: held-out frame pairs average 0.79, different identities 0.00
         assert c["meta"]["face_backend"] == "world" and c["metrics"]["face_sim"] > 0.4
         assert c["metrics"]["sync_c"] > 1.0 and abs(c["metrics"]["sync_offset"]) <= 4  # ground truth: in sync
