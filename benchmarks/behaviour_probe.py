@@ -126,22 +126,18 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
     return out
 
 
-def read_reference_motion(pipe, items: list[dict], seed: int) -> None:
+def read_reference_motion(pipe, items: list[dict]) -> None:
     """Replace each item's reference motion (labels, as training gives it) by the world analyzer's reading of
-    the same reference frames, as the pipeline reads a reference at inference
-    (``pipelines.reference.reference_motion``)."""
+    the same reference frames (``ref_frames`` of ``motion_probe.make_items``), as the pipeline reads a
+    reference at inference (``pipelines.reference.reference_motion``)."""
     from avatarv.pipelines.reference import reference_motion
-    from avatarv.world import make_clip
     from avatarv.world.analyzer import WorldAnalyzer
 
     cfg = pipe.cfg
-    n_lat, stride = cfg.max_ref_latent_frames, cfg.ref_frame_stride
-    seconds = ((n_lat - 1) * 4 + 1) * stride / cfg.fps
     analyzer = WorldAnalyzer.load()
-    for i, it in enumerate(items):  # the reference clips of motion_probe.make_items, made again
-        clip = make_clip(10_000 + i, 1, seconds=seconds, size=cfg.resolution, seed=seed, clip_index=3)
-        frames = clip.frames[::stride][: (n_lat - 1) * 4 + 1]
-        it["ref_motion"] = reference_motion(frames, n_lat, cfg.dit.motion_dim, analyzer)[0]
+    for it in items:
+        it["ref_motion"] = reference_motion(it["ref_frames"], cfg.max_ref_latent_frames, cfg.dit.motion_dim,
+                                            analyzer)[0]
 
 
 def stat_arrays(motions: list) -> dict[str, np.ndarray]:
@@ -216,7 +212,7 @@ def main() -> None:
             truth = stat_arrays([it["motion"][1:] for it in items])
         rows[f"{name} reference (oracle)"] = stat_arrays([it["ref_motion"] for it in items])  # labels
         if args.ref_motion_from == "analyzer":
-            read_reference_motion(pipe, items, args.seed)
+            read_reference_motion(pipe, items)
         sampled = sample_motion(pipe, items, args.steps, args.seed, args.sampler)
         rows[f"{name} own"] = stat_arrays(sampled["own"])
         rows[f"{name} other"] = stat_arrays(sampled["other"])

@@ -46,6 +46,7 @@ def make_items(pipe, clips: int, seed: int) -> list[dict[str, torch.Tensor]]:
         ref_clip = make_clip(ident, 1, seconds=ref_seconds, size=cfg.resolution, seed=seed, clip_index=3)
         ref = encode_reference(ref_clip, pipe.vae, cfg, ref_latents, stride)
         item["ref_latents"], item["ref_motion"] = ref["latents"], ref["motion"]
+        item["ref_frames"] = ref_clip.frames[::stride][: (ref_latents - 1) * 4 + 1]  # what encode_reference read
         items.append(item)
     return items
 

@@ -228,6 +228,11 @@ def _columns(pairs: dict[str, tuple[dict, dict]], ids: list[str], key: str) -> t
             np.array([pairs[c][1].get(key, np.nan) for c in ids], float))
 
 
+def _resamples(n: int, boots: int, seed: int) -> np.ndarray:
+    """``[boots, n]`` case indices drawn with replacement (seeded): the bootstrap's resamples."""
+    return np.random.default_rng(seed).integers(0, n, (boots, n)) if n else np.zeros((0, 0), int)
+
+
 def _boot_r(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """r on each resample of cases (rows of ``idx``)."""
     return np.array([_pearson(x[i], y[i]) for i in idx])
@@ -249,7 +254,7 @@ def per_statistic(pairs: dict[str, tuple[dict, dict]], boots: int = 2000, seed: 
     from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
 
     ids = sorted(pairs)
-    idx = np.random.default_rng(seed).integers(0, len(ids), (boots, len(ids))) if ids else np.zeros((0, 0), int)
+    idx = _resamples(len(ids), boots, seed)
     out = {}
     for k in SIMILARITY_SCALES:
         x, y = _columns(pairs, ids, k)
@@ -268,7 +273,7 @@ def paired_statistic(a: dict[str, tuple[dict, dict]], b: dict[str, tuple[dict, d
     from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
 
     ids = sorted(set(a) & set(b))
-    idx = np.random.default_rng(seed).integers(0, len(ids), (boots, len(ids))) if ids else np.zeros((0, 0), int)
+    idx = _resamples(len(ids), boots, seed)
     out = {}
     for k in SIMILARITY_SCALES:
         (xa, ya), (xb, yb) = _columns(a, ids, k), _columns(b, ids, k)
@@ -357,14 +362,15 @@ def main() -> None:
         common = set.intersection(*(set(r) for r in runs.values()))
         runs = {name: {c: v for c, v in r.items() if c in common} for name, r in runs.items()}
     table = summarise(runs)
-    pairs = {tuple(p.split(",")): paired(runs, *p.split(",")) for p in args.pair}
+    named_pairs = [tuple(p.split(",")) for p in args.pair]
+    pairs = {ab: paired(runs, *ab) for ab in named_pairs}
     text = markdown(table, pairs, len(ref_paths))
     spaces = {"behaviour": reference_stats, "motion_behaviour": motion_reference_stats}
     stat_pairs = {space: {name: statistic_pairs(records[name], set(r), refs, space) for name, r in runs.items()}
                   for space, refs in spaces.items()}
     stat_tables = {space: {name: per_statistic(p) for name, p in by_name.items()} for space, by_name in stat_pairs.items()}
-    stat_diffs = {space: {tuple(p.split(",")): paired_statistic(by_name[p.split(",")[0]], by_name[p.split(",")[1]])
-                          for p in args.pair} for space, by_name in stat_pairs.items()}
+    stat_diffs = {space: {(a, b): paired_statistic(by_name[a], by_name[b]) for a, b in named_pairs}
+                  for space, by_name in stat_pairs.items()}
     text += statistics_markdown(stat_tables, stat_diffs)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,7 @@ def test_reference_motion_read_from_pixels(bp):
     pipe.cfg = replace(pipe.cfg, dit=replace(pipe.cfg.dit, motion_dim=16))
     items = bp.make_items(pipe, 2, seed=0)
     labels = [it["ref_motion"].clone() for it in items]
-    bp.read_reference_motion(pipe, items, seed=0)
+    bp.read_reference_motion(pipe, items)
     for it, lab in zip(items, labels, strict=True):
         assert it["ref_motion"].shape == lab.shape and torch.isfinite(it["ref_motion"]).all()
         assert not torch.equal(it["ref_motion"], lab)
