@@ -103,18 +103,21 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=33, help="frames of the whole-clip test (0: skip it)")
     ap.add_argument("--mouth-ids", type=int, default=8, help="held-out identities (2 clips each) of the mouth test")
     ap.add_argument("--png", default=None, help="write held-out originals beside each VAE's reconstructions")
-    ap.add_argument("--bf16", action="store_true", help="bf16 autocast encode/decode, as the pipeline runs them")
+    ap.add_argument("--dtype", default="fp32", help="encode/decode compute dtype: fp32 (default, exact) | bf16 | "
+                    "auto (the precision policy's choice, as the pipeline runs them)")
     args = ap.parse_args()
 
     from avatarv.eval.faces import DlibHogDetector
     from avatarv.models.vae import VideoVAE
+    from avatarv.precision import capability, compute_dtype, dtype_name
     from avatarv.world import make_clip
 
     torch.manual_seed(0)
     paths = args.vae or ["checkpoints/world-small/vae"]
     vaes = {p: VideoVAE.from_pretrained(p) for p in paths}
+    dtype = compute_dtype("cpu", args.dtype)
     for vae in vaes.values():
-        vae.bf16_inference = args.bf16
+        vae.compute_dtype = dtype
     detector = DlibHogDetector()
     frames = {name: frames_of(first, args.n, args.size) for name, first in RANGES.items()}
     heldout_recons = {}
@@ -158,7 +161,8 @@ def main() -> None:
                 for i, f in enumerate(frames["held-out ids"])]
         Image.fromarray(np.concatenate(rows, 0)).save(args.png)
         print(f"\n{args.png}: columns = original, " + ", ".join(paths))
-    print(json.dumps({"bench": "vae_roundtrip", "bf16": args.bf16, "vaes": record}))
+    print(json.dumps({"bench": "vae_roundtrip", "dtype": dtype_name(dtype), "machine": capability(),
+                      "vaes": record}))
 
 
 if __name__ == "__main__":

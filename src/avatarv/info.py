@@ -9,8 +9,11 @@ import typer
 
 
 def machine_summary() -> dict[str, object]:
-    """Threads, CPU flags relevant to bf16 (AMX / AVX-512 BF16), CUDA devices."""
+    """Threads, CPU flags relevant to bf16 (AMX / AVX-512 BF16), CUDA devices, and the precision each part
+    computes in (``avatarv.precision``: bf16 only where the hardware computes it natively)."""
     import torch
+
+    from avatarv.precision import capability, compute_dtype, cpu_bf16_native, dtype_name, mkldnn_bf16
 
     flags = ""
     try:
@@ -29,7 +32,17 @@ def machine_summary() -> dict[str, object]:
         "avx512_bf16": "avx512_bf16" in flags,
         "amx_bf16": "amx_bf16" in flags,
         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "cpu_model": capability()["cpu_model"],
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn_bf16": mkldnn_bf16(),
+        "bf16_native": cpu_bf16_native(),
+        "dtype_request": capability()["dtype_request"],
+        "dtype_dit_inference": dtype_name(compute_dtype("cpu")),
+        "dtype_vae_inference": dtype_name(compute_dtype("cpu")),
+        "dtype_training_autocast": dtype_name(compute_dtype("cpu")),
+        "attention_tiled_backend": "used for bf16 inference" if cpu_bf16_native() else "off (bf16 not native)",
     }
+
 
 
 def info(

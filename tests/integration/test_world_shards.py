@@ -70,7 +70,9 @@ def test_strided_reference_is_every_kth_frame_of_a_longer_clip():
     clip = make_clip(0, 1, seconds=(4 * 1 + 1) * 3 / cfg.fps, size=cfg.resolution, seed=0, clip_index=9)
     ref = encode_reference(clip, vae, cfg, latents=2, stride=3)
     assert ref["latents"].shape == (cfg.vae.z_dim, 2, cfg.resolution // 8, cfg.resolution // 8)
-    vae.bf16_inference = True  # encode_reference encodes in bf16 on the CPU
+    from avatarv.precision import compute_dtype
+
+    vae.compute_dtype = compute_dtype("cpu")  # encode_reference encodes in the precision policy's dtype
     want = vae.encode(clip.frames[::3][:5])[0]
     assert torch.allclose(ref["latents"], want)
     assert not torch.allclose(ref["latents"], vae.encode(clip.frames[:5])[0])  # not the first 5 frames

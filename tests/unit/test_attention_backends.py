@@ -180,9 +180,11 @@ def test_tiled_small_tiles_equal_reference_and_bf16_error_is_bounded():
         assert err_tiled <= 4 * err_sdpa + 2e-3, (logit_std, err_tiled, err_sdpa)
 
 
-def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu():
+def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu(monkeypatch):
+    from avatarv.models.dit import attention as attn
     from avatarv.models.dit.attention import select_backend
 
+    monkeypatch.setattr(attn, "cpu_bf16_native", lambda: True)  # an AMX machine
     q = torch.zeros(1, 2, 1024, 64, dtype=torch.bfloat16)
     with torch.no_grad():
         assert select_backend(q, masked=False) == "tiled"
@@ -190,6 +192,9 @@ def test_auto_picks_tiled_only_for_half_precision_inference_on_cpu():
         assert select_backend(q[:, :, :64], masked=False) == "sdpa"
         assert select_backend(q, masked=False, nk=16) == "sdpa"  # text cross-attention: SDPA wins
     assert select_backend(q, masked=False) == "sdpa"  # autograd on: training keeps the fused kernel
+    monkeypatch.setattr(attn, "cpu_bf16_native", lambda: False)  # AVX2 only: tiled's bf16 GEMM is emulated
+    with torch.no_grad():
+        assert select_backend(q, masked=False) == "sdpa"
 
 
 def test_tiled_backward_equals_reference():

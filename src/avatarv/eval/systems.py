@@ -113,7 +113,7 @@ class VAERoundTripSystem:
             raise InputError("the vae-roundtrip system needs --checkpoint (a pipeline with a VAE)")
         pipe = AvatarPipeline.from_checkpoint(checkpoint)
         self.vae, self.cfg, self.vae_path = pipe.vae, pipe.cfg, Path(checkpoint) / "vae"
-        self.vae.bf16_inference = True  # as the pipeline decodes trained weights
+        # pipe.vae computes in the precision policy's dtype, as the pipeline decodes trained weights
         self.fingerprint = json.dumps({"system": self.name, "vae_sha256": weights_digest(self.vae_path),
                                        "chunk_latent_frames": self.cfg.chunk_latent_frames}, sort_keys=True)
         self.last_meta: dict = {}

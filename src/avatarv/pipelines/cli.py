@@ -46,6 +46,7 @@ def run_generation(
     sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
     preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
     motion_out: Path | None = None, motion_continuity: bool = True, guidance: str | None = None,
+    dtype: str | None = None,
 ) -> dict:
     from tqdm import tqdm
 
@@ -58,12 +59,18 @@ def run_generation(
     if scene is not None and scene_prompt is not None:
         raise InputError("give at most one of --scene IMAGE and --scene-prompt \"...\"")
     scales = parse_guidance(guidance)
+    if dtype is not None:
+        from avatarv.precision import parse_dtype
+
+        dtype = parse_dtype(dtype, "--dtype")
+    bar = tqdm(total=0, desc="preparing: reading inputs", unit="step")
     speech = _speech_from_args(audio, text, voice)
     reference = read_video(ref)
+    phase(bar, "loading the model")
     if checkpoint is not None:
-        pipe = AvatarPipeline.from_checkpoint(checkpoint)
+        pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
     else:
-        pipe = AvatarPipeline.random(preset, seed=seed)
+        pipe = AvatarPipeline.random(preset, seed=seed, dtype=dtype)
         typer.echo(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
                    "weights; the video shows noise, not a person", err=True)
     opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
@@ -78,17 +85,26 @@ def run_generation(
     cfg = pipe.cfg
     plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
                                   overlap_latents=cfg.overlap_latent_frames, fps=cfg.fps)
-    bar = tqdm(total=len(plan.chunks()) * steps, desc="generating", unit="step")
+    n_chunks = len(plan.chunks())
+    bar.reset(total=n_chunks * steps)
 
     def progress(chunk, step):
-        bar.set_postfix(chunk=f"{chunk.index + 1}/{len(plan.chunks())}")
+        if bar.n == 0:
+            bar.set_description("generating")
+        bar.set_postfix(chunk=f"{chunk.index + 1}/{n_chunks}")
         bar.update(1)
 
     try:
-        summary = pipe.generate(reference, speech, out, opts, progress=progress)
+        summary = pipe.generate(reference, speech, out, opts, progress=progress, on_phase=lambda p: phase(bar, p))
     finally:
         bar.close()
     return summary
+
+
+def phase(bar, name: str) -> None:
+    """Show what the job is doing before its first denoising step (nothing sits at 0 % silently)."""
+    bar.set_description(f"preparing: {name}")
+    bar.refresh()
 
 
 def generate(
@@ -118,17 +134,20 @@ def generate(
     guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
                                  "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; "
                                  "audio=3 alone costs three, scales that differ everywhere four)."),
+    dtype: str = typer.Option(None, "--dtype", help="Compute precision: auto (bf16 where the hardware computes "
+                              "it natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
                              scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out, motion_continuity,
-                             guidance)
+                             guidance, dtype)
     typer.echo(json.dumps(summary))
 
 
 def demo(
     out: Path = typer.Option(REPO_ROOT / "out" / "demo.mp4", "--out"),
     steps: int = typer.Option(None, "--steps", help="Default: 24 with a trained checkpoint, 4 with random weights."),
+    dtype: str = typer.Option(None, "--dtype", help="auto (default) | bf16 | fp32; see generate --help."),
 ) -> None:
     """Run generate on examples/ref.mp4 + examples/speech.wav with the bundled checkpoint."""
     ref, speech = EXAMPLES / "ref.mp4", EXAMPLES / "speech.wav"
@@ -140,6 +159,6 @@ def demo(
         typer.echo("avatarv demo: the bundled world checkpoint is not trained yet; using tiny RANDOM weights",
                    err=True)
     summary = run_generation(ref, out, audio=speech, checkpoint=ckpt,
-                             steps=steps or (24 if ckpt else 4))
+                             steps=steps or (24 if ckpt else 4), dtype=dtype)
     typer.echo(json.dumps(summary))
     typer.echo(f"avatarv demo: wrote {summary['out']} ({summary['seconds']:.2f} s, {summary['chunks']} chunks)")

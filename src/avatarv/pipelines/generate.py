@@ -31,6 +31,7 @@ from avatarv.pipelines.chunks import Chunk, ChunkPlan
 from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
 from avatarv.pipelines.motion_track import MotionTrack, known_motion, save_motion_track
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
+from avatarv.precision import autocast, compute_dtype, parse_dtype, requested
 
 
 @dataclass
@@ -89,11 +90,20 @@ def release_memory() -> None:
 
 class AvatarPipeline:
     def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
-                 refiner: SRRefiner | None = None, text_encoder=None, audio_encoder: str | Path | None = None):
+                 refiner: SRRefiner | None = None, text_encoder=None, audio_encoder: str | Path | None = None,
+                 dtype: str | None = None):
+        """``dtype``: what the DiT, the refiner and the VAE compute in (``auto`` | ``fp32`` | ``bf16``; None:
+        ``auto``): the precision policy (``avatarv.precision``) picks bf16 only where the hardware computes it.
+        Random weights compute in exact fp32 unless a dtype is asked for (argument or ``AVATARV_DTYPE``)."""
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
-        self.vae.bf16_inference = not random_weights  # trained weights: bf16 VAE compute (random: exact fp32)
+        device = next(dit.parameters()).device
+        if random_weights and (dtype is None or parse_dtype(dtype, "--dtype") == "auto") and requested() == "auto":
+            self.dtype = torch.float32
+        else:
+            self.dtype = compute_dtype(device, dtype)
+        self.vae.compute_dtype = self.dtype
         self.refiner = refiner
         self.text_encoder = text_encoder
         # log-mel by default; a Wav2Vec2 folder (``audio_encoder/`` in a checkpoint) when the DiT was trained on it
@@ -103,16 +113,17 @@ class AvatarPipeline:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def random(cls, preset: str = "tiny", seed: int = 0, refiner: bool = False) -> AvatarPipeline:
+    def random(cls, preset: str = "tiny", seed: int = 0, refiner: bool = False, dtype: str | None = None
+               ) -> AvatarPipeline:
         """Untrained weights of a preset (for tests, and the demo until a trained checkpoint exists)."""
         cfg = get_preset(preset)
         torch.manual_seed(seed)
         dit = _live(VideoRefDiT(cfg.dit))
         sr = SRRefiner(_live(VideoRefDiT(replace(cfg.dit, local_window=1)))) if refiner else None
-        return cls(cfg, dit, VideoVAE(cfg.vae), random_weights=True, refiner=sr)
+        return cls(cfg, dit, VideoVAE(cfg.vae), random_weights=True, refiner=sr, dtype=dtype)
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path) -> AvatarPipeline:
+    def from_checkpoint(cls, directory: str | Path, dtype: str | None = None) -> AvatarPipeline:
         """A pipeline directory: ``pipeline.json`` (preset + overrides), ``dit/`` and ``vae/``."""
         directory = Path(directory)
         meta_path = directory / "pipeline.json"
@@ -132,7 +143,8 @@ class AvatarPipeline:
             text_encoder = TextEncoder.from_pretrained(directory / "text_encoder", max_length=meta.get("text_max_length", 64))
         cfg = replace(base, dit=dit.cfg, vae=vae.cfg, **meta.get("overrides", {}))
         audio_encoder = directory / "audio_encoder" if (directory / "audio_encoder").is_dir() else None
-        return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder, audio_encoder=audio_encoder)
+        return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder, audio_encoder=audio_encoder,
+                   dtype=dtype)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -160,6 +172,10 @@ class AvatarPipeline:
             return None
         null = torch.zeros(1, self.text_encoder.max_length, self.cfg.dit.text_dim)
         return (self.text_encoder.encode([prompt]).float() if prompt else null), null
+
+    def autocast(self):
+        """The DiT's (and the refiner's) compute precision: bf16 autocast where the policy chose it, else fp32."""
+        return autocast(next(self.dit.parameters()).device, self.dtype)
 
     # ------------------------------------------------------------------ one chunk
     def _condition(self, known: torch.Tensor | None, num_latents: int, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -209,12 +225,14 @@ class AvatarPipeline:
                 # a dropped condition is fed as training's condition dropout feeds it (methods/base.py): zero
                 # audio tokens (not None: the audio attention still runs, on the embedding of all-zero tokens),
                 # zero text, no reference keys (training masks every key, which is the same attention)
-                out = self.dit(
-                    x[0], t, cond=cond, audio=audio if "audio" in kept else null_audio, motion=motion,
-                    text=None if text is None else text[0] if "text" in kept else text[1],
-                    ref=ref if "ref" in kept else None, ref_cache=cache if "ref" in kept else None,
-                )
-                return torch.cat([out.video.flatten(), out.motion.flatten()]) if motion is not None else out.video
+                with self.autocast():
+                    out = self.dit(
+                        x[0], t, cond=cond, audio=audio if "audio" in kept else null_audio, motion=motion,
+                        text=None if text is None else text[0] if "text" in kept else text[1],
+                        ref=ref if "ref" in kept else None, ref_cache=cache if "ref" in kept else None,
+                    )
+                video = out.video.float()
+                return torch.cat([video.flatten(), out.motion.float().flatten()]) if motion is not None else video
 
             v = opts.guidance.combine({p: predict(p) for p in opts.guidance.passes()})
             if motion is None:
@@ -254,9 +272,12 @@ class AvatarPipeline:
     # ------------------------------------------------------------------ the job
     def generate(
         self, reference: Video, speech: np.ndarray, out_path: str | Path, opts: GenerationOptions | None = None,
-        progress=None,
+        progress=None, on_phase=None,
     ) -> dict:
-        """Write the talking video to ``out_path`` (streamed; playable after each chunk). Returns a summary."""
+        """Write the talking video to ``out_path`` (streamed; playable after each chunk). Returns a summary.
+        ``progress(chunk, step)`` is called after every denoising step, ``on_phase(name)`` at each preparation
+        phase before the first one."""
+        on_phase = on_phase or (lambda name: None)
         opts = opts or GenerationOptions()
         cfg = self.cfg
         fps, sr = cfg.fps, self.audio_features.sample_rate
@@ -269,7 +290,7 @@ class AvatarPipeline:
         out_res = cfg.resolution * (self.refiner.factor if refine else 1)
         prepared: PreparedReference = prepare_reference(
             reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None,
-            stride=cfg.ref_frame_stride, motion_dim=cfg.dit.motion_dim if cfg.ref_motion else 0
+            stride=cfg.ref_frame_stride, motion_dim=cfg.dit.motion_dim if cfg.ref_motion else 0, on_phase=on_phase,
         )
         if prepared.ref.motion is not None:  # the DiT reads reference motion in its stream's space
             prepared.ref = replace(prepared.ref, motion=normalize_motion(prepared.ref.motion, self.dit.cfg))
@@ -287,6 +308,7 @@ class AvatarPipeline:
                                                       text=None if scene_text is None else scene_text[0])
         else:
             scene = prepared.scene_frame
+        on_phase("encoding the scene image")
         scene_latent = self.vae.encode(scene[None])  # [1, z, 1, h, w]
         chunks = plan.chunks()
         pending: np.ndarray | None = None  # decoded frames of the last overlap, not yet written
@@ -325,8 +347,9 @@ class AvatarPipeline:
                     refs, caches = [prepared.ref, anchor], [cache, anchor_cache]
                 lr_frames = self.vae.decode(latents) if (preview is not None or not refine) else None
                 if refine:
-                    hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
-                                      generator=generator)
+                    with self.autocast():
+                        hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
+                                          generator=generator).float()
                     frames = self.vae.decode(hr)  # [4(c−1)+1, 2S, 2S, 3]
                 else:
                     frames = lr_frames

@@ -74,7 +74,8 @@ def generate_scene_image(pipe, frames: np.ndarray, face_found: np.ndarray, gener
     x = torch.randn(1, pipe.cfg.dit.latent_channels, 1, s, s, generator=generator)
 
     def velocity(state, sigma):
-        return (pipe.dit(state[0], sigma.reshape(1).float(), ref=ref, text=text).video,)
+        with pipe.autocast():  # the pipeline's compute precision (avatarv.precision)
+            return (pipe.dit(state[0], sigma.reshape(1).float(), ref=ref, text=text).video.float(),)
 
     out = make_sampler("euler")(velocity, (x,), sigma_schedule(steps), generator=generator)[0]
     return pipe.vae.decode(out)[0], views

@@ -66,10 +66,12 @@ def reference_motion(frames: np.ndarray, num_latents: int, motion_dim: int, anal
 
 def prepare_reference(
     video: Video, vae: VideoVAE, resolution: int, max_latents: int, detect_every: int = 1,
-    hr_resolution: int | None = None, stride: int = 1, motion_dim: int = 0, analyzer=None,
+    hr_resolution: int | None = None, stride: int = 1, motion_dim: int = 0, analyzer=None, on_phase=None,
 ) -> PreparedReference:
     """``motion_dim`` > 0: the reference also gets its motion features (``reference_motion``; raw, the caller
-    normalises them for its DiT) — for a DiT trained with them (``ModelConfig.ref_motion``)."""
+    normalises them for its DiT) — for a DiT trained with them (``ModelConfig.ref_motion``). ``on_phase(name)``
+    is told each step (face detection, motion, VAE encoding) as it starts."""
+    on_phase = on_phase or (lambda name: None)
     if stride < 1:
         raise ValueError(f"reference frame stride {stride}: expected >= 1")
     frames = video.frames[::stride]
@@ -80,6 +82,7 @@ def prepare_reference(
     frames = frames[:n]
     found = np.zeros(n, dtype=bool)
     boxes = []
+    on_phase(f"finding the face in {n} reference frames")
     for i in range(0, n, detect_every):
         faces = detect_faces(frames[i])
         if faces:
@@ -93,10 +96,14 @@ def prepare_reference(
     # latent j ← frames 4j−3 … 4j (j = 0: frame 0): faceless when most of them have no face
     mask = [found[0]] + [found[4 * j - 3 : 4 * j + 1].mean() >= 0.5 for j in range(1, n_lat)]
     frame_mask = torch.tensor([mask], dtype=torch.bool)
+    if motion_dim:
+        on_phase("reading the reference's motion")
     motion = reference_motion(crops, n_lat, motion_dim, analyzer) if motion_dim else None  # [1, n_lat, dim]
+    on_phase(f"encoding the reference ({n} frames)")
     ref = RefInputs(latents=vae.encode(crops), motion=motion, frame_mask=frame_mask)  # [1, z, n_lat, h, w]
     ref_hr = None
     if hr_resolution is not None:
+        on_phase(f"encoding the reference at {hr_resolution} px")
         ref_hr = RefInputs(latents=vae.encode(resize_square(square, hr_resolution)), frame_mask=frame_mask)
     scene = crops[int(np.argmax(found))]
     return PreparedReference(ref=ref, frames=crops, face_found=found, crop=(left, top, side), scene_frame=scene,

@@ -16,6 +16,8 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="Continue from the latest checkpoint in out_dir."),
     steps: int = typer.Option(None, "--steps", help="Override the total number of steps."),
     out: Path = typer.Option(None, "--out", help="Override out_dir."),
+    dtype: str = typer.Option(None, "--dtype", help="Training autocast: auto (bf16 where the CPU computes it "
+                              "natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
 ) -> None:
     """Train; checkpoints and log.jsonl go to out_dir.
 
@@ -33,6 +35,8 @@ def run(
         cfg = replace(cfg, steps=steps)
     if out is not None:
         cfg = replace(cfg, out_dir=str(out))
+    if dtype is not None:
+        cfg = replace(cfg, precision=dtype)
     trainer = Trainer(cfg)
     typer.echo(f"avatarv train: {trainer.method.name} on {cfg.preset}; {trainer.optim.describe()}", err=True)
     trainer.fit(resume=resume)
@@ -96,6 +100,8 @@ def train_vae(
                                        "(default --frames; the pipeline's chunk is 33)."),
     init: Path = typer.Option(None, "--init", help="Start from this VAE folder (default: random weights)."),
     seed: int = typer.Option(0, "--seed"),
+    dtype: str = typer.Option(None, "--dtype", help="Training autocast: auto (bf16 where the CPU computes it "
+                              "natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
 ) -> None:
     """Train the video autoencoder on world clips; prints held-out PSNR."""
     from avatarv.training.vae import VAETrainConfig, VAETrainer
@@ -104,7 +110,7 @@ def train_vae(
                          train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
                          face_weight=face_weight, mouth_weight=mouth_weight, min_lr_ratio=min_lr_ratio,
                          cached_clips=identities * scenes,
-                         seed=seed)
+                         seed=seed, precision=dtype or "auto")
     vae = None
     if init is not None:
         from avatarv.models.vae import VideoVAE
@@ -224,12 +230,15 @@ def train_world(
                                        help="Stage 3: the reference's motion pooled over time (mean, std per "
                                        "channel) as a global adaLN condition (DiTConfig.ref_behaviour; implies "
                                        "--ref-motion; default off)."),
+    dtype: str = typer.Option(None, "--dtype", help="Training autocast: auto (bf16 where the CPU computes it "
+                              "natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
 ) -> None:
     """The bundled world model: VAE → shards → stages 1–3 (video reference and image-reference ablation).
     Resumable: run it again after a kill and it continues where it stopped."""
     from dataclasses import replace
 
     from avatarv.errors import ConfigError
+    from avatarv.precision import parse_dtype
     from avatarv.training.world_recipe import WorldRecipe, run
 
     recipe = WorldRecipe.smoke() if smoke else WorldRecipe()
@@ -257,6 +266,8 @@ def train_world(
         recipe = replace(recipe, ref_motion=ref_motion)
     if ref_behaviour is not None:
         recipe = replace(recipe, ref_behaviour=ref_behaviour)
+    if dtype is not None:
+        recipe = replace(recipe, precision=parse_dtype(dtype, "--dtype"))
     if identity_aux is not None:
         start, ramp = parse_aux_schedule(identity_aux)
         recipe = replace(recipe, identity_aux_start=start, identity_aux_ramp=ramp)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from avatarv.errors import ConfigError
+from avatarv.precision import parse_dtype
 from avatarv.training.methods.base import MethodConfig
 from avatarv.training.optim import OptimConfig
 
@@ -33,7 +34,8 @@ class TrainConfig:
     clip_grad: float = 1.0
     warmup_steps: int = 0
     ema_decay: float | None = 0.999
-    precision: str = "bf16"  # bf16 autocast | fp32
+    # auto: bf16 autocast where the hardware computes bf16, fp32 elsewhere (avatarv.precision) | bf16 | fp32
+    precision: str = "auto"
     log_every: int = 1
     ckpt_every: int = 50
     keep_checkpoints: int = 3  # newest checkpoints kept (0: all); a small-preset checkpoint is ~120 MB
@@ -50,8 +52,7 @@ class TrainConfig:
     ref_behaviour: bool = False
 
     def __post_init__(self):
-        if self.precision not in ("bf16", "fp32"):
-            raise ConfigError(f"precision must be bf16 or fp32, got {self.precision!r}")
+        self.precision = parse_dtype(self.precision, "precision")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("steps, batch_size and grad_accum must be ≥ 1")
 

@@ -31,6 +31,7 @@ from avatarv.distributed.state import (
     world_info,
 )
 from avatarv.models.dit import VideoRefDiT
+from avatarv.precision import autocast, compute_dtype
 from avatarv.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from avatarv.training.config import TrainConfig
 from avatarv.training.data import DataCursor, SyntheticLatents, load_batch
@@ -176,7 +177,7 @@ class Trainer:
                 self.cursor.take(cfg.batch_size)  # another rank's micro-batch: keep the shared order
                 continue
             batch = load_batch(self.dataset, self.cursor, cfg.batch_size).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            with autocast(device, compute_dtype(device, cfg.precision)):
                 loss, logs = self.method.loss(self.model, batch, self.step, self.generator(micro))
             # FSDP averages gradients over ranks: ÷ local count here gives the mean over all micro-batches
             (loss / local).backward()

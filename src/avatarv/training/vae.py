@@ -19,6 +19,7 @@ import torch
 from avatarv.config import get_preset
 from avatarv.errors import ConfigError
 from avatarv.models.vae import VideoVAE
+from avatarv.precision import autocast, compute_dtype, parse_dtype
 from avatarv.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -44,7 +45,8 @@ class VAETrainConfig:
     # decode the posterior mean (a deterministic autoencoder with a tiny KL leash): at this budget, sampled
     # latents (posterior std ≈ 1 at init) kept L1 at ~0.37 for 100 steps while the mean fell to 0.26 in 60
     sample_posterior: bool = False
-    precision: str = "bf16"  # bf16 autocast (AMX: ~1.4× faster than fp32 here) | fp32
+    # auto: bf16 autocast where native (AMX: ~1.4× faster than fp32), fp32 elsewhere (avatarv.precision) | bf16 | fp32
+    precision: str = "auto"
     # False: only the decoder learns (the encoder, and so every latent already encoded with it, stays fixed)
     train_encoder: bool = True
     # extra L1 weight inside the head box (world labels: skull + jaw): pixels there count 1 + face_weight times.
@@ -68,6 +70,9 @@ class VAETrainConfig:
     min_lr_ratio: float = 1.0
     # world clips kept decoded in memory (2 s at 128² ≈ 2.4 MB each; a clip costs ~0.6 s to render)
     cached_clips: int = 256
+
+    def __post_init__(self):
+        self.precision = parse_dtype(self.precision, "precision")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -269,7 +274,7 @@ class VAETrainer:
         self.optim.zero_grad(set_to_none=True)
         for group in self.optim.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with autocast("cpu", compute_dtype("cpu", self.cfg.precision)):
             loss, logs = self.loss(batch, weights)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)

@@ -15,6 +15,7 @@ from avatarv.config import ModelConfig
 from avatarv.data.shards import motion_features, reference_motion_features, write_shard
 from avatarv.models.encoders.audio_features import LogMelFeatures
 from avatarv.models.vae import VideoVAE
+from avatarv.precision import compute_dtype
 
 
 def label_signals(labels) -> dict[str, np.ndarray]:
@@ -69,17 +70,14 @@ def encode_clip(clip, vae: VideoVAE, cfg: ModelConfig, latents: int, audio_featu
 
 
 def _encode_frames(vae: VideoVAE, frames: np.ndarray) -> torch.Tensor:
-    """[T, H, W, 3] uint8 -> latents [z, t, h, w]. bf16 compute on the CPU: 4.6x faster (AMX) than fp32,
-    latents within 0.3 % (mean relative error)."""
-    fast, vae.bf16_inference = vae.bf16_inference, _on_cpu(vae)
+    """[T, H, W, 3] uint8 -> latents [z, t, h, w], computed in the precision policy's dtype for the VAE's device
+    (bf16 where native: 4.6x faster than fp32 with AMX, latents within 0.3 % mean relative error; fp32 where
+    bf16 would be emulated)."""
+    before, vae.compute_dtype = vae.compute_dtype, compute_dtype(vae.device)
     try:
         return vae.encode(frames)[0]
     finally:
-        vae.bf16_inference = fast
-
-
-def _on_cpu(module) -> bool:
-    return next(module.parameters()).device.type == "cpu"
+        vae.compute_dtype = before
 
 
 def make_world_shards(out_dir, cfg: ModelConfig, vae: VideoVAE, identities: int, scenes: int, latents: int = 5,

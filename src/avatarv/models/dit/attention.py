@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from avatarv.errors import ConfigError
+from avatarv.precision import cpu_bf16_native
 
 AttentionFn = Callable[..., torch.Tensor]
 
@@ -202,9 +203,11 @@ def select_backend(q: torch.Tensor, masked: bool, nk: int | None = None) -> str:
     """Fastest correct backend for this call (measured: benchmarks/attention.py).
 
     CPU: for no-grad half-precision calls with at least 1024 × 1024 scores per head (``nk`` keys, default
-    ``Nq``), ``tiled`` (1.5–1.9× fused SDPA from 1k to 4k tokens; see its docstring for the precision it
-    trades; below that size, and for short contexts such as text, its per-head loop loses); otherwise fused
-    SDPA, with a masked call over long sequences going to ``chunked`` to keep the dense mask's memory bounded.
+    ``Nq``), on a CPU that computes bf16 natively (``avatarv.precision.cpu_bf16_native``: its one large GEMM
+    is what AMX is fast at; where bf16 is emulated it is the slowest choice), ``tiled`` (1.5–1.9× fused SDPA
+    from 1k to 4k tokens with AMX; see its docstring for the precision it trades; below that size, and for
+    short contexts such as text, its per-head loop loses); otherwise fused SDPA, with a masked call over long
+    sequences going to ``chunked`` to keep the dense mask's memory bounded.
     CUDA: flash when unmasked.
     """
     nk = q.shape[2] if nk is None else nk
@@ -213,7 +216,7 @@ def select_backend(q: torch.Tensor, masked: bool, nk: int | None = None) -> str:
     ):
         return "flash"
     if (q.device.type == "cpu" and q.dtype in (torch.float16, torch.bfloat16) and not torch.is_grad_enabled()
-            and q.shape[2] * nk >= 1 << 20 and nk >= 256):
+            and q.shape[2] * nk >= 1 << 20 and nk >= 256 and cpu_bf16_native()):
         return "tiled"
     if masked and q.shape[2] * q.shape[0] > 16384:
         return "chunked"

@@ -15,6 +15,7 @@ from torch import nn
 
 from avatarv.config import VAEConfig
 from avatarv.errors import CheckpointError
+from avatarv.precision import autocast
 
 
 def latent_frames(num_frames: int, stride: int = 4) -> int:
@@ -42,12 +43,13 @@ class VideoVAE(nn.Module):
         std = torch.tensor(self.model.config.latents_std, dtype=torch.float32)
         self.register_buffer("mean", mean.view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, -1, 1, 1, 1), persistent=False)
-        # inference compute in bf16 autocast (weights stay fp32): 4.6× faster encode on this CPU (AMX),
-        # latents within 0.3 %; the pipeline turns it on, training and parity tests keep fp32
-        self.bf16_inference = False
+        # the dtype encode/decode compute in (weights stay fp32). bf16 autocast is 4.6× faster on a CPU with
+        # AMX (latents within 0.3 %) and ~300× slower on one without native bf16, so the pipeline sets it from
+        # the precision policy (avatarv.precision.compute_dtype); training and parity tests keep fp32
+        self.compute_dtype: torch.dtype = torch.float32
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16_inference)
+        return autocast(self.device, self.compute_dtype)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> VideoVAE:

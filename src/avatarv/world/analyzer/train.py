@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatarv.precision import autocast, compute_dtype
 from avatarv.world.analyzer.crops import to_crop
 from avatarv.world.analyzer.data import Samples, make_samples
 from avatarv.world.analyzer.model import SIGNALS, BoxNet, FaceNet
@@ -99,7 +100,8 @@ def save(path: Path, box_net: BoxNet, face_net: FaceNet, meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: int, width: int, log) -> dict:
+def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: int, width: int, log,
+          dtype: str = "auto") -> dict:
     torch.manual_seed(seed)
     t0 = time.time()
     train_set = make_samples(n_pairs, per_pair, seed, 0, 0)
@@ -111,6 +113,7 @@ def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: 
     box_target = torch.from_numpy(train_set.box)
 
     box_net, face_net = BoxNet(width), FaceNet(width)
+    amp = compute_dtype("cpu", dtype)  # bf16 autocast only where the CPU computes bf16 (avatarv.precision)
     params = list(box_net.parameters()) + list(face_net.parameters())
     opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-4)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +138,7 @@ def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: 
         idx = r.integers(0, n, batch)
         small = _augment(_tensor(train_set.small[idx]), r)
         crops = _augment(_tensor(train_set.crops[idx]), r)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast("cpu", amp):
             box_pred = box_net(small).float()
             face_pred = face_net(crops).float()
         loss_box = F.smooth_l1_loss(box_pred, box_target[idx], beta=0.02)
@@ -173,10 +176,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="auto", help="auto (bf16 where native, else fp32) | bf16 | fp32")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     meta = train(args.out, args.steps, args.batch, args.pairs, args.per_pair, args.seed, args.width,
-                 log=lambda m: print(m, flush=True))
+                 log=lambda m: print(m, flush=True), dtype=args.dtype)
     print(json.dumps(meta["test"], indent=1))
 
 
