@@ -9,6 +9,9 @@
   ``--identity dlib``) between the last chunk's and the first chunk's frames, with and without the global
   appearance anchor; also each against the reference. Colour drift: ΔE between the mean L*a*b* colour of
   the last and of the first chunk (and the change in lightness), with and without the anchor.
+- ``seconds_per_output_second_by_dtype``: the same job on a short clip (``--dtype-seconds``, 2 s) in fp32 and
+  in bf16, each in a fresh process, with the machine's capability (``avatarv.precision``): which is faster
+  here, and whether the precision policy's default (``auto``, used by the runs above) is that one.
 Without a trained checkpoint it runs the tiny preset with random weights: memory and speed figures hold,
 the drift figures then say nothing about identity. Ends with one JSON line.
 """
@@ -27,11 +30,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps: int) -> None:
+def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps: int, dtype: str) -> None:
     from avatarv.media import read_audio, read_video
     from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
+    from avatarv.precision import dtype_name
 
-    pipe = AvatarPipeline.from_checkpoint(checkpoint) if checkpoint else AvatarPipeline.random("tiny", seed=0)
+    if checkpoint:
+        pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
+    else:
+        pipe = AvatarPipeline.random("tiny", seed=0, dtype=None if dtype == "auto" else dtype)
     speech = read_audio(ROOT / "examples" / "speech.wav")
     start = time.perf_counter()
     summary = pipe.generate(read_video(ROOT / "examples" / "ref.mp4"), speech, out,
@@ -39,11 +46,13 @@ def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps:
     summary["wall_s"] = time.perf_counter() - start
     summary["chunk_frames"] = (pipe.cfg.chunk_latent_frames - 1) * 4 + 1
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary["dtype"] = dtype_name(pipe.dtype)
     print(json.dumps(summary))
 
 
-def run_child(seconds: float, out: str, anchor: bool = True, checkpoint: str | None = None, steps: int = 2) -> dict:
-    args = [sys.executable, __file__, "--child", str(seconds), "--out", out, "--steps", str(steps)]
+def run_child(seconds: float, out: str, anchor: bool = True, checkpoint: str | None = None, steps: int = 2,
+              dtype: str = "auto") -> dict:
+    args = [sys.executable, __file__, "--child", str(seconds), "--out", out, "--steps", str(steps), "--dtype", dtype]
     args += ["--no-anchor"] if not anchor else []
     if checkpoint:
         args += ["--checkpoint", checkpoint]
@@ -98,14 +107,25 @@ def main() -> None:
     p.add_argument("--no-anchor", action="store_true")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default 2 random, 12 trained)")
     p.add_argument("--identity", default="world", help="identity backend for drift: world | dlib")
+    p.add_argument("--dtype", default="auto", help="precision of the main runs: auto (the policy) | fp32 | bf16")
+    p.add_argument("--dtype-seconds", type=float, default=2.0, help="clip length of the fp32-vs-bf16 runs (0: skip)")
     args = p.parse_args()
     steps = args.steps or (12 if args.checkpoint else 2)
     if args.child is not None:
-        child(args.child, args.out, not args.no_anchor, args.checkpoint, steps)
+        child(args.child, args.out, not args.no_anchor, args.checkpoint, steps, args.dtype)
         return
+    from avatarv.precision import capability
+
+    machine = capability()
+    print(f"machine: {machine}", flush=True)
     long_s = 20.0 if args.quick else 60.0
-    kw = {"checkpoint": args.checkpoint, "steps": steps}
+    kw = {"checkpoint": args.checkpoint, "steps": steps, "dtype": args.dtype}
     with tempfile.TemporaryDirectory() as tmp:
+        by_dtype = {}
+        for dtype in ("fp32", "bf16") if args.dtype_seconds > 0 else ():
+            r = run_child(args.dtype_seconds, f"{tmp}/{dtype}.mp4", checkpoint=args.checkpoint, steps=steps, dtype=dtype)
+            by_dtype[dtype] = round(r["wall_s"] / args.dtype_seconds, 2)
+            print(f"{dtype}: {by_dtype[dtype]} s per output second ({args.dtype_seconds:.0f} s clip)", flush=True)
         short = run_child(10.0, f"{tmp}/short.mp4", **kw)
         print(f"10 s: {short['wall_s']:.1f} s wall, peak RSS {short['peak_rss_mb']:.0f} MB", flush=True)
         long = run_child(long_s, f"{tmp}/long.mp4", **kw)
@@ -125,7 +145,14 @@ def main() -> None:
             "drift_without_anchor": drift(f"{tmp}/long_noanchor.mp4", chunk_frames, embedder),
             "chunks_long": long["chunks"],
             "random_weights": long["random_weights"],
+            "dtype": long["dtype"],
+            "machine": machine,
         }
+        if by_dtype:
+            faster = min(by_dtype, key=by_dtype.get)
+            result.update(seconds_per_output_second_by_dtype=by_dtype, dtype_seconds=args.dtype_seconds,
+                          bf16_vs_fp32=round(by_dtype["fp32"] / by_dtype["bf16"], 3), faster_dtype=faster,
+                          policy_dtype=machine["dtype"], policy_is_faster=faster == machine["dtype"])
     print(json.dumps(result))
 
 
