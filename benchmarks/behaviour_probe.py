@@ -21,7 +21,7 @@ The rows:
 - ``NAME other``: with the next person's. ``own − other`` is what the checkpoint takes from *this* person.
 
 95 % intervals are percentile bootstraps over people (the same resamples for every row, so ``--pair a,b``
-differences are paired). Writes a markdown table, a PNG and one JSON line.
+differences are paired; ``avatarv.eval.stats``: NaN where over 5 % of the resamples leave r undefined). Writes a markdown table, a PNG and one JSON line.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avatarv.eval.stats import bootstrap_draws, pearson, percentile_interval, resample_indices
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from motion_probe import make_items, mouth_slots, pearson  # noqa: E402
+from motion_probe import make_items, mouth_slots  # noqa: E402
 
 # name → (motion signal, statistic over the clip's latent frames); the signals of data.shards.MOTION_SIGNALS
 STATS = {
@@ -65,25 +67,19 @@ def clip_stats(motion: torch.Tensor | np.ndarray) -> dict[str, float]:
     return out
 
 
-def _r(pred: np.ndarray, truth: np.ndarray) -> float:
-    ok = np.isfinite(pred) & np.isfinite(truth)
-    return pearson(pred[ok], truth[ok]) if ok.sum() > 2 else float("nan")
-
-
 def correlations(rows: dict[str, dict[str, np.ndarray]], truth: dict[str, np.ndarray], boots: int = 1000,
                  seed: int = 0) -> dict[str, dict[str, dict]]:
     """Per row and statistic: r over people between the row's statistic ``[N]`` and the truth's, with a
     percentile bootstrap (people resampled, the same resamples for every row). Keeps the bootstrap draws
     (``"boot"``) so that rows can be differenced pairwise."""
-    n = len(next(iter(truth.values())))
-    idx = np.random.default_rng(seed).integers(0, n, size=(boots, n))
+    idx = resample_indices(len(next(iter(truth.values()))), boots, seed)
     out: dict[str, dict[str, dict]] = {}
     for row, stats in rows.items():
         out[row] = {}
         for s in STATS:
-            boot = np.array([_r(stats[s][i], truth[s][i]) for i in idx])
-            lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if np.isfinite(boot).any() else (np.nan, np.nan)
-            out[row][s] = {"r": _r(stats[s], truth[s]), "lo": float(lo), "hi": float(hi), "boot": boot}
+            boot = bootstrap_draws(pearson, idx, stats[s], truth[s])
+            lo, hi = percentile_interval(boot)
+            out[row][s] = {"r": pearson(stats[s], truth[s]), "lo": lo, "hi": hi, "boot": boot}
     return out
 
 
@@ -91,9 +87,8 @@ def paired(corr: dict, a: str, b: str) -> dict[str, dict]:
     """r(a) − r(b) per statistic, with the bootstrap interval of the paired draws."""
     out = {}
     for s in STATS:
-        d = corr[a][s]["boot"] - corr[b][s]["boot"]
-        lo, hi = np.nanpercentile(d, [2.5, 97.5]) if np.isfinite(d).any() else (np.nan, np.nan)
-        out[s] = {"diff": corr[a][s]["r"] - corr[b][s]["r"], "lo": float(lo), "hi": float(hi)}
+        lo, hi = percentile_interval(corr[a][s]["boot"] - corr[b][s]["boot"])
+        out[s] = {"diff": corr[a][s]["r"] - corr[b][s]["r"], "lo": lo, "hi": hi}
     return out
 
 

@@ -22,8 +22,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from avatarv.eval.stats import pearson
 
 SIGNALS = ("mouth_open", "blink", "smile", "yaw", "pitch", "brow_raise")
 CONDITIONS = ("full", "no_audio", "no_ref", "none", "other_ref")
@@ -153,12 +154,6 @@ def sampled(pipe, items, samplers: dict[str, dict], seed: int) -> dict:
             rows.append(motion[1:].float())
         table[name] = score(torch.cat(rows), gt)
     return table
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def markdown(result: dict) -> str:

@@ -18,7 +18,7 @@ plus identity similarity against time (``-drift.png``) and, per behaviour statis
 own reference (Pearson r over cases, in both spaces); then paired differences between two systems (same cases) with a sign-flip permutation p-value, and writes
 ``<out>.md`` and ``<out>.png``. Reference behaviour is measured once per reference video, exactly as the
 benchmark does (``behaviour_in_both_spaces``), so folders written before ``behaviour_rank`` existed score the same way.
-``--remeasure`` measures the outputs' behaviour again from the saved videos and motion tracks, so runs written
+The statistics are ``avatarv.eval.stats``'s (one NaN rule). ``--remeasure`` measures the outputs' behaviour again from the saved videos and motion tracks, so runs written
 before a statistic existed (``mouth_level``) are scored with it.
 
     python benchmarks/thesis.py --bench out/bench24x12 --run gt=out/eval24x12-gt \\
@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from avatarv.eval.stats import bootstrap_ci, paired_bootstrap, pearson, pearson_ci, sign_flip_p
 
 METRICS = ("sync_c", "face_sim", "behaviour", "hit", "percentile", "margin",
            "motion_behaviour", "motion_hit", "motion_percentile", "motion_margin")
@@ -118,26 +120,6 @@ def load_run(cases: list[dict], reference_stats: dict[str, dict], motion_referen
     return out
 
 
-def bootstrap_ci(x: np.ndarray, n: int = 4000, seed: int = 0) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if len(x) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), (n, len(x)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
-
-
-def sign_flip_p(d: np.ndarray, n: int = 20000, seed: int = 0) -> float:
-    """Two-sided p-value of mean(d) = 0 for paired differences (random sign flips)."""
-    d = d[np.isfinite(d)]
-    if not len(d):
-        return float("nan")
-    rng = np.random.default_rng(seed)
-    flips = rng.choice([-1.0, 1.0], (n, len(d)))
-    null = np.abs((flips * d).mean(1))
-    return float((1 + (null >= abs(d.mean()) - 1e-12).sum()) / (n + 1))
-
-
 def summarise(runs: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, dict]]:
     table = {}
     for name, cases in runs.items():
@@ -217,34 +199,9 @@ def statistic_pairs(records: list[dict], cases: set[str], reference_stats: dict[
     return out
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    return float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 0 and y.std() > 0 else float("nan")
-
-
 def _columns(pairs: dict[str, tuple[dict, dict]], ids: list[str], key: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([pairs[c][0].get(key, np.nan) for c in ids], float),
             np.array([pairs[c][1].get(key, np.nan) for c in ids], float))
-
-
-def _resamples(n: int, boots: int, seed: int) -> np.ndarray:
-    """``[boots, n]`` case indices drawn with replacement (seeded): the bootstrap's resamples."""
-    return np.random.default_rng(seed).integers(0, n, (boots, n)) if n else np.zeros((0, 0), int)
-
-
-def _boot_r(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """r on each resample of cases (rows of ``idx``)."""
-    return np.array([_pearson(x[i], y[i]) for i in idx])
-
-
-def _interval(boot: np.ndarray, min_finite: float = 0.95) -> tuple[float, float]:
-    """Percentile 95 % interval of bootstrap draws; NaN when over 5 % of the draws are undefined (an output
-    that barely varies: r exists only on the resamples that catch its rare changes, and would look certain)."""
-    finite = boot[np.isfinite(boot)]
-    if not len(boot) or len(finite) < min_finite * len(boot):
-        return float("nan"), float("nan")
-    return float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))
 
 
 def per_statistic(pairs: dict[str, tuple[dict, dict]], boots: int = 2000, seed: int = 0) -> dict[str, dict]:
@@ -254,13 +211,12 @@ def per_statistic(pairs: dict[str, tuple[dict, dict]], boots: int = 2000, seed: 
     from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
 
     ids = sorted(pairs)
-    idx = _resamples(len(ids), boots, seed)
     out = {}
     for k in SIMILARITY_SCALES:
         x, y = _columns(pairs, ids, k)
         ok = np.isfinite(x) & np.isfinite(y)
-        lo, hi = _interval(_boot_r(x, y, idx))
-        out[k] = {"r": _pearson(x, y), "lo": lo, "hi": hi,
+        r, lo, hi = pearson_ci(x, y, boots, seed)
+        out[k] = {"r": r, "lo": lo, "hi": hi,
                   "output_mean": float(np.mean(x[ok])) if ok.any() else float("nan"),
                   "reference_mean": float(np.mean(y[ok])) if ok.any() else float("nan"), "n": int(ok.sum())}
     return out
@@ -273,12 +229,10 @@ def paired_statistic(a: dict[str, tuple[dict, dict]], b: dict[str, tuple[dict, d
     from avatarv.world.analyzer.behaviour import SIMILARITY_SCALES
 
     ids = sorted(set(a) & set(b))
-    idx = _resamples(len(ids), boots, seed)
     out = {}
     for k in SIMILARITY_SCALES:
-        (xa, ya), (xb, yb) = _columns(a, ids, k), _columns(b, ids, k)
-        lo, hi = _interval(_boot_r(xa, ya, idx) - _boot_r(xb, yb, idx))
-        out[k] = {"diff": _pearson(xa, ya) - _pearson(xb, yb), "lo": lo, "hi": hi, "n": len(ids)}
+        diff, lo, hi = paired_bootstrap(pearson, _columns(a, ids, k), _columns(b, ids, k), boots, seed)
+        out[k] = {"diff": diff, "lo": lo, "hi": hi, "n": len(ids)}
     return out
 
 

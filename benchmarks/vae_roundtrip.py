@@ -23,6 +23,8 @@ import json
 import numpy as np
 import torch
 
+from avatarv.eval.stats import pearson
+
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-12)))
@@ -60,13 +62,6 @@ def measure(vae, detector, frames: list[np.ndarray], trips: int) -> tuple[dict, 
 def chunk_mse(vae, clips: list[np.ndarray]) -> np.ndarray:
     """Squared error per frame of whole-clip round trips, averaged over clips. → ``[F]``."""
     return np.mean([((vae.decode(vae.encode(c)).astype(np.float64) - c) ** 2).mean(axis=(1, 2, 3)) for c in clips], 0)
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r; NaN where either side never varies (a frozen mouth)."""
-    a, b = a - a.mean(), b - b.mean()
-    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def mouth_readability(vae, analyzer, clips: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:

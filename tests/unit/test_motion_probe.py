@@ -30,7 +30,8 @@ def test_score_of_the_truth_and_of_a_scaled_truth(probe):
     assert half["mouth_open"] == pytest.approx(1.0) and half["mouth_std_ratio"] == pytest.approx(0.5)
     flipped = probe.score(-gt, gt)
     assert flipped["blink"] == pytest.approx(-1.0)
-    assert math.isnan(probe.pearson(torch.ones(5).numpy(), torch.rand(5).numpy()))
+    frozen = probe.score(torch.full_like(gt, 0.5), gt)  # a signal that never varies has no r (NaN, not 0)
+    assert all(math.isnan(frozen[s]) for s in probe.SIGNALS)
 
 
 def test_probe_and_sampled_rows_on_a_tiny_pipeline(probe):
