@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -63,38 +64,37 @@ def run_generation(
         from avatarv.precision import parse_dtype
 
         dtype = parse_dtype(dtype, "--dtype")
-    bar = tqdm(total=0, desc="preparing: reading inputs", unit="step")
     speech = _speech_from_args(audio, text, voice)
     reference = read_video(ref)
-    phase(bar, "loading the model")
-    if checkpoint is not None:
-        pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
-    else:
-        pipe = AvatarPipeline.random(preset, seed=seed, dtype=dtype)
-        typer.echo(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
-                   "weights; the video shows noise, not a person", err=True)
-    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
-                             scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
-                             preview_path=None if preview is None else str(preview), refine=refine,
-                             prompt=prompt or "", scene_prompt=scene_prompt,
-                             motion_path=None if motion_out is None else str(motion_out),
-                             motion_continuity=motion_continuity)
-    if scales is not None:
-        opts.guidance = scales
-    total_s = seconds if seconds is not None else len(speech) / 16000
-    cfg = pipe.cfg
-    plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
-                                  overlap_latents=cfg.overlap_latent_frames, fps=cfg.fps)
-    n_chunks = len(plan.chunks())
-    bar.reset(total=n_chunks * steps)
-
-    def progress(chunk, step):
-        if bar.n == 0:
-            bar.set_description("generating")
-        bar.set_postfix(chunk=f"{chunk.index + 1}/{n_chunks}")
-        bar.update(1)
-
+    bar = tqdm(total=0, desc="preparing: loading the model", unit="step")
     try:
+        if checkpoint is not None:
+            pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
+        else:
+            pipe = AvatarPipeline.random(preset, seed=seed, dtype=dtype)
+            bar.write(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
+                      "weights; the video shows noise, not a person", file=sys.stderr)
+        opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
+                                 scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
+                                 preview_path=None if preview is None else str(preview), refine=refine,
+                                 prompt=prompt or "", scene_prompt=scene_prompt,
+                                 motion_path=None if motion_out is None else str(motion_out),
+                                 motion_continuity=motion_continuity)
+        if scales is not None:
+            opts.guidance = scales
+        total_s = seconds if seconds is not None else len(speech) / 16000
+        cfg = pipe.cfg
+        plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
+                                      overlap_latents=cfg.overlap_latent_frames, fps=cfg.fps)
+        n_chunks = len(plan.chunks())
+        bar.reset(total=n_chunks * steps)
+
+        def progress(chunk, step):
+            if bar.n == 0:
+                bar.set_description("generating")
+            bar.set_postfix(chunk=f"{chunk.index + 1}/{n_chunks}")
+            bar.update(1)
+
         summary = pipe.generate(reference, speech, out, opts, progress=progress, on_phase=lambda p: phase(bar, p))
     finally:
         bar.close()

@@ -15,6 +15,7 @@ from torch import nn
 
 from avatarv.config import VAEConfig
 from avatarv.errors import CheckpointError
+from avatarv.models.vae.onednn_conv import OneDnnConv3d, onednn_available
 from avatarv.precision import autocast
 
 
@@ -47,8 +48,14 @@ class VideoVAE(nn.Module):
         # AMX (latents within 0.3 %) and ~300× slower on one without native bf16, so the pipeline sets it from
         # the precision policy (avatarv.precision.compute_dtype); training and parity tests keep fp32
         self.compute_dtype: torch.dtype = torch.float32
+        # fp32 conv3d on oneDNN at inference on the CPU (onednn_conv.py: 2–5× ATen's slow_conv3d, which its
+        # heuristic picks for the per-frame calls of the causal decoder); False: ATen's own choice
+        self.onednn_conv = True
 
     def _autocast(self):
+        """The compute context of encode/decode: bf16 autocast, or fp32 with oneDNN's 3-D convolutions."""
+        if self.compute_dtype == torch.float32 and self.onednn_conv and self.device.type == "cpu" and onednn_available():
+            return OneDnnConv3d()
         return autocast(self.device, self.compute_dtype)
 
     @classmethod
