@@ -32,10 +32,10 @@ info: install
 clean:
 	rm -rf build dist .pytest_cache out
 
-# The demo inputs, made by the synthetic world (deterministic): examples/ref.mp4 and examples/speech.wav.
+# The demo inputs, made by the synthetic world (deterministic): src/avatarv/assets/examples/ref.mp4 and speech.wav (package data).
 .PHONY: examples
 examples: install
-	$(PY) -m avatarv.cli world examples --out examples
+	$(PY) -m avatarv.cli world examples --out src/avatarv/assets/examples
 
 # Retrain the world analyzer (face box, landmarks, pose, mouth, blink from pixels) on ONE CPU thread,
 # ~12 minutes; writes src/avatarv/assets/world_analyzer.safetensors (+ .json with its test metrics).

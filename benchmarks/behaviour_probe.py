@@ -115,8 +115,8 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
         for row, src in (("own", it), ("other", items[(k + 1) % len(items)])):
             ref = RefInputs(src["ref_latents"][None].float(), normalize_motion(src["ref_motion"][None].float(), mcfg))
             g = torch.Generator().manual_seed(seed * 100_003 + k)
-            _, motion = pipe._sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()], opts, g,
-                                           text=text)
+            _, motion = pipe.sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()],
+                                          opts.sampling(), g, text=text)
             out[row].append(motion[1:].float())
     return out
 

@@ -34,14 +34,15 @@ def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps:
     from avatarv.media import read_audio, read_video
     from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
     from avatarv.precision import dtype_name
+    from avatarv.resources import example
 
     if checkpoint:
         pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
     else:
         pipe = AvatarPipeline.random("tiny", seed=0, dtype=None if dtype == "auto" else dtype)
-    speech = read_audio(ROOT / "examples" / "speech.wav")
+    speech = read_audio(example("speech.wav"))
     start = time.perf_counter()
-    summary = pipe.generate(read_video(ROOT / "examples" / "ref.mp4"), speech, out,
+    summary = pipe.generate(read_video(example("ref.mp4")), speech, out,
                             GenerationOptions(seconds=seconds, steps=steps, anchor=anchor))
     summary["wall_s"] = time.perf_counter() - start
     summary["chunk_frames"] = (pipe.cfg.chunk_latent_frames - 1) * 4 + 1
@@ -86,9 +87,10 @@ def drift(path: str, chunk_frames: int, embedder) -> dict:
     import numpy as np
 
     from avatarv.media import read_video
+    from avatarv.resources import example
 
     frames = read_video(path).frames
-    ref = identity_of(embedder, read_video(ROOT / "examples" / "ref.mp4").frames)
+    ref = identity_of(embedder, read_video(example("ref.mp4")).frames)
     first_f, last_f = frames[:chunk_frames], frames[-chunk_frames:]
     first, last = identity_of(embedder, first_f), identity_of(embedder, last_f)
     d = lambda a, b: float("nan") if a is None or b is None else round(float(1 - np.dot(a, b)), 4)  # noqa: E731

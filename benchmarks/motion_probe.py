@@ -56,6 +56,7 @@ def make_items(pipe, clips: int, seed: int) -> list[dict[str, torch.Tensor]]:
 def probe(pipe, items, ts: list[float], seed: int) -> dict:
     from avatarv.diffusion import add_noise
     from avatarv.models.dit import RefInputs
+    from avatarv.models.dit.conditions import Conditions, i2v_condition, leading_mask
     from avatarv.models.dit.motion_norm import denormalize_motion, normalize_motion
 
     dit = pipe.dit
@@ -76,19 +77,19 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
             x_t = add_noise(x0, nv[None], tt)
             m_t = add_noise(m0, nm[None], tt)
             f = x0.shape[2]
-            cond = pipe._condition(x0[:, :, :1], f, x0.shape[3:])
+            cond = i2v_condition(x0[:, :, :1], leading_mask(1, f))
             truth.append(it["motion"][1:].float())
             noisy.append(denormalize_motion(m_t[0, 1:], mcfg))
             for c in CONDITIONS:
                 keep_ref = c in ("full", "no_audio", "other_ref")
                 keep_audio = c in ("full", "no_ref", "other_ref") and keep_ref  # nested: no ref → no audio either
-                # training drops the audio by zeroing its tokens and drops the reference by masking every key
-                audio = it["audio"][None].float() * (1.0 if keep_audio else 0.0)
+                # dropped as training drops them (Conditions.kept, per sample): zero audio tokens, every
+                # reference key masked
                 src = other if c == "other_ref" else it
-                ref_mask = torch.full((1, src["ref_latents"].shape[1]), keep_ref)
-                ref = RefInputs(src["ref_latents"][None].float(),
-                                normalize_motion(src["ref_motion"][None].float(), mcfg), ref_mask)
-                pred = dit(x_t, tt, cond=cond, audio=audio, motion=m_t, ref=ref, text=text)
+                ref = RefInputs(src["ref_latents"][None].float(), normalize_motion(src["ref_motion"][None].float(), mcfg))
+                conditions = Conditions(cond=cond, audio=it["audio"][None].float(), text=text, ref=[ref])
+                kept = conditions.kept({"ref": torch.tensor([keep_ref]), "audio": torch.tensor([keep_audio])})
+                pred = dit(x_t, tt, motion=m_t, **kept.dit_kwargs())
                 m_hat = m_t - t * pred.motion.float()
                 preds[c].append(denormalize_motion(m_hat[0, 1:], mcfg))
         gt = torch.cat(truth)
@@ -149,8 +150,8 @@ def sampled(pipe, items, samplers: dict[str, dict], seed: int) -> dict:
             x0 = it["latents"][None].float()
             ref = RefInputs(it["ref_latents"][None].float(), normalize_motion(it["ref_motion"][None].float(), mcfg))
             chunk = Chunk(index=0, start_frame=0, num_latents=x0.shape[2], prefix_latents=0)
-            _, motion = pipe._sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()], opts, g,
-                                           text=text)
+            _, motion = pipe.sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()],
+                                          opts.sampling(), g, text=text)
             rows.append(motion[1:].float())
         table[name] = score(torch.cat(rows), gt)
     return table

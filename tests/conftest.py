@@ -40,15 +40,12 @@ def load_benchmark(name: str):
     return mod
 
 
-def spy_chunks(pipe) -> list[tuple[dict, object]]:
-    """Record each chunk the pipeline samples: ``(keyword arguments, generated motion)``, in order."""
-    calls = []
-    sample = pipe._sample_chunk
+class ChunkRecorder:
+    """``generate(..., on_chunk=recorder)``: records each chunk the pipeline samples as
+    ``({"known_motion": carried motion or None}, generated motion)``, in order (raw features)."""
 
-    def spy(*args, **kwargs):
-        latents, motion = sample(*args, **kwargs)
-        calls.append((kwargs, None if motion is None else motion.clone()))
-        return latents, motion
+    def __init__(self):
+        self.calls: list[tuple[dict, object]] = []
 
-    pipe._sample_chunk = spy
-    return calls
+    def __call__(self, chunk, known_motion, motion) -> None:
+        self.calls.append(({"known_motion": known_motion}, None if motion is None else motion.clone()))

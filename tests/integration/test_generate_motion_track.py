@@ -4,7 +4,6 @@ chunks' own predictions, deterministic; refused by a DiT without a motion stream
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,10 @@ from avatarv.models.dit import VideoRefDiT
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions, _live
 from avatarv.pipelines.motion_track import load_motion_track
-from tests.conftest import spy_chunks
+from avatarv.resources import example
+from tests.conftest import ChunkRecorder
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = example("ref.mp4").parent
 
 
 def _pipeline(motion_dim: int) -> AvatarPipeline:
@@ -40,9 +40,11 @@ def inputs():
 def test_motion_track_holds_the_generated_stream(tmp_path, inputs):
     ref, speech = inputs
     pipe = _pipeline(16)
-    calls = spy_chunks(pipe)
+    recorder = ChunkRecorder()
+    calls = recorder.calls
     track = tmp_path / "a.motion.npz"
-    summary = pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=0.6, steps=2, motion_path=str(track)))
+    summary = pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=0.6, steps=2, motion_path=str(track)),
+                            on_chunk=recorder)
     signals, fps = load_motion_track(track)
     seen = [motion for _, motion in calls]
     assert fps == 25 and list(signals) == list(MOTION_SIGNALS) and len(seen) == summary["chunks"] == 1
@@ -75,7 +77,7 @@ def test_motion_track_needs_a_motion_stream(tmp_path, inputs):
 def test_generate_cli_motion_out(tmp_path):
     out, track = tmp_path / "o.mp4", tmp_path / "o.npz"
     assert main(["generate", "--ref", str(EXAMPLES / "ref.mp4"), "--audio", str(EXAMPLES / "speech.wav"),
-                 "--out", str(out), "--seconds", "0.6", "--steps", "1", "--motion-out", str(track)]) == 0
+                 "--out", str(out), "--seconds", "0.6", "--steps", "1", "--motion-out", str(track), "--preset", "tiny"]) == 0
     signals, _ = load_motion_track(track)
     assert list(signals) == list(MOTION_SIGNALS[: get_preset("tiny").dit.motion_dim])  # what a 6-dim stream holds
     assert len(signals["smile"]) == read_video(out).num_frames == 15
@@ -87,15 +89,17 @@ def test_motion_continues_across_chunks(tmp_path, inputs):
 
     ref, speech = inputs
     pipe = _pipeline(16)
-    calls = spy_chunks(pipe)
-    pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=2.0, steps=2))
+    recorder = ChunkRecorder()
+    calls = recorder.calls
+    pipe.generate(ref, speech, tmp_path / "a.mp4", GenerationOptions(seconds=2.0, steps=2), on_chunk=recorder)
     assert len(calls) >= 3 and calls[0][0]["known_motion"] is None
     for (_, before), (kwargs, after) in zip(calls, calls[1:], strict=False):
         given = kwargs["known_motion"]
         torch_close(given, known_motion(before, 2))
         torch_close(after[:2], given)  # the known frames keep it
     calls.clear()
-    pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=2.0, steps=2, motion_continuity=False))
+    pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=2.0, steps=2, motion_continuity=False),
+                  on_chunk=recorder)
     assert all(kwargs["known_motion"] is None for kwargs, _ in calls)
 
 

@@ -70,7 +70,7 @@ def test_generate_cli_no_face(tmp_path, real_speech, capsys):
     write_mp4(blank, np.full((10, 64, 64, 3), 128, np.uint8), 25)
     out = tmp_path / "o.mp4"
     assert main(["generate", "--ref", str(blank), "--audio", str(real_speech[0]), "--out", str(out),
-                 "--steps", "1"]) == 2
+                 "--steps", "1", "--preset", "tiny"]) == 2
     assert "no face found" in capsys.readouterr().err
     assert not out.exists()
 
@@ -79,9 +79,31 @@ def test_generate_cli_json(tmp_path, real_inputs, capsys):
     ref_path, speech_path = real_inputs
     out = tmp_path / "c.mp4"
     assert main(["generate", "--ref", str(ref_path), "--audio", str(speech_path), "--out", str(out),
-                 "--seconds", "0.5", "--steps", "1"]) == 0
+                 "--seconds", "0.5", "--steps", "1", "--preset", "tiny"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["random_weights"] is True and out.is_file()
+
+
+def test_generate_cli_uses_the_bundled_checkpoint(tmp_path, real_inputs, capsys, monkeypatch):
+    """Without --checkpoint or --preset, generate loads the bundled checkpoint from the search path (here a
+    tiny pipeline saved under $AVATARV_CHECKPOINTS/world-small), never random weights; missing, it says where
+    it looked and writes nothing."""
+    ref_path, speech_path = real_inputs
+    args = ["generate", "--ref", str(ref_path), "--audio", str(speech_path), "--seconds", "0.3", "--steps", "1"]
+    monkeypatch.setenv("AVATARV_CHECKPOINTS", str(tmp_path / "models"))
+    monkeypatch.chdir(tmp_path)  # no ./checkpoints here
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    missing = tmp_path / "m.mp4"
+    assert main([*args, "--out", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint 'world-small' not found" in err and str(tmp_path / "models") in err and not missing.exists()
+    AvatarPipeline.random("tiny", seed=0).save(tmp_path / "models" / "world-small")
+    out = tmp_path / "b.mp4"
+    assert main([*args, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["random_weights"] is False and out.is_file()
+    assert main([*args, "--out", str(out), "--checkpoint", str(tmp_path), "--preset", "tiny"]) == 2
+    assert "at most one of --checkpoint" in capsys.readouterr().err
 
 
 def test_generate_with_sr_refiner_and_preview(tmp_path, real_inputs):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 
+from avatarv.resources import example
 from avatarv.world.examples import write_examples
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = example("ref.mp4").parent
 
 
 def test_examples_reproduce(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from avatarv.resources import example
 from avatarv.training.world_recipe import WorldRecipe, run, stage3_name, stage_configs
 
 
@@ -185,7 +186,6 @@ def test_stage_configs_of_the_ablation(tmp_path):
 
 
 def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):
-    from pathlib import Path
 
     from avatarv.errors import InputError
     from avatarv.media import read_audio, read_video
@@ -198,7 +198,7 @@ def test_trained_checkpoint_reads_prompts(recipe_run, tmp_path):
     # a few smoke steps leave the DiT's outputs near zero; random live weights make every input's path visible
     pipe = AvatarPipeline.random("tiny")
     pipe.text_encoder = trained.text_encoder
-    root = Path(__file__).resolve().parents[2] / "examples"
+    root = example("ref.mp4").parent
     ref, speech = read_video(root / "ref.mp4"), read_audio(root / "speech.wav")
     frames = {}
     for name, prompt in (("a", scene_prompt(0)), ("b", scene_prompt(3)), ("none", "")):

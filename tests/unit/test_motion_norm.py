@@ -18,12 +18,13 @@ from avatarv.models.dit.motion_norm import (
     motion_statistics,
     normalize_motion,
 )
+from avatarv.resources import example
 from avatarv.training.batch import Batch
 from avatarv.training.config import DataConfig, TrainConfig
 from avatarv.training.data import SyntheticLatents
 from avatarv.training.methods import MethodConfig, make_method
 from avatarv.training.trainer import Trainer
-from tests.conftest import spy_chunks
+from tests.conftest import ChunkRecorder
 
 
 def _tiny_with_stats(mean, std) -> DiTConfig:
@@ -102,13 +103,12 @@ def test_trainer_writes_the_datas_statistics_into_the_dit(tmp_path):
 
 def test_generation_reads_motion_back_in_raw_units(tmp_path):
     """One chunk: the same weights with statistics (m, s) generate s·x + m where they generated x without."""
-    from pathlib import Path
 
     from avatarv.media import read_audio, read_video
     from avatarv.models.vae import VideoVAE
     from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions, _live
 
-    examples = Path(__file__).resolve().parents[2] / "examples"
+    examples = example("ref.mp4").parent
     ref, speech = read_video(examples / "ref.mp4"), read_audio(examples / "speech.wav")
     cfg = get_preset("tiny")
     cfg = replace(cfg, dit=replace(cfg.dit, motion_dim=16))
@@ -120,8 +120,10 @@ def test_generation_reads_motion_back_in_raw_units(tmp_path):
     def run(c) -> torch.Tensor:
         dit.cfg = c.dit
         pipe = AvatarPipeline(c, dit, vae, random_weights=True)
-        calls = spy_chunks(pipe)
-        pipe.generate(ref, speech, tmp_path / f"{len(mean)}-{id(c)}.mp4", GenerationOptions(seconds=0.6, steps=2))
+        recorder = ChunkRecorder()
+        calls = recorder.calls
+        pipe.generate(ref, speech, tmp_path / f"{len(mean)}-{id(c)}.mp4", GenerationOptions(seconds=0.6, steps=2),
+                      on_chunk=recorder)
         assert len(calls) == 1
         return calls[0][1]
 

@@ -9,7 +9,7 @@ import torch
 
 from avatarv.config import get_preset
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
-from avatarv.models.refiner import SRRefiner, upsample_latents
+from avatarv.pipelines.refiner import SRRefiner, upsample_latents
 
 
 def test_upsample_latents():

@@ -24,14 +24,16 @@ DEFAULT_ORDER = ("ref", "audio", "text")
 
 @dataclass(frozen=True)
 class GuidanceScales:
-    scales: Mapping[str, float] = field(default_factory=lambda: {"ref": 1.0, "audio": 4.0, "text": 5.0})
+    # the one default: 1 each, the fully conditional prediction in one pass per step (what the bundled models
+    # were trained and measured with); ``--guidance`` raises any of them
+    scales: Mapping[str, float] = field(default_factory=lambda: dict.fromkeys(DEFAULT_ORDER, 1.0))
     order: tuple[str, ...] = DEFAULT_ORDER
 
     @classmethod
     def parse(cls, text: str, base: GuidanceScales | None = None) -> GuidanceScales:
         """``"audio=3,ref=1.5"`` → scales (conditions not named keep ``base``'s, default 1). Raises ValueError
         naming the bad part."""
-        base = base or cls({name: 1.0 for name in DEFAULT_ORDER})
+        base = base or cls()
         scales = dict(base.scales)
         for part in filter(None, (p.strip() for p in text.split(","))):
             name, sep, value = part.partition("=")

@@ -70,8 +70,3 @@ def resample(wave: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
-def fit_length(wave: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad ``[N]`` to exactly ``[n]``."""
-    if wave.shape[0] >= n:
-        return wave[:n]
-    return np.concatenate([wave, np.zeros(n - wave.shape[0], wave.dtype)])

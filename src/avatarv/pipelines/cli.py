@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from avatarv.errors import ConfigError, InputError
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "world-small"
-EXAMPLES = REPO_ROOT / "examples"
+from avatarv.errors import CheckpointError, ConfigError, InputError
 
 
 def _speech_from_args(audio: Path | None, text: str | None, voice: Path | None):
@@ -41,53 +38,48 @@ def parse_guidance(text: str | None):
         raise ConfigError(f"--guidance: {err}") from None
 
 
-def run_generation(
-    ref: Path, out: Path, audio: Path | None = None, text: str | None = None, voice: Path | None = None,
-    checkpoint: Path | None = None, preset: str = "tiny", seconds: float | None = None, steps: int = 24,
-    sampler: str = "overshoot", seed: int = 0, scene: Path | None = None, scene_engine: bool = False,
-    preview: Path | None = None, refine: bool = True, prompt: str = "", scene_prompt: str | None = None,
-    motion_out: Path | None = None, motion_continuity: bool = True, guidance: str | None = None,
-    dtype: str | None = None,
-) -> dict:
+@dataclass
+class PipelineSource:
+    """Which weights a job runs: a checkpoint folder, untrained random weights of a preset (tests, smoke
+    runs), or (neither given) the bundled checkpoint found on the search path (``avatarv.resources``)."""
+
+    checkpoint: Path | None = None
+    preset: str | None = None
+    dtype: str | None = None  # auto | fp32 | bf16 (avatarv.precision)
+
+    def load(self, seed: int = 0):
+        from avatarv.pipelines.generate import AvatarPipeline
+        from avatarv.resources import find_checkpoint
+
+        if self.checkpoint is not None and self.preset is not None:
+            raise InputError("give at most one of --checkpoint DIR and --preset NAME (random weights)")
+        if self.preset is not None:
+            return AvatarPipeline.random(self.preset, seed=seed, dtype=self.dtype)
+        return AvatarPipeline.from_checkpoint(self.checkpoint or find_checkpoint(), dtype=self.dtype)
+
+
+def run_generation(ref: Path, out: Path, speech, opts, source: PipelineSource) -> dict:
+    """The main job: reference video ``ref`` + ``speech`` (float32 mono at 16 kHz) → ``out`` (mp4), with
+    ``opts`` (``GenerationOptions``) and the weights of ``source``; a progress bar from the first preparation
+    phase to the last step. Returns the pipeline's summary."""
     from tqdm import tqdm
 
     from avatarv.media import read_video
-    from avatarv.pipelines.chunks import ChunkPlan
-    from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
 
     if not str(out).lower().endswith(".mp4"):
         raise InputError("the output must be an .mp4 file", out)
-    if scene is not None and scene_prompt is not None:
+    if opts.scene_image is not None and opts.scene_prompt is not None:
         raise InputError("give at most one of --scene IMAGE and --scene-prompt \"...\"")
-    scales = parse_guidance(guidance)
-    if dtype is not None:
-        from avatarv.precision import parse_dtype
-
-        dtype = parse_dtype(dtype, "--dtype")
-    speech = _speech_from_args(audio, text, voice)
     reference = read_video(ref)
     bar = tqdm(total=0, desc="preparing: loading the model", unit="step")
     try:
-        if checkpoint is not None:
-            pipe = AvatarPipeline.from_checkpoint(checkpoint, dtype=dtype)
-        else:
-            pipe = AvatarPipeline.random(preset, seed=seed, dtype=dtype)
-            bar.write(f"avatarv: NOTE: no checkpoint given: running the {preset!r} preset with untrained random "
-                      "weights; the video shows noise, not a person", file=sys.stderr)
-        opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
-                                 scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
-                                 preview_path=None if preview is None else str(preview), refine=refine,
-                                 prompt=prompt or "", scene_prompt=scene_prompt,
-                                 motion_path=None if motion_out is None else str(motion_out),
-                                 motion_continuity=motion_continuity)
-        if scales is not None:
-            opts.guidance = scales
-        total_s = seconds if seconds is not None else len(speech) / 16000
-        cfg = pipe.cfg
-        plan = ChunkPlan.for_duration(total_s, chunk_latents=cfg.chunk_latent_frames,
-                                      overlap_latents=cfg.overlap_latent_frames, fps=cfg.fps)
+        pipe = source.load(seed=opts.seed)
+        if pipe.random_weights:
+            bar.write(f"avatarv: NOTE: running the {source.preset!r} preset with untrained random weights; the "
+                      "video shows noise, not a person", file=sys.stderr)
+        plan = pipe.plan(len(speech), opts)  # made once: the bar's total and the job's chunks
         n_chunks = len(plan.chunks())
-        bar.reset(total=n_chunks * steps)
+        bar.reset(total=n_chunks * opts.steps)
 
         def progress(chunk, step):
             if bar.n == 0:
@@ -95,10 +87,10 @@ def run_generation(
             bar.set_postfix(chunk=f"{chunk.index + 1}/{n_chunks}")
             bar.update(1)
 
-        summary = pipe.generate(reference, speech, out, opts, progress=progress, on_phase=lambda p: phase(bar, p))
+        return pipe.generate(reference, speech, out, opts, progress=progress, on_phase=lambda p: phase(bar, p),
+                             plan=plan)
     finally:
         bar.close()
-    return summary
 
 
 def phase(bar, name: str) -> None:
@@ -113,8 +105,11 @@ def generate(
     audio: Path = typer.Option(None, "--audio", help="Speech to say (wav, mp3, m4a, or a video's audio)."),
     text: str = typer.Option(None, "--text", help="Text to say (needs the voice engine)."),
     voice: Path = typer.Option(None, "--voice", help="Voice sample for --text."),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="Pipeline checkpoint directory."),
-    preset: str = typer.Option("tiny", "--preset", help="Preset for random weights when no checkpoint is given."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Pipeline checkpoint directory (default: the bundled "
+                                    "world-small, found on the checkpoint search path: $AVATARV_CHECKPOINTS, "
+                                    "./checkpoints, ~/.local/share/avatarv/checkpoints)."),
+    preset: str = typer.Option(None, "--preset", help="Untrained RANDOM weights of this preset instead of a "
+                               "checkpoint (tests and smoke runs: the video shows noise)."),
     seconds: float = typer.Option(None, "--seconds", help="Duration (default: the speech's)."),
     steps: int = typer.Option(24, "--steps", min=1),
     sampler: str = typer.Option("overshoot", "--sampler", help="overshoot | euler"),
@@ -138,27 +133,48 @@ def generate(
                               "it natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
-    summary = run_generation(ref, out, audio, text, voice, checkpoint, preset, seconds, steps, sampler, seed,
-                             scene, scene_engine, preview, refine, prompt, scene_prompt, motion_out, motion_continuity,
-                             guidance, dtype)
-    typer.echo(json.dumps(summary))
+    from avatarv.pipelines.generate import GenerationOptions
+
+    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
+                             scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
+                             preview_path=None if preview is None else str(preview), refine=refine,
+                             prompt=prompt or "", scene_prompt=scene_prompt,
+                             motion_path=None if motion_out is None else str(motion_out),
+                             motion_continuity=motion_continuity)
+    scales = parse_guidance(guidance)
+    if scales is not None:
+        opts.guidance = scales
+    speech = _speech_from_args(audio, text, voice)
+    source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype))
+    typer.echo(json.dumps(run_generation(ref, out, speech, opts, source)))
+
+
+def _dtype(name: str) -> str:
+    from avatarv.precision import parse_dtype
+
+    return parse_dtype(name, "--dtype")
 
 
 def demo(
-    out: Path = typer.Option(REPO_ROOT / "out" / "demo.mp4", "--out"),
+    out: Path = typer.Option(Path("out") / "demo.mp4", "--out"),
     steps: int = typer.Option(None, "--steps", help="Default: 24 with a trained checkpoint, 4 with random weights."),
     dtype: str = typer.Option(None, "--dtype", help="auto (default) | bf16 | fp32; see generate --help."),
 ) -> None:
-    """Run generate on examples/ref.mp4 + examples/speech.wav with the bundled checkpoint."""
-    ref, speech = EXAMPLES / "ref.mp4", EXAMPLES / "speech.wav"
+    """Run generate on the bundled examples (ref.mp4 + speech.wav) with the bundled checkpoint."""
+    from avatarv.media import read_audio
+    from avatarv.pipelines.generate import GenerationOptions
+    from avatarv.resources import example, find_checkpoint
+
+    ref, speech = example("ref.mp4"), example("speech.wav")
     for path in (ref, speech):
         if not path.is_file():
             raise InputError("demo input missing (make examples writes it)", path)
-    ckpt = DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / "pipeline.json").is_file() else None
-    if ckpt is None:
-        typer.echo("avatarv demo: the bundled world checkpoint is not trained yet; using tiny RANDOM weights",
-                   err=True)
-    summary = run_generation(ref, out, audio=speech, checkpoint=ckpt,
-                             steps=steps or (24 if ckpt else 4), dtype=dtype)
+    try:
+        source = PipelineSource(find_checkpoint(), dtype=None if dtype is None else _dtype(dtype))
+    except CheckpointError as err:
+        typer.echo(f"avatarv demo: {err}; using tiny RANDOM weights", err=True)
+        source = PipelineSource(preset="tiny", dtype=None if dtype is None else _dtype(dtype))
+    opts = GenerationOptions(steps=steps or (4 if source.preset else 24))
+    summary = run_generation(ref, out, read_audio(speech), opts, source)
     typer.echo(json.dumps(summary))
     typer.echo(f"avatarv demo: wrote {summary['out']} ({summary['seconds']:.2f} s, {summary['chunks']} chunks)")

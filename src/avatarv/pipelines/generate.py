@@ -19,18 +19,20 @@ import torch
 
 from avatarv.config import ModelConfig, get_preset
 from avatarv.data.shards import motion_signal_names, motion_signals
-from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule
+from avatarv.diffusion import GuidanceScales
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
+from avatarv.models.dit.conditions import Conditions, i2v_condition, leading_mask
 from avatarv.models.dit.motion_norm import denormalize_motion, normalize_motion
 from avatarv.models.encoders.wav2vec import make_audio_features
-from avatarv.models.refiner import SRRefiner
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
 from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
 from avatarv.pipelines.motion_track import MotionTrack, known_motion, save_motion_track
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
+from avatarv.pipelines.refiner import SRRefiner
+from avatarv.pipelines.sampling import SamplingOptions, sample_chunk
 from avatarv.precision import autocast, compute_dtype, parse_dtype, requested
 
 
@@ -41,7 +43,7 @@ class GenerationOptions:
     sampler: str = "overshoot"
     overshoot: float = 1.0
     shift: float | None = None  # None: resolution-dependent shift
-    guidance: GuidanceScales = field(default_factory=lambda: GuidanceScales({"ref": 1.0, "audio": 1.0, "text": 1.0}))
+    guidance: GuidanceScales = field(default_factory=GuidanceScales)  # default: 1 each, one DiT pass per step
     seed: int = 0
     anchor: bool = True  # global appearance anchor: later chunks also attend to the first chunk
     anchor_latents: int = 4  # latent frames of the first chunk kept as the anchor
@@ -55,6 +57,10 @@ class GenerationOptions:
     # a chunk's known leading frames get the previous chunk's motion, noised to each step's level as in
     # training (``known_motion``); off: their motion is sampled afresh and jumps at every seam
     motion_continuity: bool = True
+
+    def sampling(self) -> SamplingOptions:
+        return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
+                               guidance=self.guidance)
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -163,94 +169,54 @@ class AvatarPipeline:
             self.audio_features.model.save_pretrained(directory / "audio_encoder")
         (directory / "pipeline.json").write_text(json.dumps(meta, indent=2))
 
-    def encode_text(self, prompt: str | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """(prompt tokens, the unconditional tokens) ``[1, L, text_dim]`` each, or None without a text encoder.
-        The unconditional is all zeros — what training's text dropout feeds — and an empty prompt gets it too."""
+    def encode_text(self, prompt: str | None) -> torch.Tensor | None:
+        """Prompt tokens ``[1, L, text_dim]``, or None without a text encoder. An empty prompt gets the
+        unconditional tokens, all zeros: what a dropped text condition is (``Conditions.kept``)."""
         if self.text_encoder is None:
             if prompt:
                 raise InputError("this checkpoint has no text encoder: --prompt / --scene-prompt need one")
             return None
-        null = torch.zeros(1, self.text_encoder.max_length, self.cfg.dit.text_dim)
-        return (self.text_encoder.encode([prompt]).float() if prompt else null), null
+        if not prompt:
+            return torch.zeros(1, self.text_encoder.max_length, self.cfg.dit.text_dim)
+        return self.text_encoder.encode([prompt]).float()
+
+    def plan(self, num_samples: int, opts: GenerationOptions) -> ChunkPlan:
+        """The job's chunks: ``opts.seconds`` long, or as long as ``num_samples`` of speech."""
+        sr = self.audio_features.sample_rate
+        seconds = opts.seconds if opts.seconds is not None else num_samples / sr
+        return ChunkPlan.for_duration(seconds, chunk_latents=self.cfg.chunk_latent_frames,
+                                      overlap_latents=self.cfg.overlap_latent_frames, fps=self.cfg.fps, sample_rate=sr)
 
     def autocast(self):
         """The DiT's (and the refiner's) compute precision: bf16 autocast where the policy chose it, else fp32."""
         return autocast(next(self.dit.parameters()).device, self.dtype)
 
     # ------------------------------------------------------------------ one chunk
-    def _condition(self, known: torch.Tensor | None, num_latents: int, latent_hw: tuple[int, int]) -> torch.Tensor:
-        """I2V condition ``[1, 4 + z, c, h, w]``: mask = 1 and the latents on the known leading frames."""
-        z = self.cfg.dit.latent_channels
-        h, w = latent_hw
-        cond = torch.zeros(1, 4 + z, num_latents, h, w)
-        if known is not None:
-            k = known.shape[2]
-            cond[:, :4, :k] = 1.0
-            cond[:, 4:, :k] = known
-        return cond
-
-    def _sample_chunk(
-        self, chunk: Chunk, known: torch.Tensor, audio_tokens: torch.Tensor, ref: list[RefInputs],
-        cache: list[RefKVCache], opts: GenerationOptions, generator: torch.Generator, on_step=None,
-        text: tuple[torch.Tensor, torch.Tensor] | None = None, known_motion: torch.Tensor | None = None,
+    def sample_chunk(
+        self, chunk: Chunk, known: torch.Tensor | None, audio_tokens: torch.Tensor, ref: list[RefInputs],
+        cache: list[RefKVCache], opts: SamplingOptions, generator: torch.Generator, on_step=None,
+        text: torch.Tensor | None = None, known_motion: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(latents ``[1, z, c, h, w]`` with the known frames put back, raw motion features ``[c, motion_dim]``
-        or None; the flow runs on them normalised, ``DiTConfig.motion_mean/std``).
-
-        ``known_motion`` ``[k, motion_dim]``: the motion of the first k latent frames, known (the previous
-        chunk's). Training noises every frame's motion to the step's level, known frames included, and scores
-        only the generated ones; so at each step the model sees the known motion noised to that level,
-        (1 − σ)·m + σ·ε with the state's own initial noise ε, and the output keeps it as it was."""
+        """One chunk of this pipeline (``pipelines.sampling.sample_chunk`` with its DiT, geometry and precision):
+        latents ``[1, z, c, h, w]`` with the known frames ``known`` ``[1, z, k, h, w]`` put back, and the raw
+        motion features ``[c, motion_dim]`` (or None) with ``known_motion`` ``[k, motion_dim]`` (raw) kept.
+        ``audio_tokens`` ``[c, Ka, audio_dim]``; ``text`` ``[1, L, text_dim]`` prompt tokens or None."""
         cfg = self.cfg
         s = cfg.resolution // cfg.vae.spatial_stride
         c = chunk.num_latents
-        cond = self._condition(known, c, (s, s))
-        video = torch.randn(1, cfg.dit.latent_channels, c, s, s, generator=generator)
-        state: tuple[torch.Tensor, ...] = (video,)
-        if cfg.dit.motion_dim:
-            state = (video, torch.randn(1, c, cfg.dit.motion_dim, generator=generator))
-        audio = audio_tokens[None]  # [1, c, 4, n_mels]
-        null_audio = torch.zeros_like(audio)
-        if known_motion is not None and len(state) > 1:
-            km = normalize_motion(known_motion[None].float(), self.dit.cfg)  # [1, k, motion_dim], the stream's space
-            eps = state[1][:, : km.shape[1]].clone()
-
-        def velocity(x, sigma):
-            t = sigma.reshape(1).float()
-            motion = x[1] if len(x) > 1 else None
-            if motion is not None and known_motion is not None:
-                motion = torch.cat([(1 - t) * km + t * eps, motion[:, km.shape[1] :]], dim=1)
-
-            def predict(kept: frozenset[str]):
-                # a dropped condition is fed as training's condition dropout feeds it (methods/base.py): zero
-                # audio tokens (not None: the audio attention still runs, on the embedding of all-zero tokens),
-                # zero text, no reference keys (training masks every key, which is the same attention)
-                with self.autocast():
-                    out = self.dit(
-                        x[0], t, cond=cond, audio=audio if "audio" in kept else null_audio, motion=motion,
-                        text=None if text is None else text[0] if "text" in kept else text[1],
-                        ref=ref if "ref" in kept else None, ref_cache=cache if "ref" in kept else None,
-                    )
-                video = out.video.float()
-                return torch.cat([video.flatten(), out.motion.float().flatten()]) if motion is not None else video
-
-            v = opts.guidance.combine({p: predict(p) for p in opts.guidance.passes()})
-            if motion is None:
-                return (v,)
-            n = x[0].numel()
-            return v[:n].view_as(x[0]), v[n:].view_as(motion)
-
-        tokens = c * (s // 2) ** 2
-        shift = opts.shift if opts.shift is not None else resolution_shift(tokens)
-        sampler = make_sampler(opts.sampler, **({"overshoot": opts.overshoot} if opts.sampler == "overshoot" else {}))
-        with torch.no_grad():
-            out = sampler(velocity, state, sigma_schedule(opts.steps, shift), generator=generator,
-                          callback=on_step)
-        latents = out[0]
+        z = cfg.dit.latent_channels
         k = known.shape[2] if known is not None else 0
-        latents[:, :, :k] = known  # known frames are given, not generated
-        motion = denormalize_motion(out[1][0], self.dit.cfg) if len(out) > 1 else None  # raw features
-        if motion is not None and known_motion is not None:
+        cond = i2v_condition(known if known is not None else torch.zeros(1, z, c, s, s), leading_mask(k, c))
+        conditions = Conditions(cond=cond, audio=audio_tokens[None], text=text, ref=ref, ref_cache=cache)
+        km = None
+        if known_motion is not None and cfg.dit.motion_dim:
+            km = normalize_motion(known_motion[None].float(), self.dit.cfg)  # [1, k, motion_dim], the stream's space
+        latents, motion = sample_chunk(self.dit, conditions, c, (s, s), opts, generator, known=known, known_motion=km,
+                                       on_step=on_step, precision=self.autocast)
+        if motion is None:
+            return latents, None
+        motion = denormalize_motion(motion, self.dit.cfg)  # raw features
+        if km is not None:
             motion[: known_motion.shape[0]] = known_motion
         return latents, motion
 
@@ -272,20 +238,20 @@ class AvatarPipeline:
     # ------------------------------------------------------------------ the job
     def generate(
         self, reference: Video, speech: np.ndarray, out_path: str | Path, opts: GenerationOptions | None = None,
-        progress=None, on_phase=None,
+        progress=None, on_phase=None, on_chunk=None, plan: ChunkPlan | None = None,
     ) -> dict:
         """Write the talking video to ``out_path`` (streamed; playable after each chunk). Returns a summary.
         ``progress(chunk, step)`` is called after every denoising step, ``on_phase(name)`` at each preparation
-        phase before the first one."""
+        phase before the first one, ``on_chunk(chunk, known_motion, motion)`` after each chunk is sampled
+        (raw motion features: the carried ``[k, dim]`` or None, the chunk's ``[c, dim]`` or None)."""
+        sampling = (opts or GenerationOptions()).sampling()
         on_phase = on_phase or (lambda name: None)
         opts = opts or GenerationOptions()
         cfg = self.cfg
         fps, sr = cfg.fps, self.audio_features.sample_rate
         if speech.ndim != 1 or len(speech) < sr // fps:
             raise InputError("speech is empty or too short (need at least one video frame of audio)")
-        seconds = opts.seconds if opts.seconds is not None else len(speech) / sr
-        plan = ChunkPlan.for_duration(seconds, chunk_latents=cfg.chunk_latent_frames,
-                                      overlap_latents=cfg.overlap_latent_frames, fps=fps, sample_rate=sr)
+        plan = plan or self.plan(len(speech), opts)
         refine = self.refiner is not None and opts.refine
         out_res = cfg.resolution * (self.refiner.factor if refine else 1)
         prepared: PreparedReference = prepare_reference(
@@ -305,7 +271,7 @@ class AvatarPipeline:
         elif opts.scene_engine or opts.scene_prompt:
             scene_text = self.encode_text(opts.scene_prompt if opts.scene_prompt is not None else opts.prompt)
             scene, scene_views = generate_scene_image(self, prepared.frames, prepared.face_found, generator,
-                                                      text=None if scene_text is None else scene_text[0])
+                                                      text=scene_text)
         else:
             scene = prepared.scene_frame
         on_phase("encoding the scene image")
@@ -336,9 +302,11 @@ class AvatarPipeline:
                 carried = None
                 if opts.motion_continuity and prev_motion is not None:
                     carried = known_motion(prev_motion, known.shape[2])
-                latents, motion = self._sample_chunk(chunk, known, tokens, refs, caches, opts, generator, text=text,
-                                                     known_motion=carried,
-                                                     on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
+                latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, sampling, generator,
+                                                    text=text, known_motion=carried,
+                                                    on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
+                if on_chunk is not None:
+                    on_chunk(chunk, carried, motion)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
                     # global appearance anchor: the first chunk's last latent frames, a second reference
                     # stream at its own time offset; its K/V are computed once and kept for every later chunk
@@ -347,9 +315,8 @@ class AvatarPipeline:
                     refs, caches = [prepared.ref, anchor], [cache, anchor_cache]
                 lr_frames = self.vae.decode(latents) if (preview is not None or not refine) else None
                 if refine:
-                    with self.autocast():
-                        hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
-                                          generator=generator).float()
+                    hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
+                                      generator=generator, precision=self.autocast)
                     frames = self.vae.decode(hr)  # [4(c−1)+1, 2S, 2S, 3]
                 else:
                     frames = lr_frames

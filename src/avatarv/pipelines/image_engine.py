@@ -64,7 +64,8 @@ def generate_scene_image(pipe, frames: np.ndarray, face_found: np.ndarray, gener
                          ) -> tuple[np.ndarray, list[int]]:
     """Scene image ``[R, R, 3]`` from the DiT in single-frame mode, conditioned on diverse reference frames
     and (``text`` ``[1, L, text_dim]``) a scene prompt."""
-    from avatarv.diffusion import make_sampler, sigma_schedule
+    from avatarv.models.dit.conditions import Conditions
+    from avatarv.pipelines.sampling import DiTVelocity, SamplingOptions
 
     views = farthest_point_sampling(frame_embeddings(frames), num_views, candidates=face_found)
     # each view is encoded alone (a one-frame latent, like an image), then stacked as reference frames
@@ -72,10 +73,7 @@ def generate_scene_image(pipe, frames: np.ndarray, face_found: np.ndarray, gener
     ref = RefInputs(latents)
     s = pipe.cfg.resolution // pipe.cfg.vae.spatial_stride
     x = torch.randn(1, pipe.cfg.dit.latent_channels, 1, s, s, generator=generator)
-
-    def velocity(state, sigma):
-        with pipe.autocast():  # the pipeline's compute precision (avatarv.precision)
-            return (pipe.dit(state[0], sigma.reshape(1).float(), ref=ref, text=text).video.float(),)
-
-    out = make_sampler("euler")(velocity, (x,), sigma_schedule(steps), generator=generator)[0]
+    velocity = DiTVelocity(pipe.dit, Conditions(text=text, ref=[ref]), precision=pipe.autocast)
+    options = SamplingOptions(steps=steps, sampler="euler", shift=1.0)
+    out = options.make_sampler()(velocity, (x,), options.schedule(s * s // 4), generator=generator)[0]
     return pipe.vae.decode(out)[0], views

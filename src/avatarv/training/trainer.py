@@ -237,8 +237,3 @@ def clip_grad_norm(params, max_norm: float) -> float:
     return float(total)
 
 
-def train_from_config(cfg: TrainConfig, resume: bool = False, **overrides) -> Trainer:
-    cfg = replace(cfg, **overrides) if overrides else cfg
-    trainer = Trainer(cfg)
-    trainer.fit(resume=resume)
-    return trainer

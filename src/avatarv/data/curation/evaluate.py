@@ -211,40 +211,6 @@ def _clip_truth(input_dir: Path) -> dict[str, tuple[list[dict], int]]:
     return out
 
 
-def identity_graph_scores(out_dir: str | Path, input_dir: str | Path,
-                          keys: dict[tuple[str, str], str] | None = None) -> dict:
-    """Cross-scene pair precision / recall of ``identity_graph`` against the world's shot labels.
-
-    A clip's truth is the (identity, scene) of the labelled shot holding its middle frame. A pair of clips is a
-    true cross-scene pair when both show the same identity in different scenes.
-    """
-    store = StateStore(out_dir)
-    graph = next(iter(latest_artifacts(store, "identity_graph", keys).values()))
-    store.close()
-    truth = _clip_truth(Path(input_dir))
-    labels = []
-    for node in graph["clips"]:
-        shots, offset = truth.get(node["item"], (None, 0))
-        if shots is None:
-            labels.append(None)
-            continue
-        mid = offset + (node["clip"][0] + node["clip"][1]) // 2
-        shot = next((s for s in shots if s["start"] <= mid < s["end"]), None)
-        labels.append(None if shot is None or shot["identity_id"] < 0 else (shot["identity_id"], shot["scene_id"]))
-    found = {(p["a"], p["b"]) for p in graph["cross_scene_pairs"]}
-    t = Tally()
-    n = len(labels)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if labels[i] is None or labels[j] is None:
-                continue
-            positive = labels[i][0] == labels[j][0] and labels[i][1] != labels[j][1]
-            t.add((i, j) in found, positive)
-    people = {lab[0] for lab in labels if lab}
-    return {**t.row(), "clips": n, "labelled_clips": sum(lab is not None for lab in labels),
-            "true_people": len(people), "found_people": graph["people"]}
-
-
 def identity_graph_scores_clips(out_dir: str | Path, input_dir: str | Path,
                                 keys: dict[tuple[str, str], str] | None = None) -> dict:
     """Cross-scene pair precision / recall on world clips whose ``.json`` holds ``identity_id`` and ``scene_id``

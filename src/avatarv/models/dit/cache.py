@@ -2,12 +2,15 @@
 
 The reference is clean (t = 0 modulation) and skips the cross-attentions, so its K/V in every block are
 the same at every denoising step and in every chunk of a long video (the seed's "Reference Caching"). The
-cache remembers the fingerprint of the reference it was built from; asked for another reference it raises
-(default) or rebuilds (``on_mismatch="rebuild"``).
+cache is keyed by identity, not by content: the ``RefInputs`` object it was built from (the prepared
+reference, made once per job), the version counters of its tensors (an in-place edit changes them) and the
+model. Nothing is hashed and nothing is copied to the host, so a step on a GPU never waits for the cache.
+Asked for another reference or model it raises (default) or rebuilds (``on_mismatch="rebuild"``).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,20 +27,28 @@ class RefCacheMismatch(RuntimeError):
     """The cache was built from a different reference (or model) than the one given now."""
 
 
+def _versions(ref: RefInputs) -> tuple:
+    """The tensors' in-place version counters and the time offset: what an edit of the same object changes."""
+    return (ref.time_offset,) + tuple(None if t is None else t._version for t in (ref.latents, ref.motion, ref.frame_mask))
+
+
 @dataclass
 class RefKVCache:
     on_mismatch: str = "raise"  # "raise" | "rebuild"
     kv: list[KV] | None = None  # per block: (k, v) each [B_ref, H, N_ref, d]
     key_mask: torch.Tensor | None = None  # [B_ref, N_ref] bool, or None (all valid)
-    fingerprint: str | None = None
-    model_id: int | None = None
+    ref: RefInputs | None = None  # the reference it was built from (held, so its identity cannot be reused)
+    versions: tuple | None = None
+    model: weakref.ref | None = None
     builds: int = 0  # how many times the reference stream was run (tests and benchmarks count it)
     hits: int = field(default=0)
 
+    def _matches(self, model: VideoRefDiT, ref: RefInputs) -> bool:
+        return ref is self.ref and _versions(ref) == self.versions and self.model is not None and self.model() is model
+
     def get(self, model: VideoRefDiT, ref: RefInputs, build=None) -> tuple[list[KV], torch.Tensor | None]:
         """The reference K/V, computed by ``build(ref)`` (default ``model.compute_ref_kv``) on first use."""
-        fp = ref.fingerprint()
-        if self.kv is not None and (fp != self.fingerprint or id(model) != self.model_id):
+        if self.kv is not None and not self._matches(model, ref):
             if self.on_mismatch != "rebuild":
                 raise RefCacheMismatch(
                     "RefKVCache was built from a different reference or model; "
@@ -46,16 +57,11 @@ class RefKVCache:
             self.clear()
         if self.kv is None:
             self.kv, self.key_mask = (build or model.compute_ref_kv)(ref)
-            self.fingerprint, self.model_id = fp, id(model)
+            self.ref, self.versions, self.model = ref, _versions(ref), weakref.ref(model)
             self.builds += 1
         else:
             self.hits += 1
         return self.kv, self.key_mask
 
     def clear(self) -> None:
-        self.kv, self.key_mask, self.fingerprint, self.model_id = None, None, None, None
-
-    def nbytes(self) -> int:
-        if self.kv is None:
-            return 0
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.kv)
+        self.kv, self.key_mask, self.ref, self.versions, self.model = None, None, None, None, None

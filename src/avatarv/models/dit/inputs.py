@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -27,19 +26,6 @@ class RefInputs:
     @property
     def num_frames(self) -> int:
         return self.latents.shape[2]
-
-    def fingerprint(self) -> str:
-        """A digest of the exact bytes of every field: a cache built from one reference refuses another."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(f"offset={self.time_offset}".encode())
-        for t in (self.latents, self.motion, self.frame_mask):
-            if t is None:
-                h.update(b"none")
-                continue
-            t = t.detach().to("cpu").contiguous()
-            h.update(f"{tuple(t.shape)}{t.dtype}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.hexdigest()
 
     def drop_masked_frames(self) -> RefInputs:
         """Remove faceless frames from the token list (cheaper than masking; same result). Batch of one only."""

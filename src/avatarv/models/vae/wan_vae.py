@@ -19,17 +19,6 @@ from avatarv.models.vae.onednn_conv import OneDnnConv3d, onednn_available
 from avatarv.precision import autocast
 
 
-def latent_frames(num_frames: int, stride: int = 4) -> int:
-    """Latent frames of a 4k+1-frame clip."""
-    if (num_frames - 1) % stride:
-        raise ValueError(f"{num_frames} frames is not {stride}k + 1")
-    return (num_frames - 1) // stride + 1
-
-
-def pixel_frames(num_latents: int, stride: int = 4) -> int:
-    return (num_latents - 1) * stride + 1
-
-
 class VideoVAE(nn.Module):
     def __init__(self, cfg: VAEConfig, model=None):
         super().__init__()

@@ -18,6 +18,7 @@ import torch
 from avatarv.diffusion import add_noise, sample_logit_normal, velocity_target
 from avatarv.errors import ConfigError
 from avatarv.models.dit import RefInputs, VideoRefDiT
+from avatarv.models.dit.conditions import Conditions, i2v_condition
 from avatarv.models.dit.motion_norm import normalize_motion
 from avatarv.training.batch import Batch
 
@@ -108,12 +109,11 @@ class TrainingMethod:
         known_mask = frame_idx[None, :] < known[:, None]  # [B, F]
         cond = None
         if model.cfg.cond_channels:
-            m = known_mask[:, None, :, None, None].to(x0.dtype)
             x_known = x0
             if cfg.known_noise > 0:
                 s = rand(b) * cfg.known_noise * (known > 1).to(x0.dtype)  # [B]
                 x_known = add_noise(x0, torch.randn(x0.shape, generator=generator).to(dev), s)
-            cond = torch.cat([m.expand(b, 4, f, h, w), x_known * m], dim=1)
+            cond = i2v_condition(x_known, known_mask)  # the pipeline's condition of its known frames
 
         # nested condition dropout: ref ⊂ ref+audio ⊂ ref+audio+text kept in this order
         u = rand(b)
@@ -121,22 +121,20 @@ class TrainingMethod:
         keep_audio = keep_ref & (rand(b) >= cfg.drop_audio)
         keep_text = keep_audio & (rand(b) >= cfg.drop_text)
 
-        text = None
-        if self.uses_text and batch.text is not None:
-            text = batch.text * keep_text[:, None, None].to(batch.text.dtype)
-        audio = None
-        if self.uses_audio and batch.audio is not None:
-            audio = batch.audio * keep_audio[:, None, None, None].to(batch.audio.dtype)
+        text = batch.text if self.uses_text else None
+        audio = batch.audio if self.uses_audio else None
         ref = None
         if self.uses_ref and batch.ref_latents is not None:
             n_ref = cfg.ref_latent_frames or batch.ref_latents.shape[2]
             ref_mask = batch.ref_mask if batch.ref_mask is not None else torch.ones(
                 b, batch.ref_latents.shape[2], dtype=torch.bool, device=dev)
-            ref_mask = ref_mask[:, :n_ref] & keep_ref[:, None]  # a dropped reference is fully masked: no keys
             ref_motion = None
             if self.uses_motion and cfg.use_ref_motion and batch.ref_motion is not None:
                 ref_motion = normalize_motion(batch.ref_motion[:, :n_ref], model.cfg)
-            ref = RefInputs(batch.ref_latents[:, :, :n_ref], ref_motion, ref_mask)
+            ref = [RefInputs(batch.ref_latents[:, :, :n_ref], ref_motion, ref_mask[:, :n_ref])]
+        # a dropped condition is fed as guidance at inference feeds it: one definition, Conditions.kept
+        conditions = Conditions(cond=cond, audio=audio, text=text, ref=ref).kept(
+            {"ref": keep_ref, "audio": keep_audio, "text": keep_text})
         motion_t = motion_target = None
         if self.uses_motion and batch.motion is not None and model.cfg.motion_dim:
             m0 = normalize_motion(batch.motion, model.cfg)  # the flow runs in the normalised space
@@ -144,7 +142,7 @@ class TrainingMethod:
             motion_t = add_noise(m0, m_noise, t)
             motion_target = velocity_target(m0, m_noise)
 
-        out = model(x_t, t, text=text, cond=cond, audio=audio, motion=motion_t, ref=ref)
+        out = model(x_t, t, motion=motion_t, **conditions.dit_kwargs())
         gen_mask = (~known_mask)[:, None, :, None, None].to(x0.dtype)  # loss on generated frames only
         denom = gen_mask.sum() * z * h * w
         video_loss = ((out.video.float() - v_target) ** 2 * gen_mask).sum() / denom.clamp(min=1)

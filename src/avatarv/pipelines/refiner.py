@@ -1,4 +1,6 @@
-"""SRRefiner: 2× latent super-resolution in one denoising step, conditioned like the base model.
+"""SRRefiner: 2× latent super-resolution in one denoising step, conditioned like the base model (seed:
+"Identity-Aware Super-Resolution Refiner"). A pipeline step around a DiT, not a model of its own: its DiT is a
+``VideoRefDiT`` with local temporal attention, sampled through ``pipelines.sampling.DiTVelocity``.
 
 The base video is generated at low resolution; its latents are upsampled 2× (bilinear in latent space),
 noised to σ = 0.6 and denoised in ONE step by a DiT with the same conditioning machinery as the base model
@@ -16,6 +18,8 @@ import torch.nn.functional as F
 
 from avatarv.diffusion import refine_one_step
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
+from avatarv.models.dit.conditions import Conditions
+from avatarv.pipelines.sampling import DiTVelocity
 
 
 def upsample_latents(latents: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -38,15 +42,13 @@ class SRRefiner:
     def __call__(
         self, latents: torch.Tensor, ref: RefInputs | list[RefInputs] | None = None,
         ref_cache: RefKVCache | list[RefKVCache] | None = None, audio: torch.Tensor | None = None,
-        motion: torch.Tensor | None = None, generator: torch.Generator | None = None,
+        motion: torch.Tensor | None = None, generator: torch.Generator | None = None, precision=None,
     ) -> torch.Tensor:
         """Low-resolution latents ``[1, z, F, h, w]`` (+ their motion) → high-resolution ``[1, z, F, 2h, 2w]``."""
         x_up = upsample_latents(latents, self.factor)
         state = (x_up,) if motion is None else (x_up, motion)
 
-        def velocity(x, sigma):
-            out = self.dit(x[0], sigma.reshape(1).float(), audio=audio, motion=x[1] if len(x) > 1 else None,
-                           ref=ref, ref_cache=ref_cache)
-            return (out.video,) if len(x) == 1 else (out.video, out.motion)
-
+        refs = None if ref is None else ref if isinstance(ref, (list, tuple)) else [ref]
+        caches = None if ref_cache is None else ref_cache if isinstance(ref_cache, (list, tuple)) else [ref_cache]
+        velocity = DiTVelocity(self.dit, Conditions(audio=audio, ref=refs, ref_cache=caches), precision=precision)
         return refine_one_step(velocity, state, sigma=self.sigma, generator=generator)[0]
