@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from avatarv.analyzer.crops import crop, crop_square, from_crop, to_crop
+from avatarv.analyzer.model import SIGNALS, BoxNet, FaceNet
 from avatarv.world.analyzer import DEFAULT_WEIGHTS, WorldAnalyzer, behaviour_stats
-from avatarv.world.analyzer.crops import crop, crop_square, from_crop, to_crop
 from avatarv.world.analyzer.data import make_samples
-from avatarv.world.analyzer.model import SIGNALS, BoxNet, FaceNet
 from avatarv.world.facecheck import interocular
 
 

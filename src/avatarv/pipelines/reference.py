@@ -53,10 +53,10 @@ def resize_square(frames: np.ndarray, size: int) -> np.ndarray:
 
 def reference_motion(frames: np.ndarray, num_latents: int, motion_dim: int, analyzer=None) -> torch.Tensor:
     """The reference's motion tokens' features ``[1, num_latents, motion_dim]`` (raw, as the shards hold them):
-    the world analyzer's per-frame reading of the encoded reference frames ``[4(num_latents − 1) + 1, S, S, 3]``,
+    the face analyzer's (``avatarv.analyzer``) per-frame reading of the encoded reference frames ``[4(num_latents − 1) + 1, S, S, 3]``,
     through ``data.shards.reference_motion_features`` (the signals it cannot read are zero, as in training)."""
+    from avatarv.analyzer import WorldAnalyzer
     from avatarv.data.shards import reference_motion_features
-    from avatarv.world.analyzer import WorldAnalyzer
 
     if len(frames) != 4 * (num_latents - 1) + 1:
         raise ValueError(f"{len(frames)} reference frames do not make {num_latents} latent frames")

@@ -6,7 +6,7 @@ from pixels by small CNNs trained on world frames, and behaviour statistics comp
     stats = behaviour_stats(pred, audio)                   # blink rate, nod amplitude, mouth gain/level/lag, …
 """
 
+from avatarv.analyzer.predictor import DEFAULT_WEIGHTS, WorldAnalyzer  # the inference half: avatarv.analyzer
 from avatarv.world.analyzer.behaviour import behaviour_similarity, behaviour_stats
-from avatarv.world.analyzer.predictor import DEFAULT_WEIGHTS, WorldAnalyzer
 
 __all__ = ["DEFAULT_WEIGHTS", "WorldAnalyzer", "behaviour_similarity", "behaviour_stats"]

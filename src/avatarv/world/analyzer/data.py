@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from avatarv.world.analyzer.crops import crop, crop_square, to_crop
-from avatarv.world.analyzer.model import BOX_INPUT, POSE_SCALE, SIGNALS
+from avatarv.analyzer.crops import crop, crop_square, to_crop
+from avatarv.analyzer.model import BOX_INPUT, POSE_SCALE, SIGNALS
 from avatarv.world.geometry import Expression
 from avatarv.world.identity import sample_identity
 from avatarv.world.labels import box_of

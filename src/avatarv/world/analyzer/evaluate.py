@@ -15,8 +15,8 @@ import json
 import numpy as np
 from scipy.stats import spearmanr
 
+from avatarv.analyzer.predictor import WorldAnalyzer
 from avatarv.world.analyzer.behaviour import behaviour_stats
-from avatarv.world.analyzer.predictor import WorldAnalyzer
 from avatarv.world.clip import make_clip
 
 HELD_OUT_IDS, HELD_OUT_SCENES = 2_000_000, 200_000

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatarv.analyzer.crops import to_crop
+from avatarv.analyzer.model import SIGNALS, BoxNet, FaceNet
+from avatarv.analyzer.predictor import DEFAULT_WEIGHTS, WorldAnalyzer
 from avatarv.precision import autocast, compute_dtype
-from avatarv.world.analyzer.crops import to_crop
 from avatarv.world.analyzer.data import Samples, make_samples
-from avatarv.world.analyzer.model import SIGNALS, BoxNet, FaceNet
-from avatarv.world.analyzer.predictor import DEFAULT_WEIGHTS, WorldAnalyzer
 from avatarv.world.facecheck import interocular
 from avatarv.world.seeds import rng
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avatarv.world.analyzer.model import CROP_SCALE, FACE_INPUT
+from avatarv.analyzer.model import CROP_SCALE, FACE_INPUT
 
 
 def crop_square(box: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import torch
 
+from avatarv.analyzer.crops import crop, crop_square, from_crop
+from avatarv.analyzer.model import BOX_INPUT, POSE_SCALE, SIGNALS, BoxNet, FaceNet
 from avatarv.errors import CheckpointError
-from avatarv.world.analyzer.crops import crop, crop_square, from_crop
-from avatarv.world.analyzer.model import BOX_INPUT, POSE_SCALE, SIGNALS, BoxNet, FaceNet
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "world_analyzer.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "world_analyzer.safetensors"  # package data
 
 
 class WorldAnalyzer:
