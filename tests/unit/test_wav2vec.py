@@ -101,3 +101,28 @@ def test_pipeline_reads_a_checkpoint_with_a_wav2vec_encoder(w2v_dir, tmp_path):
     audio = speech(2.0)
     np.testing.assert_allclose(loaded.audio_features.latent_tokens(audio, 0, 5).numpy(),
                                pipe.audio_features.latent_tokens(audio, 0, 5).numpy())
+
+
+def test_a_generation_encodes_the_track_once(w2v_dir, tmp_path, real_clips):
+    """Every chunk's audio tokens are slices of one encoding of the track (no per-chunk hashing or re-encoding),
+    equal to the per-chunk ``latent_tokens``."""
+    from dataclasses import replace
+
+    from avatarv.media import read_video
+    from avatarv.models.dit import VideoRefDiT
+    from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
+
+    base = AvatarPipeline.random("tiny")
+    cfg = replace(base.cfg, dit=replace(base.cfg.dit, audio_dim=16))
+    pipe = AvatarPipeline(cfg, VideoRefDiT(cfg.dit), base.vae, audio_encoder=w2v_dir, random_weights=True)
+    feats = pipe.audio_features
+    calls = []
+    encode = feats.track_features
+    feats.track_features = lambda audio: calls.append(len(audio)) or encode(audio)
+    audio = speech(1.6)
+    ref = read_video(next(p for p in real_clips if p.name == "man_suit_office.mp4"))
+    summary = pipe.generate(ref, audio, tmp_path / "w.mp4", GenerationOptions(seconds=1.6, steps=1))
+    assert summary["chunks"] >= 2 and len(calls) == 1
+    prepared = feats.prepare(audio)
+    for start, n in ((0, 3), (8, 4), (36, 2)):
+        np.testing.assert_array_equal(prepared.latent_tokens(start, n).numpy(), feats.latent_tokens(audio, start, n).numpy())

@@ -264,6 +264,7 @@ class AvatarPipeline:
         refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)
         speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
+        speech_tokens = self.audio_features.prepare(speech)  # the track's features, once per job
         scene_views: list[int] = []
         text = self.encode_text(opts.prompt)
         if opts.scene_image is not None:
@@ -298,7 +299,7 @@ class AvatarPipeline:
                 else:  # the previous chunk's tail (at the base resolution) → prefix latents
                     tail = pending if not refine else resize_square(pending, cfg.resolution)
                     known = self.vae.encode(tail)
-                tokens = self.audio_features.latent_tokens(speech, chunk.start_frame, chunk.num_latents)
+                tokens = speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
                 carried = None
                 if opts.motion_continuity and prev_motion is not None:
                     carried = known_motion(prev_motion, known.shape[2])

@@ -9,6 +9,7 @@ come from integer arithmetic (frame i starts at i·sr/fps), so there is no drift
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,23 @@ import torch
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms
 WIN = 400  # 25 ms
+
+
+@dataclass(frozen=True)
+class SpeechTokens:
+    """One speech track's audio tokens, prepared once per job: ``frames(first, n)`` gives the features of video
+    frames first … first + n − 1 (``[n, dim]``), read from the track without recomputing or hashing it."""
+
+    frames: Callable[[int, int], np.ndarray]
+    dim: int
+    tokens_per_latent: int = 4
+
+    def latent_tokens(self, start_frame: int, num_latents: int) -> torch.Tensor:
+        """``[num_latents, 4, dim]``; latent j covers video frames start_frame + 4j − 3 … start_frame + 4j
+        (Wan's causal VAE: latent 0 is frame 0 alone, the frames before it are silence)."""
+        k = self.tokens_per_latent
+        feats = self.frames(start_frame - (k - 1), num_latents * k)
+        return torch.from_numpy(np.ascontiguousarray(feats).reshape(num_latents, k, self.dim))
 
 
 @dataclass(frozen=True)
@@ -55,11 +73,13 @@ class LogMelFeatures:
         spec = spec[:, : num_frames * hops_per_frame].T.reshape(num_frames, hops_per_frame, self.n_mels)
         return ((spec.mean(axis=1) + 5.0) / 5.0).astype(np.float32)  # ~[-1, 1] for speech levels
 
+    def prepare(self, audio: np.ndarray) -> SpeechTokens:
+        """The track's tokens for a job (log-mel is cheap and local: each chunk computes its own frames)."""
+        return SpeechTokens(lambda first, n: self.frame_features(audio, n, first), self.n_mels, self.tokens_per_latent)
+
     def latent_tokens(self, audio: np.ndarray, start_frame: int, num_latents: int) -> torch.Tensor:
         """Tokens ``[num_latents, 4, n_mels]`` of a chunk whose latent 0 is video frame ``start_frame``.
 
         Latent j of the chunk covers video frames start_frame + 4j − 3 … start_frame + 4j.
         """
-        k = self.tokens_per_latent
-        feats = self.frame_features(audio, num_latents * k, start_frame - (k - 1))
-        return torch.from_numpy(feats.reshape(num_latents, k, self.n_mels))
+        return self.prepare(audio).latent_tokens(start_frame, num_latents)

@@ -12,13 +12,13 @@ depend on which chunk asks for them and nothing drifts over minutes. Weights loa
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from avatarv.errors import CheckpointError
+from avatarv.models.encoders.audio_features import SpeechTokens
 
 SAMPLE_RATE = 16000
 
@@ -29,6 +29,8 @@ class Wav2Vec2Features:
     ``layer``: which hidden state (−1 = last; ``"mean"`` = the mean over all layers, as some talking-head
     models use). ``segment_s`` / ``context_s``: the encoding grid for long audio.
     """
+
+    sample_rate = SAMPLE_RATE  # the speech rate it reads (the pipeline pads and cuts tracks at it)
 
     def __init__(self, path: str | Path, fps: int = 25, layer: int | str = -1, segment_s: float = 20.0,
                  context_s: float = 1.0, device: str | torch.device = "cpu", tokens_per_latent: int = 4):
@@ -43,7 +45,6 @@ class Wav2Vec2Features:
         self.segment = max(1, round(segment_s * SAMPLE_RATE / stride)) * stride
         self.context = round(context_s * SAMPLE_RATE / stride) * stride
         self.normalize = _do_normalize(path)
-        self._memo: tuple[str, np.ndarray] | None = None  # (audio digest, [frames, dim] features)
 
     @property
     def dim(self) -> int:
@@ -68,9 +69,6 @@ class Wav2Vec2Features:
 
     def track_features(self, audio: np.ndarray) -> np.ndarray:
         """Features of the whole track at the video rate: ``[ceil(len·fps/sr), dim]``."""
-        digest = hashlib.sha1(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
-        if self._memo is not None and self._memo[0] == digest:
-            return self._memo[1]
         stride = self.stride()
         audio = np.asarray(audio, dtype=np.float32)
         if self.normalize and len(audio):  # the feature extractor's zero-mean unit-variance, over the track
@@ -89,24 +87,31 @@ class Wav2Vec2Features:
         native = np.concatenate(feats)[: -(-n // stride)] if n else np.zeros((0, self.dim), np.float32)
         video = resample_to_frames(native, native_rate=SAMPLE_RATE / stride, fps=self.fps,
                                    num_frames=-(-n * self.fps // SAMPLE_RATE))
-        self._memo = (digest, video)
         return video
 
     def frame_features(self, audio: np.ndarray, num_frames: int, first_frame: int = 0) -> np.ndarray:
         """Features of video frames first_frame … first_frame + num_frames − 1: ``[num_frames, dim]``;
-        frames outside the audio get the features of silence (zeros here, like the padding the model sees)."""
+        frames outside the audio get the features of silence (zeros here, like the padding the model sees).
+        Encodes the whole track: a job asks :meth:`prepare` once and slices it per chunk."""
+        return _slice(self.track_features(audio), num_frames, first_frame)
+
+    def prepare(self, audio: np.ndarray) -> SpeechTokens:
+        """The track encoded once for a job; every chunk's tokens are slices of it."""
         track = self.track_features(audio)
-        out = np.zeros((num_frames, self.dim), dtype=np.float32)
-        lo, hi = max(first_frame, 0), min(first_frame + num_frames, len(track))
-        if hi > lo:
-            out[lo - first_frame : hi - first_frame] = track[lo:hi]
-        return out
+        return SpeechTokens(lambda first, n: _slice(track, n, first), self.dim, self.tokens_per_latent)
 
     def latent_tokens(self, audio: np.ndarray, start_frame: int, num_latents: int) -> torch.Tensor:
         """``[num_latents, 4, dim]``; latent j covers video frames start_frame + 4j − 3 … start_frame + 4j."""
-        k = self.tokens_per_latent
-        feats = self.frame_features(audio, num_latents * k, start_frame - (k - 1))
-        return torch.from_numpy(feats.reshape(num_latents, k, self.dim))
+        return self.prepare(audio).latent_tokens(start_frame, num_latents)
+
+
+def _slice(track: np.ndarray, num_frames: int, first_frame: int) -> np.ndarray:
+    """Rows first_frame … first_frame + num_frames − 1 of ``track`` ``[T, dim]``, zeros outside it."""
+    out = np.zeros((num_frames, track.shape[1]), dtype=np.float32)
+    lo, hi = max(first_frame, 0), min(first_frame + num_frames, len(track))
+    if hi > lo:
+        out[lo - first_frame : hi - first_frame] = track[lo:hi]
+    return out
 
 
 def _do_normalize(path: Path) -> bool:
