@@ -163,6 +163,52 @@ def test_fsdp2_steps_equal_single_process(tmp_path):
         assert err < 1e-5, (name, err)
 
 
+def _ulysses_fsdp_worker(rank: int, port: int, frames: int, out_path: str):
+    from avatarv.distributed import apply_fsdp, apply_ulysses
+
+    _init(rank, port)
+    try:
+        # both over the same 2 ranks: FSDP shards the weights, the Ulysses hooks shard the frames
+        model = apply_fsdp(apply_ulysses(build_model()), cpu_offload=False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        kw, ref = inputs(frames)
+        cache = RefKVCache()
+        with torch.no_grad():
+            first = model(**kw, ref=ref, ref_cache=cache).video  # reference stream through the FSDP forward method
+        opt.zero_grad()
+        out = model(**kw, ref=ref)
+        loss_of(out).backward()  # FSDP averages the ranks' partial gradients of the one whole loss
+        opt.step()
+        full = {n: p.full_tensor().detach() for n, p in model.named_parameters()}
+        if rank == 0:
+            torch.save({"first": first, "video": out.video.detach(), "params": full, "builds": cache.builds},
+                       out_path)
+    finally:
+        _finish()
+
+
+def test_ulysses_hooks_compose_with_fsdp2(tmp_path):
+    """Ulysses hooks under FSDP2 on the same 2 ranks, 3 latent frames (padded to 4, cut): the outputs and one
+    SGD step equal one process."""
+    out_path = str(tmp_path / "sp_fsdp.pt")
+    mp.spawn(_ulysses_fsdp_worker, args=(free_port(), 3, out_path), nprocs=WORLD, join=True)
+    got = torch.load(out_path)
+    model = build_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    kw, ref = inputs(3)
+    with torch.no_grad():
+        first = model(**kw, ref=ref, ref_cache=RefKVCache()).video
+    out = model(**kw, ref=ref)
+    loss_of(out).backward()
+    opt.step()
+    assert got["builds"] == 1
+    torch.testing.assert_close(got["first"], first, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["video"], out.video.detach(), atol=1e-5, rtol=1e-5)
+    for name, p in model.named_parameters():
+        err = (got["params"][name] - p.detach()).abs().max().item()
+        assert err < 1e-5, (name, err)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="FSDP2 CPU offload needs CUDA (run on a lent GPU)")
 def test_fsdp2_cpu_offload_on_cuda(tmp_path):
     out_path = str(tmp_path / "offload.pt")

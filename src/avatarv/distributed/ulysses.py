@@ -1,19 +1,41 @@
-"""Ulysses sequence parallelism (DeepSpeed-Ulysses, Jacobs et al. 2023) for the VideoRef DiT.
+"""Ulysses sequence parallelism (DeepSpeed-Ulysses, Jacobs et al. 2023) for the VideoRef DiT, as hooks.
 
 Every rank holds a contiguous range of latent frames (tokens are frame-major, so a frame range is a token
 range); per-token work (projections, FFN, modulation, text and audio cross-attention) stays local. Around
 self-attention an all-to-all turns sequence shards into head shards: each rank then attends over the
 whole sequence for H / P heads, and a second all-to-all turns it back. Reference tokens are sharded the
-same way along reference frames, and so are their cached K/V. Frame counts that do not divide the world
-size are padded with masked frames (never attended to) and cut off at the end.
+same way along reference frames, and so are their cached K/V (a ``RefKVCache`` holds this rank's shard).
+Frame counts that do not divide the world size are padded with masked frames (never attended to) and cut
+off at the end.
 
-``apply_ulysses(model, group)`` sets ``model.sequence_parallel`` and wraps every self-attention's
-``attn_fn``; the model's own code is unchanged otherwise.
+The model knows nothing of this. ``apply_ulysses(model, group)`` attaches hooks at the module boundaries
+of its token streams, named in :data:`ULYSSES_PLAN` (submodule name → hook), and wraps every
+self-attention's ``attn_fn``:
+
+- ``tokens_in`` (forward pre-hook, both the generated and the reference stream): tokens ``[B, F·T, D]``,
+  RoPE positions ``[F·T, 3]`` and the key mask → this rank's frames; the key mask marks the padding
+  frames (False) and the frame count becomes the local one, so the blocks' layout is the local one;
+- ``audio_context`` (forward hook): the per-frame audio windows → this rank's frames; padding frames get
+  an all-valid window of silence (mask padded with True: no empty softmax rows);
+- ``tokens_out`` (forward pre-hook): the head's output → all ranks' frames (autograd-aware all-gather),
+  cut to the true frame count given by the full layout it is called with;
+- ``blocks.*.self_attn.attn_fn`` → :class:`UlyssesAttention` (the all-to-alls).
+
+Followed: diffusers' context-parallel plans (``src/diffusers/hooks/context_parallel.py``: a ``_cp_plan`` of
+submodule names → ``ContextParallelInput`` (split a named forward argument, or with ``split_output`` the
+module's output) / ``ContextParallelOutput`` (gather the output), applied by ``ContextParallelSplitHook`` /
+``ContextParallelGatherHook`` registered on those submodules; forward arguments found by their names in
+the signature) and torchtitan's ``apply_cp`` (``torchtitan/distributed/context_parallel.py``: parallelism
+applied from outside to each block's attention module, the model's code unchanged). Unlike both, the
+split is by whole frames with padding rather than requiring the sequence to divide the world size, and
+the attention is Ulysses (all-to-all over heads) rather than ring attention.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -100,12 +122,129 @@ class UlyssesAttention:
         return self._heads_to_seq(self.inner(qh, kh, vh, key_mask=full_mask, window=full_window))
 
 
-def apply_ulysses(model, group: dist.ProcessGroup | None = None):
-    """Shard ``model``'s sequence over ``group`` (every rank gets the same full inputs and outputs)."""
+def _bind(module, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+    """The call's arguments by name (diffusers' ``ModuleForwardMetadata`` does the same lookup)."""
+    bound = inspect.signature(module.forward).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound
+
+
+@dataclass
+class ShardTokens:
+    """Forward pre-hook on ``tokens_in``: ``tokens``, ``positions`` and ``key_mask`` → this rank's frames.
+
+    The key mask becomes False on the padding frames (an absent mask means all valid) and ``frames`` the
+    per-rank frame count."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, kwargs):
+        bound = _bind(module, args, kwargs)
+        a = bound.arguments
+        sp, tokens, frames, mask = self.sp, a["tokens"], a["frames"], a["key_mask"]
+        valid = sp.frame_valid(frames, tokens.shape[0], tokens.shape[1] // frames, tokens.device)
+        a["key_mask"] = valid if mask is None else sp.shard(mask, frames, pad_value=False) & valid
+        a["tokens"] = sp.shard(tokens, frames)
+        a["positions"] = sp.shard(a["positions"][None], frames)[0]
+        a["frames"] = sp.frames_per_rank(frames)
+        return bound.args, bound.kwargs
+
+
+@dataclass
+class ShardWindows:
+    """Forward hook on ``audio_context``: (context ``[B, F, L, D]``, mask ``[B, F, L]``) → this rank's frames.
+    Padding frames get an all-valid window of silence: no empty softmax rows."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, output):
+        ctx, mask = output
+        frames = ctx.shape[1]
+        return self.sp.shard(ctx, frames), self.sp.shard(mask, frames, pad_value=True)
+
+
+@dataclass
+class GatherTokens:
+    """Forward pre-hook on ``tokens_out``: ``tokens`` (this rank's frames) → every frame of ``layout``."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, kwargs):
+        bound = _bind(module, args, kwargs)
+        a = bound.arguments
+        a["tokens"] = self.sp.gather(a["tokens"], a["layout"].frames)
+        return bound.args, bound.kwargs
+
+
+@dataclass(frozen=True)
+class Hook:
+    """One entry of a plan: a hook class and where it runs (``pre``: before forward, on its arguments;
+    ``post``: after, on its output)."""
+
+    make: type
+    when: str = "pre"
+
+
+# submodule of VideoRefDiT → hook (diffusers' ``_cp_plan``, kept here: the model does not know it)
+ULYSSES_PLAN: dict[str, Hook] = {
+    "tokens_in": Hook(ShardTokens, "pre"),
+    "audio_context": Hook(ShardWindows, "post"),
+    "tokens_out": Hook(GatherTokens, "pre"),
+}
+
+
+@dataclass
+class UlyssesHandles:
+    """What :func:`apply_ulysses` attached to a model, so :func:`remove_ulysses` can take it off."""
+
+    sp: UlyssesParallel
+    hooks: list = field(default_factory=list)
+
+
+def _submodule(model, name: str):
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        return None  # an optional stage the model was built without (e.g. no audio)
+
+
+def apply_ulysses(model, group: dist.ProcessGroup | None = None, plan: dict[str, Hook] | None = None):
+    """Shard ``model``'s sequence over ``group`` (every rank gets the same full inputs and outputs).
+
+    Registers the hooks of ``plan`` (default :data:`ULYSSES_PLAN`) on the model's stages and wraps every
+    self-attention's ``attn_fn``; returns the model. Composes with :func:`avatarv.distributed.apply_fsdp`
+    (either order: these hooks sit on parameter-free submodules and attention functions)."""
     sp = UlyssesParallel(group)
     if model.cfg.num_heads % sp.world:
         raise ValueError(f"{model.cfg.num_heads} heads do not split over {sp.world} ranks")
-    model.sequence_parallel = sp
+    if getattr(model, "_ulysses", None) is not None:
+        raise RuntimeError("apply_ulysses was applied to this model already")
+    handles = UlyssesHandles(sp)
+    for name, hook in (ULYSSES_PLAN if plan is None else plan).items():
+        module = _submodule(model, name)
+        if module is None:
+            continue
+        if hook.when == "pre":
+            handles.hooks.append(module.register_forward_pre_hook(hook.make(sp), with_kwargs=True))
+        elif hook.when == "post":
+            handles.hooks.append(module.register_forward_hook(hook.make(sp)))
+        else:
+            raise ValueError(f"hook time {hook.when!r} is neither 'pre' nor 'post'")
     for block in model.blocks:
         block.self_attn.attn_fn = UlyssesAttention(block.self_attn.attn_fn, sp)
+    model._ulysses = handles
+    return model
+
+
+def remove_ulysses(model):
+    """Undo :func:`apply_ulysses`: the hooks removed, the attention functions unwrapped."""
+    handles = getattr(model, "_ulysses", None)
+    if handles is None:
+        return model
+    for h in handles.hooks:
+        h.remove()
+    for block in model.blocks:
+        if isinstance(block.self_attn.attn_fn, UlyssesAttention):
+            block.self_attn.attn_fn = block.self_attn.attn_fn.inner
+    model._ulysses = None
     return model

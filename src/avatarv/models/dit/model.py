@@ -11,7 +11,9 @@ Token streams (seed "VideoRef DiT Backbone"; DESIGN "The VideoRef DiT"):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -42,6 +44,59 @@ class Head(nn.Module):
         return modulate(x, self.eps, shift, scale)
 
 
+class TokenSequence(NamedTuple):
+    """A frame-major token stream as the blocks see it."""
+
+    tokens: torch.Tensor  # [B, F·T, D]
+    rope: tuple[torch.Tensor, torch.Tensor]  # cos, sin of the positions
+    positions: torch.Tensor  # [F·T, 3] (t, h, w)
+    frames: int  # F
+    key_mask: torch.Tensor | None  # [B, F·T] bool (False: no query attends to the token), or None
+
+
+class TokensIn(nn.Module):
+    """Where a token stream (generated or reference) enters the blocks: its RoPE tables are made here.
+
+    tokens ``[B, F·T, D]`` (frame-major), positions ``[F·T, 3]``, F frames, key_mask ``[B, F·T]`` or None →
+    :class:`TokenSequence`. Parameter-free; a module so that wrappers can act on the stream at this
+    boundary with forward hooks (e.g. split it over devices by frames) without touching the model.
+    """
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        self.head_dim, self.theta = head_dim, theta
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor, frames: int,
+                key_mask: torch.Tensor | None = None) -> TokenSequence:
+        rope = rope_cos_sin(positions, self.head_dim, self.theta)
+        return TokenSequence(tokens, rope, positions, frames, key_mask)
+
+
+class TokensOut(nn.Module):
+    """Where the generated stream leaves the blocks: head-normed tokens ``[B, N, D']`` → (video
+    ``[B, F·S, D']``, motion ``[B, F, D']`` or None) as ``layout`` (the whole sequence) says. Parameter-free;
+    a module boundary for hooks, like :class:`TokensIn`."""
+
+    def forward(self, tokens: torch.Tensor, layout: GenLayout) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return layout.split(tokens)
+
+
+class AudioContext(nn.Module):
+    """Embedded audio ``[B, F, Ka, D]`` (+ window slot positions ``[(2w+1)·Ka, D]``) → each latent frame's
+    window: context ``[B, F, (2w+1)·Ka, D]`` and mask ``[B, F, (2w+1)·Ka]``, made once for every block.
+    Parameter-free (the positions are the DiT's); a module boundary for hooks, like :class:`TokensIn`."""
+
+    def __init__(self, window: int):
+        super().__init__()
+        self.window = window
+
+    def forward(self, audio: torch.Tensor, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx, mask = audio_windows(audio, self.window)
+        if positions is not None:
+            ctx = ctx + positions.to(ctx.dtype)
+        return ctx, mask
+
+
 class VideoRefDiT(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -55,13 +110,17 @@ class VideoRefDiT(nn.Module):
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.blocks = nn.ModuleList([VideoRefBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(d, cfg.latent_channels * patch_volume, cfg.eps)
+        # parameter-free stages: the module boundaries of the token streams (hooks attach here)
+        self.tokens_in = TokensIn(cfg.head_dim, cfg.rope_theta)
+        self.tokens_out = TokensOut()
         # --- avatarv parts: each starts as the identity on the Wan path ---
         self.ref_embedding = nn.Parameter(torch.zeros(d))  # marks reference tokens
-        self.audio_embedding = self.audio_position = None
+        self.audio_embedding = self.audio_position = self.audio_context = None
         if cfg.audio_dim:
             self.audio_embedding = nn.Sequential(
                 nn.Linear(cfg.audio_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
             )
+            self.audio_context = AudioContext(cfg.audio_window)
             if cfg.audio_positions:  # one embedding per slot of a frame's audio window (cross_attention.py)
                 self.audio_position = nn.Parameter(torch.zeros((2 * cfg.audio_window + 1) * cfg.audio_tokens_per_frame, d))
         self.motion_embedding = self.motion_head = None
@@ -77,7 +136,6 @@ class VideoRefDiT(nn.Module):
             )
         self.reset_parameters()
         self.set_attention_backend(cfg.attn_backend)
-        self.sequence_parallel = None  # set by avatarv.distributed.apply_ulysses
 
     def set_attention_backend(self, backend: str) -> None:
         """Point every attention layer at one backend (``auto`` chooses per call)."""
@@ -171,14 +229,8 @@ class VideoRefDiT(nn.Module):
 
     def _reference_stream(self, ref: RefInputs) -> tuple[list[KV], torch.Tensor | None]:
         ref_x, pos, mask = self.ref_tokens(ref)
-        sp = self.sequence_parallel
-        if sp is not None:  # shard reference frames like generated frames; padding frames are masked
-            frames = ref.num_frames
-            per_frame = ref_x.shape[1] // frames
-            valid = sp.frame_valid(frames, ref_x.shape[0], per_frame, ref_x.device)
-            mask = valid if mask is None else sp.shard(mask, frames, pad_value=False) & valid
-            ref_x, pos = sp.shard(ref_x, frames), sp.shard(pos[None], frames)[0]
-        rope = rope_cos_sin(pos, self.cfg.head_dim, self.cfg.rope_theta)
+        seq = self.tokens_in(ref_x, pos, self._grid(ref.latents)[0], mask)
+        ref_x, rope, mask = seq.tokens, seq.rope, seq.key_mask
         temb0 = self._timestep_embedding(torch.zeros(1, device=ref_x.device))
         temb6_ref = self.time_projection(temb0).unflatten(1, (6, -1))  # [1, 6, D]
         kvs: list[KV] = []
@@ -246,13 +298,8 @@ class VideoRefDiT(nn.Module):
         layout = GenLayout(frames=f, height=h, width=w, motion=motion is not None)
         m_tokens = self.motion_embedding(motion.to(video.dtype)) if motion is not None else None
         tokens = layout.interleave(video, m_tokens)  # [B, N_gen, D] frame-major
-        pos = layout.positions(device=x.device)
-        sp = self.sequence_parallel
-        gen_mask = None
-        if sp is not None:  # this rank's frames only; every per-token op below is local
-            gen_mask = sp.frame_valid(f, b, layout.per_frame, x.device)
-            tokens, pos = sp.shard(tokens, f), sp.shard(pos[None], f)[0]
-        rope = rope_cos_sin(pos, cfg.head_dim, cfg.rope_theta)
+        seq = self.tokens_in(tokens, layout.positions(device=x.device), f)
+        tokens = seq.tokens
 
         t = t.reshape(-1).expand(b) if t.numel() == 1 else t
         temb = self._timestep_embedding(t)  # [B, D]
@@ -274,27 +321,21 @@ class VideoRefDiT(nn.Module):
                 raise ValueError("audio given but this DiT has no audio cross-attention (audio_dim = 0)")
             if audio.shape[1] != f:
                 raise ValueError(f"audio has {audio.shape[1]} latent frames, video has {f}")
-            # per-frame windows ([B, f, (2w+1)·Ka, D] and mask), gathered once for every block
-            audio_ctx = audio_windows(self.audio_embedding(audio.to(tokens.dtype)), cfg.audio_window)
-            if self.audio_position is not None:
-                if audio.shape[2] != cfg.audio_tokens_per_frame:
-                    raise ValueError(f"audio has {audio.shape[2]} tokens per latent frame, the audio positions are "
-                                     f"for {cfg.audio_tokens_per_frame}")
-                audio_ctx = (audio_ctx[0] + self.audio_position.to(audio_ctx[0].dtype), audio_ctx[1])
-            if sp is not None:  # padding frames get an all-valid window of silence: no empty softmax rows
-                audio_ctx = (sp.shard(audio_ctx[0], f), sp.shard(audio_ctx[1], f, pad_value=True))
+            if self.audio_position is not None and audio.shape[2] != cfg.audio_tokens_per_frame:
+                raise ValueError(f"audio has {audio.shape[2]} tokens per latent frame, the audio positions are "
+                                 f"for {cfg.audio_tokens_per_frame}")
+            # per-frame windows ([B, f, (2w+1)·Ka, D] and mask), made once for every block
+            audio_ctx = self.audio_context(self.audio_embedding(audio.to(tokens.dtype)), self.audio_position)
 
         ref_kvs, ref_mask = self._reference_kv(ref, ref_cache)
 
-        block_layout = layout if sp is None else GenLayout(sp.frames_per_rank(f), h, w, layout.motion)
-        window = (pos[:, 0], cfg.local_window) if cfg.local_window else None  # time position = frame
+        block_layout = replace(layout, frames=seq.frames)  # the frames that entered the blocks
+        window = (seq.positions[:, 0], cfg.local_window) if cfg.local_window else None  # time position = frame
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
-            tokens = block(tokens, temb6, rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, gen_mask, window)
+            tokens = block(tokens, temb6, seq.rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, seq.key_mask,
+                           window)
 
-        out = self.head(tokens, temb)
-        if sp is not None:
-            out = sp.gather(out, f)
-        video_out, motion_out = layout.split(out)
+        video_out, motion_out = self.tokens_out(self.head(tokens, temb), layout)
         video = self.unpatchify(self.head.proj(video_out), f, h, w)
         motion_v = self.motion_head(motion_out) if motion_out is not None else None
         return DiTOutput(video=video, motion=motion_v)
