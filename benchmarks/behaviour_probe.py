@@ -39,7 +39,7 @@ from avatarv.eval.stats import bootstrap_draws, pearson, percentile_interval, re
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from motion_probe import make_items, mouth_slots  # noqa: E402
 
-# name → (motion signal, statistic over the clip's latent frames); the signals of data.shards.MOTION_SIGNALS
+# name → (motion signal, statistic over the clip's latent frames); the signals of models.dit.motion_codec.MOTION_SIGNALS
 STATS = {
     "smile_mean": ("smile", "mean"),
     "mouth_mean": ("mouth_open", "mean"),
@@ -51,9 +51,9 @@ STATS = {
 
 
 def clip_stats(motion: torch.Tensor | np.ndarray) -> dict[str, float]:
-    """Raw motion rows ``[F, dim]`` (``data.shards.motion_features``) → ``STATS`` of the clip. The mouth is
+    """Raw motion rows ``[F, dim]`` (``motion_codec.motion_features``) → ``STATS`` of the clip. The mouth is
     read from the 4 per-frame slots; a spread over one frame is NaN."""
-    from avatarv.data.shards import MOTION_SIGNALS
+    from avatarv.models.dit.motion_codec import MOTION_SIGNALS
 
     m = np.asarray(motion.float() if isinstance(motion, torch.Tensor) else motion, np.float64)
     column = {n: i for i, n in enumerate(MOTION_SIGNALS)}
@@ -99,13 +99,13 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
     from tqdm import tqdm
 
     from avatarv.models.dit import RefInputs, RefKVCache
-    from avatarv.models.dit.motion_norm import normalize_motion
+    from avatarv.models.dit.motion_codec import MotionCodec
     from avatarv.pipelines.chunks import Chunk
     from avatarv.pipelines.generate import GenerationOptions
 
     if not pipe.dit.cfg.motion_dim:
         raise SystemExit("behaviour_probe: the checkpoint's DiT has no motion stream")
-    mcfg = pipe.dit.cfg
+    codec = MotionCodec.from_config(pipe.dit.cfg)
     text = pipe.encode_text("")
     opts = GenerationOptions(steps=steps, sampler=sampler)
     out: dict[str, list] = {"own": [], "other": []}
@@ -113,7 +113,7 @@ def sample_motion(pipe, items: list[dict], steps: int, seed: int, sampler: str =
         x0 = it["latents"][None].float()
         chunk = Chunk(index=0, start_frame=0, num_latents=x0.shape[2], prefix_latents=0)
         for row, src in (("own", it), ("other", items[(k + 1) % len(items)])):
-            ref = RefInputs(src["ref_latents"][None].float(), normalize_motion(src["ref_motion"][None].float(), mcfg))
+            ref = RefInputs(src["ref_latents"][None].float(), codec.normalize(src["ref_motion"][None].float()))
             g = torch.Generator().manual_seed(seed * 100_003 + k)
             _, motion = pipe.sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()],
                                           opts.sampling(), g, text=text)

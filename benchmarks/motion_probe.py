@@ -57,10 +57,11 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
     from avatarv.diffusion import add_noise
     from avatarv.models.dit import RefInputs
     from avatarv.models.dit.conditions import Conditions, i2v_condition, leading_mask
-    from avatarv.models.dit.motion_norm import denormalize_motion, normalize_motion
+    from avatarv.models.dit.motion_codec import MotionCodec
 
     dit = pipe.dit
     mcfg = dit.cfg
+    codec = MotionCodec.from_config(mcfg)
     g = torch.Generator().manual_seed(seed)
     noises = [(torch.randn(it["latents"].shape, generator=g), torch.randn(it["motion"].shape, generator=g))
               for it in items]
@@ -72,26 +73,26 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
         for k, (it, (nv, nm)) in enumerate(zip(items, noises, strict=True)):
             other = items[(k + 1) % len(items)]
             x0 = it["latents"][None].float()  # [1, z, F, h, w]
-            m0 = normalize_motion(it["motion"][None].float(), mcfg)  # [1, F, dim]
+            m0 = codec.normalize(it["motion"][None].float())  # [1, F, dim]
             tt = torch.tensor([t])
             x_t = add_noise(x0, nv[None], tt)
             m_t = add_noise(m0, nm[None], tt)
             f = x0.shape[2]
             cond = i2v_condition(x0[:, :, :1], leading_mask(1, f))
             truth.append(it["motion"][1:].float())
-            noisy.append(denormalize_motion(m_t[0, 1:], mcfg))
+            noisy.append(codec.denormalize(m_t[0, 1:]))
             for c in CONDITIONS:
                 keep_ref = c in ("full", "no_audio", "other_ref")
                 keep_audio = c in ("full", "no_ref", "other_ref") and keep_ref  # nested: no ref → no audio either
                 # dropped as training drops them (Conditions.kept, per sample): zero audio tokens, every
                 # reference key masked
                 src = other if c == "other_ref" else it
-                ref = RefInputs(src["ref_latents"][None].float(), normalize_motion(src["ref_motion"][None].float(), mcfg))
+                ref = RefInputs(src["ref_latents"][None].float(), codec.normalize(src["ref_motion"][None].float()))
                 conditions = Conditions(cond=cond, audio=it["audio"][None].float(), text=text, ref=[ref])
                 kept = conditions.kept({"ref": torch.tensor([keep_ref]), "audio": torch.tensor([keep_audio])})
                 pred = dit(x_t, tt, motion=m_t, **kept.dit_kwargs())
                 m_hat = m_t - t * pred.motion.float()
-                preds[c].append(denormalize_motion(m_hat[0, 1:], mcfg))
+                preds[c].append(codec.denormalize(m_hat[0, 1:]))
         gt = torch.cat(truth)
         rows = {"input": torch.cat(noisy), **{c: torch.cat(v) for c, v in preds.items()}}
         table = {row: score(est, gt) for row, est in rows.items()}
@@ -100,8 +101,8 @@ def probe(pipe, items, ts: list[float], seed: int) -> dict:
 
 
 def mouth_slots() -> list[int]:
-    """Columns of the 4 per-frame mouth openings, after every signal's mean (``data.shards.motion_features``)."""
-    from avatarv.data.shards import MOTION_SIGNALS
+    """Columns of the 4 per-frame mouth openings, after every signal's mean (``motion_codec.motion_features``)."""
+    from avatarv.models.dit.motion_codec import MOTION_SIGNALS
 
     return list(range(len(MOTION_SIGNALS), len(MOTION_SIGNALS) + 4))
 
@@ -109,7 +110,7 @@ def mouth_slots() -> list[int]:
 def score(est: torch.Tensor, gt: torch.Tensor) -> dict[str, float]:
     """Raw motion rows ``[N, dim]`` against the ground truth's: r per signal, the per-frame mouth's std ratio,
     the largest blink."""
-    from avatarv.data.shards import MOTION_SIGNALS
+    from avatarv.models.dit.motion_codec import MOTION_SIGNALS
 
     column = {n: i for i, n in enumerate(MOTION_SIGNALS)}
     slots = mouth_slots()
@@ -131,11 +132,11 @@ def sampled(pipe, items, samplers: dict[str, dict], seed: int) -> dict:
     reference) against the ground truth: what generation makes of what the denoiser knows."""
     from avatarv.diffusion import GuidanceScales
     from avatarv.models.dit import RefInputs, RefKVCache
-    from avatarv.models.dit.motion_norm import normalize_motion
+    from avatarv.models.dit.motion_codec import MotionCodec
     from avatarv.pipelines.chunks import Chunk
     from avatarv.pipelines.generate import GenerationOptions
 
-    mcfg = pipe.dit.cfg
+    codec = MotionCodec.from_config(pipe.dit.cfg)
     text = pipe.encode_text("")
     gt = torch.cat([it["motion"][1:].float() for it in items])
     table = {}
@@ -148,7 +149,7 @@ def sampled(pipe, items, samplers: dict[str, dict], seed: int) -> dict:
         rows = []
         for it in items:
             x0 = it["latents"][None].float()
-            ref = RefInputs(it["ref_latents"][None].float(), normalize_motion(it["ref_motion"][None].float(), mcfg))
+            ref = RefInputs(it["ref_latents"][None].float(), codec.normalize(it["ref_motion"][None].float()))
             chunk = Chunk(index=0, start_frame=0, num_latents=x0.shape[2], prefix_latents=0)
             _, motion = pipe.sample_chunk(chunk, x0[:, :, :1], it["audio"].float(), [ref], [RefKVCache()],
                                           opts.sampling(), g, text=text)

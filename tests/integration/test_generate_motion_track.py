@@ -10,10 +10,10 @@ import pytest
 
 from avatarv.cli import main
 from avatarv.config import get_preset
-from avatarv.data.shards import MOTION_SIGNALS, motion_signals
 from avatarv.errors import InputError
 from avatarv.media import read_audio, read_video
 from avatarv.models.dit import VideoRefDiT
+from avatarv.models.dit.motion_codec import MOTION_SIGNALS, MotionCodec, motion_signals
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions, _live
 from avatarv.pipelines.motion_track import load_motion_track
@@ -85,8 +85,6 @@ def test_generate_cli_motion_out(tmp_path):
 
 def test_motion_continues_across_chunks(tmp_path, inputs):
     """Each later chunk starts from the previous chunk's motion (the overlap's features); off, it does not."""
-    from avatarv.pipelines.motion_track import known_motion
-
     ref, speech = inputs
     pipe = _pipeline(16)
     recorder = ChunkRecorder()
@@ -95,7 +93,7 @@ def test_motion_continues_across_chunks(tmp_path, inputs):
     assert len(calls) >= 3 and calls[0][0]["known_motion"] is None
     for (_, before), (kwargs, after) in zip(calls, calls[1:], strict=False):
         given = kwargs["known_motion"]
-        torch_close(given, known_motion(before, 2))
+        torch_close(given, MotionCodec(16).carry(before, 2))
         torch_close(after[:2], given)  # the known frames keep it
     calls.clear()
     pipe.generate(ref, speech, tmp_path / "b.mp4", GenerationOptions(seconds=2.0, steps=2, motion_continuity=False),

@@ -46,11 +46,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
 
 # issue #28: being moved. Known violations in folders under another change; the test fails if one of these no
 # longer occurs (delete it here then), so the list can only shrink. (relative file, importer module, imported)
-PENDING: set[tuple[str, str, str]] = {
-    # dataset-level statistics read the shards: move them to the training side (their caller, training/trainer.py)
-    ("avatarv/models/dit/motion_norm.py", "avatarv.models.dit.motion_norm", "avatarv.data.shards"),
-    ("avatarv/models/dit/behaviour.py", "avatarv.models.dit.behaviour", "avatarv.data.shards"),
-}
+PENDING: set[tuple[str, str, str]] = set()
 
 
 class Edge(NamedTuple):

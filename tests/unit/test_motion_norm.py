@@ -12,17 +12,13 @@ import torch
 from avatarv.config import DiTConfig, get_preset
 from avatarv.errors import ConfigError
 from avatarv.models.dit import VideoRefDiT
-from avatarv.models.dit.motion_norm import (
-    dataset_motion_statistics,
-    denormalize_motion,
-    motion_statistics,
-    normalize_motion,
-)
+from avatarv.models.dit.motion_norm import denormalize_motion, motion_statistics, normalize_motion
 from avatarv.resources import example
 from avatarv.training.batch import Batch
 from avatarv.training.config import DataConfig, TrainConfig
 from avatarv.training.data import SyntheticLatents
 from avatarv.training.methods import MethodConfig, make_method
+from avatarv.training.motion_stats import dataset_motion_statistics
 from avatarv.training.trainer import Trainer
 from tests.conftest import ChunkRecorder
 

@@ -135,7 +135,7 @@ def test_behaviour_in_stream_space():
 def test_known_motion_is_the_overlaps_features():
     """The next chunk's known latent frames encode the previous chunk's last 5 frames: their motion features
     are those frames' features, computed as ``motion_features`` computes a clip's."""
-    from avatarv.pipelines.motion_track import known_motion
+    from avatarv.models.dit.motion_codec import MotionCodec
 
     rng = np.random.default_rng(2)
     t, latents = 33, 9
@@ -143,11 +143,11 @@ def test_known_motion_is_the_overlaps_features():
     signals["mouth_open"] = rng.uniform(0, 1, t)
     previous = motion_features(signals, latents, 16)
     tail = {n: v[t - 5 :] for n, v in signals.items()}
-    torch.testing.assert_close(known_motion(previous, 2), motion_features(tail, 2, 16))
+    torch.testing.assert_close(MotionCodec(16).carry(previous, 2), motion_features(tail, 2, 16))
     # a narrow stream: latent 0 is frame 28 alone (held at its latent frame's mean), latent 1 the last latent
     narrow = previous[:, :6]
-    got = known_motion(narrow, 2)
+    got = MotionCodec(6).carry(narrow, 2)
     torch.testing.assert_close(got[1], narrow[-1])
     torch.testing.assert_close(got[0], narrow[-2])
     with pytest.raises(ValueError, match="known latent frames"):
-        known_motion(previous, 10)
+        MotionCodec(16).carry(previous, 10)

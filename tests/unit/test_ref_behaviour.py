@@ -13,9 +13,10 @@ import torch
 from avatarv.config import get_preset
 from avatarv.errors import ConfigError
 from avatarv.models.dit import RefInputs, VideoRefDiT
-from avatarv.models.dit.behaviour import behaviour_statistics, dataset_behaviour_statistics, pool_behaviour
+from avatarv.models.dit.behaviour import behaviour_statistics, pool_behaviour
 from avatarv.training.config import DataConfig, TrainConfig
 from avatarv.training.methods.base import MethodConfig
+from avatarv.training.motion_stats import dataset_behaviour_statistics
 from avatarv.training.trainer import Trainer
 
 

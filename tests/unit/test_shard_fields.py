@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from avatarv.data.shards import ShardDataset, read_fields, write_shard
-from avatarv.models.dit.motion_norm import dataset_motion_statistics, motion_statistics
+from avatarv.models.dit.motion_codec import motion_statistics
+from avatarv.training.motion_stats import dataset_motion_statistics
 
 
 def _items(n: int = 3) -> list[dict]:

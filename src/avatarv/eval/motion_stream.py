@@ -2,7 +2,7 @@
 
 The DiT generates a motion stream jointly with the video (``avatarv.pipelines.motion_track``): per latent
 frame, the mean head pose, blink, smile, ... and the 4 per-frame mouth openings
-(``avatarv.data.shards.motion_features``). Behaviour statistics (``behaviour_stats``: blink rate, nod and sway,
+(``avatarv.models.dit.motion_codec``). Behaviour statistics (``behaviour_stats``: blink rate, nod and sway,
 mouth gain, smile rate) computed on that stream say whether the model carries a person's way of moving even
 while its pixels are too blurry for the pixel analyzer.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarv.data.shards import MOTION_SIGNALS, motion_features, motion_signals
+from avatarv.models.dit.motion_codec import MOTION_SIGNALS, MotionCodec
 
 NEEDED = ("pitch", "yaw", "blink", "smile", "mouth_open")  # what ``behaviour_stats`` reads
 STREAM_DIM = len(MOTION_SIGNALS) + 4  # every signal's mean + the 4 per-frame mouth openings
@@ -28,8 +28,8 @@ def through_stream(signals: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Per-frame signals → what a motion stream can hold of them, per frame (signals it lacks: zeros)."""
     t = len(signals["mouth_open"])
     full = {n: np.asarray(signals.get(n, np.zeros(t)), np.float64) for n in MOTION_SIGNALS}
-    latents = (t + 2) // 4 + 1  # the latent frames that cover frames 0 … t − 1 (⌈(t − 1) / 4⌉ + 1)
-    return motion_signals(motion_features(full, latents, STREAM_DIM), t)
+    codec = MotionCodec(STREAM_DIM)  # raw features: no statistics
+    return codec.decode(codec.encode(full), t)  # over the latent frames that cover frames 0 … t − 1
 
 
 def stream_behaviour(signals: dict[str, np.ndarray], audio: np.ndarray | None, fps: float) -> dict[str, float]:

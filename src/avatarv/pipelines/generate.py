@@ -18,18 +18,17 @@ import numpy as np
 import torch
 
 from avatarv.config import ModelConfig, get_preset
-from avatarv.data.shards import motion_signal_names, motion_signals
 from avatarv.diffusion import GuidanceScales
 from avatarv.errors import CheckpointError, InputError
 from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
 from avatarv.models.dit.conditions import Conditions, i2v_condition, leading_mask
-from avatarv.models.dit.motion_norm import denormalize_motion, normalize_motion
+from avatarv.models.dit.motion_codec import MotionCodec
 from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
 from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
-from avatarv.pipelines.motion_track import MotionTrack, known_motion, save_motion_track
+from avatarv.pipelines.motion_track import MotionTrack, save_motion_track
 from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
 from avatarv.pipelines.refiner import SRRefiner
 from avatarv.pipelines.sampling import SamplingOptions, sample_chunk
@@ -208,14 +207,14 @@ class AvatarPipeline:
         k = known.shape[2] if known is not None else 0
         cond = i2v_condition(known if known is not None else torch.zeros(1, z, c, s, s), leading_mask(k, c))
         conditions = Conditions(cond=cond, audio=audio_tokens[None], text=text, ref=ref, ref_cache=cache)
-        km = None
+        km, codec = None, MotionCodec.from_config(self.dit.cfg)
         if known_motion is not None and cfg.dit.motion_dim:
-            km = normalize_motion(known_motion[None].float(), self.dit.cfg)  # [1, k, motion_dim], the stream's space
+            km = codec.normalize(known_motion[None].float())  # [1, k, motion_dim], the stream's space
         latents, motion = sample_chunk(self.dit, conditions, c, (s, s), opts, generator, known=known, known_motion=km,
                                        on_step=on_step, precision=self.autocast)
         if motion is None:
             return latents, None
-        motion = denormalize_motion(motion, self.dit.cfg)  # raw features
+        motion = codec.denormalize(motion)  # raw features
         if km is not None:
             motion[: known_motion.shape[0]] = known_motion
         return latents, motion
@@ -258,8 +257,9 @@ class AvatarPipeline:
             reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None,
             stride=cfg.ref_frame_stride, motion_dim=cfg.dit.motion_dim if cfg.ref_motion else 0, on_phase=on_phase,
         )
+        codec = MotionCodec.from_config(self.dit.cfg)
         if prepared.ref.motion is not None:  # the DiT reads reference motion in its stream's space
-            prepared.ref = replace(prepared.ref, motion=normalize_motion(prepared.ref.motion, self.dit.cfg))
+            prepared.ref = replace(prepared.ref, motion=codec.normalize(prepared.ref.motion))
         cache, anchor_cache, hr_cache = RefKVCache(), RefKVCache(), RefKVCache()
         refs, caches = [prepared.ref], [cache]
         generator = torch.Generator().manual_seed(opts.seed)
@@ -286,7 +286,7 @@ class AvatarPipeline:
         if opts.motion_path:
             if not cfg.dit.motion_dim:
                 raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
-            track = MotionTrack(motion_signal_names(cfg.dit.motion_dim), plan.overlap_frames, plan.total_frames)
+            track = MotionTrack(codec.names, plan.overlap_frames, plan.total_frames)
         with ExitStack() as stack:
             writer = stack.enter_context(StreamingMp4Writer(out_path, fps, out_res, out_res, sample_rate=sr))
             preview = None
@@ -302,7 +302,7 @@ class AvatarPipeline:
                 tokens = speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
                 carried = None
                 if opts.motion_continuity and prev_motion is not None:
-                    carried = known_motion(prev_motion, known.shape[2])
+                    carried = codec.carry(prev_motion, known.shape[2])
                 latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, sampling, generator,
                                                     text=text, known_motion=carried,
                                                     on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
@@ -325,7 +325,7 @@ class AvatarPipeline:
                 n_new = self._emit(writer, frames, pending, last, plan, written, speech)
                 if track is not None:
                     given = known.shape[2] if known is not None else 0  # latent frames given, not generated
-                    track.add(motion_signals(motion, len(frames)), last, known=4 * (given - 1) + 1 if given else 0)
+                    track.add(codec.signals(motion, len(frames)), last, known=4 * (given - 1) + 1 if given else 0)
                 if preview is not None:
                     self._emit(preview, lr_frames, pending_lr, last, plan, written, speech)
                     pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]

@@ -1,12 +1,12 @@
 """The generated motion stream of a long video, per output frame.
 
-The DiT predicts motion features (``avatarv.data.shards.motion_features``: head pose, mouth, blink, smile,
+The DiT predicts motion features (``avatarv.models.dit.motion_codec``: head pose, mouth, blink, smile,
 ... per latent frame) jointly with the video. ``MotionTrack`` stitches each chunk's prediction into one
 per-frame track, each frame kept once, as the frames are. One difference: a chunk's *known* leading frames
 (the scene image, the previous chunk's overlap) are given to the model, not generated, and the motion loss
 is on generated frames only, so the model's motion for them is untrained. They take the motion that
-generated them: the previous chunk's tail (the overlap is exactly those frames), or for the first chunk's
-scene frame, the first generated frame's. The track is what the model *meant* to do, read without the VAE
+generated them: the previous chunk's tail (the overlap is exactly those frames; ``MotionCodec.carry`` makes
+the next chunk's known motion of it), or for the first chunk's scene frame, the first generated frame's. The track is what the model *meant* to do, read without the VAE
 decoder and a pixel analyzer; behaviour measured on it isolates the DiT from the decoder's blur
 (``avatarv.eval.motion_stream``).
 
@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 
 class MotionTrack:
@@ -53,26 +52,6 @@ class MotionTrack:
     def signals(self) -> dict[str, np.ndarray]:
         x = np.concatenate(self.rows) if self.rows else np.zeros((0, len(self.names)))
         return {n: x[:, k].astype(np.float32) for k, n in enumerate(self.names)}
-
-
-def known_motion(previous: torch.Tensor, known_latents: int) -> torch.Tensor:
-    """The next chunk's known motion ``[k, dim]`` from the previous chunk's ``[c, dim]``.
-
-    The next chunk's k known latent frames are the VAE encoding of the previous chunk's last 4(k − 1) + 1
-    frames: its latent 0 is the first of those frames alone, latent j ≥ 1 frames 4j − 3 … 4j of them. Their
-    motion features are computed from the previous chunk's per-frame motion (``motion_signals``) exactly as
-    ``motion_features`` computes a clip's; signals a small ``dim`` lacks count as zeros (they are cut again)."""
-    from avatarv.data.shards import MOTION_SIGNALS, motion_features, motion_signals
-
-    c, dim = previous.shape
-    frames = 4 * (c - 1) + 1
-    tail = 4 * (known_latents - 1) + 1
-    if not 1 <= known_latents <= c:
-        raise ValueError(f"{known_latents} known latent frames from a chunk of {c}")
-    signals = motion_signals(previous, frames)
-    zeros = np.zeros(frames)
-    tail_signals = {n: signals.get(n, zeros)[frames - tail :] for n in MOTION_SIGNALS}
-    return motion_features(tail_signals, known_latents, dim).to(previous.dtype)
 
 
 def save_motion_track(path: str | Path, signals: dict[str, np.ndarray], fps: float) -> Path:

@@ -65,12 +65,12 @@ class Trainer:
         self.world = world_info()
         self.dataset = dataset if dataset is not None else build_dataset(cfg, model.cfg)
         if cfg.motion_norm and model.cfg.motion_dim and not model.cfg.motion_std:
-            from avatarv.models.dit.motion_norm import dataset_motion_statistics
+            from avatarv.training.motion_stats import dataset_motion_statistics
 
             mean, std = dataset_motion_statistics(self.dataset)
             model.cfg = replace(model.cfg, motion_mean=mean, motion_std=std)
         if cfg.ref_behaviour and not model.cfg.ref_behaviour:
-            from avatarv.models.dit.behaviour import dataset_behaviour_statistics
+            from avatarv.training.motion_stats import dataset_behaviour_statistics
 
             # the references as the method feeds them: an image-reference stage pools its one frame
             mean, std = dataset_behaviour_statistics(self.dataset, cfg.method.ref_latent_frames, model.cfg)

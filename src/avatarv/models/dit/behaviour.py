@@ -8,9 +8,10 @@ be computed over many, and 400 stage-3 steps with the tokens alone left the moti
 
     b = [mean_t m, std_t m]   (per channel of the reference motion m ``[F_ref, motion_dim]``, valid frames only)
 
-standardised with statistics of the training references (``DiTConfig.behaviour_mean/std``) and embedded by an
-MLP whose output layer starts at zero, added to the time embedding: the adaLN condition of every block and of
-the head, as DiT adds its class embedding to the timestep embedding (Peebles & Xie 2023, §3.2). An image
+standardised with statistics of the training references (``DiTConfig.behaviour_mean/std``, taken by
+``training.motion_stats.dataset_behaviour_statistics``) and embedded by an MLP whose output layer starts at
+zero, added to the time embedding: the adaLN condition of every block and of the head, as DiT adds its class
+embedding to the timestep embedding (Peebles & Xie 2023, §3.2). An image
 reference has one frame: its std is zero and its mean is one pose and one expression, so the image ablation
 keeps the same architecture and loses exactly the rhythm. A dropped reference (every frame masked) adds
 nothing, which is what classifier-free guidance's "no reference" branch needs.
@@ -23,7 +24,7 @@ from torch import nn
 
 from avatarv.config import DiTConfig
 from avatarv.models.dit.inputs import RefInputs
-from avatarv.models.dit.motion_norm import MIN_STD
+from avatarv.models.dit.motion_codec import MIN_STD
 
 
 def pool_behaviour(motion: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,33 +49,6 @@ def behaviour_statistics(rows: torch.Tensor) -> tuple[tuple[float, ...], tuple[f
     mean = torch.where(const, torch.zeros_like(mean), mean)
     std = torch.where(const, torch.ones_like(std), std)
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
-
-
-def dataset_behaviour_statistics(dataset, ref_frames: int = 0, cfg: DiTConfig | None = None
-                                 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``behaviour_statistics`` of every reference of a dataset of training items (``ref_motion`` ``[F, dim]``,
-    ``ref_mask``), each cut to its first ``ref_frames`` frames (0 = all; 1 = the image ablation) and put in the
-    motion stream's space of ``cfg`` as training feeds it."""
-    from avatarv.data.shards import read_fields
-    from avatarv.models.dit.motion_norm import normalize_motion
-
-    rows = []
-    for i in range(len(dataset)):
-        item = read_fields(dataset, i, ("ref_motion", "ref_mask"))
-        m = item.get("ref_motion")
-        if m is None:
-            continue
-        mask = item.get("ref_mask")
-        k = ref_frames or m.shape[0]
-        m = m[:k][None]
-        if cfg is not None:
-            m = normalize_motion(m, cfg)
-        feats, valid = pool_behaviour(m, None if mask is None else mask[:k][None].bool())
-        if bool(valid[0]):
-            rows.append(feats)
-    if not rows:
-        raise ValueError("the dataset has no reference motion to take behaviour statistics from")
-    return behaviour_statistics(torch.cat(rows))
 
 
 class BehaviourEmbedding(nn.Module):
@@ -105,4 +79,4 @@ class BehaviourEmbedding(nn.Module):
         return self.mlp(feats.to(w.dtype)) * valid[:, None].to(w.dtype)
 
 
-__all__ = ["BehaviourEmbedding", "pool_behaviour", "behaviour_statistics", "dataset_behaviour_statistics"]
+__all__ = ["BehaviourEmbedding", "pool_behaviour", "behaviour_statistics"]
