@@ -27,9 +27,9 @@ from avatarv.models.dit.motion_codec import MotionCodec
 from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
-from avatarv.pipelines.image_engine import generate_scene_image, load_scene_image
-from avatarv.pipelines.motion_track import MotionTrack, save_motion_track
-from avatarv.pipelines.reference import PreparedReference, prepare_reference, resize_square
+from avatarv.pipelines.job import Job, prepare_job
+from avatarv.pipelines.motion_track import save_motion_track
+from avatarv.pipelines.reference import resize_square
 from avatarv.pipelines.refiner import SRRefiner
 from avatarv.pipelines.sampling import SamplingOptions, sample_chunk
 from avatarv.precision import autocast, compute_dtype, parse_dtype, requested
@@ -60,6 +60,12 @@ class GenerationOptions:
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
                                guidance=self.guidance)
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where a module's parameters live (the CPU for a parameter-free one)."""
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def crossfade(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,7 +109,7 @@ class AvatarPipeline:
         self.cfg = cfg
         self.dit = dit.eval()
         self.vae = vae
-        device = next(dit.parameters()).device
+        device = module_device(dit)
         if random_weights and (dtype is None or parse_dtype(dtype, "--dtype") == "auto") and requested() == "auto":
             self.dtype = torch.float32
         else:
@@ -188,7 +194,7 @@ class AvatarPipeline:
 
     def autocast(self):
         """The DiT's (and the refiner's) compute precision: bf16 autocast where the policy chose it, else fp32."""
-        return autocast(next(self.dit.parameters()).device, self.dtype)
+        return autocast(module_device(self.dit), self.dtype)
 
     # ------------------------------------------------------------------ one chunk
     def sample_chunk(
@@ -243,103 +249,70 @@ class AvatarPipeline:
         ``progress(chunk, step)`` is called after every denoising step, ``on_phase(name)`` at each preparation
         phase before the first one, ``on_chunk(chunk, known_motion, motion)`` after each chunk is sampled
         (raw motion features: the carried ``[k, dim]`` or None, the chunk's ``[c, dim]`` or None)."""
-        sampling = (opts or GenerationOptions()).sampling()
-        on_phase = on_phase or (lambda name: None)
         opts = opts or GenerationOptions()
-        cfg = self.cfg
-        fps, sr = cfg.fps, self.audio_features.sample_rate
-        if speech.ndim != 1 or len(speech) < sr // fps:
+        cfg, sr = self.cfg, self.audio_features.sample_rate
+        if speech.ndim != 1 or len(speech) < sr // cfg.fps:
             raise InputError("speech is empty or too short (need at least one video frame of audio)")
-        plan = plan or self.plan(len(speech), opts)
-        refine = self.refiner is not None and opts.refine
-        out_res = cfg.resolution * (self.refiner.factor if refine else 1)
-        prepared: PreparedReference = prepare_reference(
-            reference, self.vae, cfg.resolution, cfg.max_ref_latent_frames, hr_resolution=out_res if refine else None,
-            stride=cfg.ref_frame_stride, motion_dim=cfg.dit.motion_dim if cfg.ref_motion else 0, on_phase=on_phase,
-        )
-        codec = MotionCodec.from_config(self.dit.cfg)
-        if prepared.ref.motion is not None:  # the DiT reads reference motion in its stream's space
-            prepared.ref = replace(prepared.ref, motion=codec.normalize(prepared.ref.motion))
-        cache, anchor_cache, hr_cache = RefKVCache(), RefKVCache(), RefKVCache()
-        refs, caches = [prepared.ref], [cache]
-        generator = torch.Generator().manual_seed(opts.seed)
-        speech = np.pad(speech, (0, max(0, plan.total_samples() - len(speech))))
-        speech_tokens = self.audio_features.prepare(speech)  # the track's features, once per job
-        scene_views: list[int] = []
-        text = self.encode_text(opts.prompt)
-        if opts.scene_image is not None:
-            scene = load_scene_image(opts.scene_image, cfg.resolution)
-        elif opts.scene_engine or opts.scene_prompt:
-            scene_text = self.encode_text(opts.scene_prompt if opts.scene_prompt is not None else opts.prompt)
-            scene, scene_views = generate_scene_image(self, prepared.frames, prepared.face_found, generator,
-                                                      text=scene_text)
-        else:
-            scene = prepared.scene_frame
-        on_phase("encoding the scene image")
-        scene_latent = self.vae.encode(scene[None])  # [1, z, 1, h, w]
-        chunks = plan.chunks()
-        pending: np.ndarray | None = None  # decoded frames of the last overlap, not yet written
-        pending_lr: np.ndarray | None = None
-        written = 0
-        out_path = Path(out_path)
-        track, prev_motion = None, None
-        if opts.motion_path:
-            if not cfg.dit.motion_dim:
-                raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
-            track = MotionTrack(codec.names, plan.overlap_frames, plan.total_frames)
+        job = prepare_job(self, reference, speech, opts, plan or self.plan(len(speech), opts), on_phase or print_nothing)
+        chunks = job.plan.chunks()
+        pending = pending_lr = None  # decoded frames of the last overlap, not yet written (output, preview)
+        written, motion = 0, None
         with ExitStack() as stack:
-            writer = stack.enter_context(StreamingMp4Writer(out_path, fps, out_res, out_res, sample_rate=sr))
-            preview = None
-            if opts.preview_path:
-                preview = stack.enter_context(
-                    StreamingMp4Writer(opts.preview_path, fps, cfg.resolution, cfg.resolution, sample_rate=sr))
+            writer = stack.enter_context(StreamingMp4Writer(out_path, cfg.fps, job.out_res, job.out_res, sample_rate=sr))
+            preview = None if not opts.preview_path else stack.enter_context(
+                StreamingMp4Writer(opts.preview_path, cfg.fps, cfg.resolution, cfg.resolution, sample_rate=sr))
             for chunk in chunks:
-                if chunk.index == 0:
-                    known = scene_latent
-                else:  # the previous chunk's tail (at the base resolution) → prefix latents
-                    tail = pending if not refine else resize_square(pending, cfg.resolution)
-                    known = self.vae.encode(tail)
-                tokens = speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
-                carried = None
-                if opts.motion_continuity and prev_motion is not None:
-                    carried = codec.carry(prev_motion, known.shape[2])
-                latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, sampling, generator,
-                                                    text=text, known_motion=carried,
+                known = job.scene_latent if chunk.index == 0 else self.vae.encode(
+                    pending if not job.refine else resize_square(pending, cfg.resolution))  # the previous tail
+                tokens = job.speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
+                carried = job.codec.carry(motion, known.shape[2]) if opts.motion_continuity and motion is not None else None
+                refs, caches = job.refs()
+                latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, opts.sampling(), job.generator,
+                                                    text=job.text, known_motion=carried,
                                                     on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if on_chunk is not None:
                     on_chunk(chunk, carried, motion)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
                     # global appearance anchor: the first chunk's last latent frames, a second reference
                     # stream at its own time offset; its K/V are computed once and kept for every later chunk
-                    anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
-                                       time_offset=cfg.dit.ref_time_offset + 2048)
-                    refs, caches = [prepared.ref, anchor], [cache, anchor_cache]
-                lr_frames = self.vae.decode(latents) if (preview is not None or not refine) else None
-                if refine:
-                    hr = self.refiner(latents, ref=prepared.ref_hr, ref_cache=hr_cache, audio=tokens[None],
-                                      generator=generator, precision=self.autocast)
-                    frames = self.vae.decode(hr)  # [4(c−1)+1, 2S, 2S, 3]
-                else:
-                    frames = lr_frames
+                    job.anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
+                                           time_offset=cfg.dit.ref_time_offset + 2048)
+                frames, lr_frames = self._decode(job, latents, tokens, preview is not None)
                 last = chunk.index == len(chunks) - 1
-                n_new = self._emit(writer, frames, pending, last, plan, written, speech)
-                if track is not None:
-                    given = known.shape[2] if known is not None else 0  # latent frames given, not generated
-                    track.add(codec.signals(motion, len(frames)), last, known=4 * (given - 1) + 1 if given else 0)
+                n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech)
+                if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
+                    job.track.add(job.codec.signals(motion, len(frames)), last, known=4 * (known.shape[2] - 1) + 1)
                 if preview is not None:
-                    self._emit(preview, lr_frames, pending_lr, last, plan, written, speech)
-                    pending_lr = None if last else lr_frames[len(lr_frames) - plan.overlap_frames :]
+                    self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech)
+                    pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
                 written += n_new
-                pending = None if last else frames[len(frames) - plan.overlap_frames :]
-                prev_motion = motion
+                pending = None if last else frames[len(frames) - job.plan.overlap_frames :]
                 del latents, lr_frames, frames
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
-        if track is not None:
-            save_motion_track(opts.motion_path, track.signals(), fps)
+        if job.track is not None:
+            save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
+        return self._summary(job, out_path, written, len(chunks))
+
+    def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool):
+        """A chunk's frames ``[4(c−1)+1, R, R, 3]`` (through the SR refiner when the job refines) and its
+        low-resolution frames (when they are written: no refiner, or a preview)."""
+        lr_frames = self.vae.decode(latents) if (preview or not job.refine) else None
+        if not job.refine:
+            return lr_frames, lr_frames
+        hr = self.refiner(latents, ref=job.prepared.ref_hr, ref_cache=job.hr_cache, audio=tokens[None],
+                          generator=job.generator, precision=self.autocast)
+        return self.vae.decode(hr), lr_frames  # [4(c−1)+1, 2S, 2S, 3]
+
+    def _summary(self, job: Job, out_path, written: int, chunks: int) -> dict:
+        ref = job.prepared.ref
         return {
-            "out": str(out_path), "frames": written, "seconds": written / fps, "chunks": len(chunks),
-            "ref_cache_builds": cache.builds, "anchor_cache_builds": anchor_cache.builds,
-            "refiner_cache_builds": hr_cache.builds, "resolution": out_res, "scene_views": scene_views,
-            "ref_cache_hits": cache.hits, "ref_latent_frames": prepared.ref.num_frames,
-            "faceless_ref_frames": int((~prepared.ref.frame_mask).sum()), "random_weights": self.random_weights,
+            "out": str(out_path), "frames": written, "seconds": written / self.cfg.fps, "chunks": chunks,
+            "ref_cache_builds": job.cache.builds, "anchor_cache_builds": job.anchor_cache.builds,
+            "refiner_cache_builds": job.hr_cache.builds, "resolution": job.out_res, "scene_views": job.scene_views,
+            "ref_cache_hits": job.cache.hits, "ref_latent_frames": ref.num_frames,
+            "faceless_ref_frames": int((~ref.frame_mask).sum()), "random_weights": self.random_weights,
         }
+
+
+def print_nothing(name: str) -> None:
+    """The default ``on_phase``."""
