@@ -27,20 +27,6 @@ class RefInputs:
     def num_frames(self) -> int:
         return self.latents.shape[2]
 
-    def drop_masked_frames(self) -> RefInputs:
-        """Remove faceless frames from the token list (cheaper than masking; same result). Batch of one only."""
-        if self.frame_mask is None:
-            return self
-        if self.latents.shape[0] != 1:
-            raise ValueError("drop_masked_frames needs a batch of one reference (frames differ per sample)")
-        keep = self.frame_mask[0]
-        return RefInputs(
-            latents=self.latents[:, :, keep],
-            motion=None if self.motion is None else self.motion[:, keep],
-            frame_mask=None,
-            time_offset=self.time_offset,
-        )
-
 
 @dataclass
 class DiTOutput:
