@@ -45,13 +45,13 @@ train-analyzer: install
 
 # Retrain the world SyncNet (small variant of the public architecture, contrastive with shifted-audio negatives)
 # on ONE CPU thread, checkpointed every 3 minutes, resumable: ~10 min of data, ~20 min of training; writes
-# checkpoints/eval/world_syncnet.safetensors (its held-out offset figures are in the file's metadata).
+# src/avatarv/assets/eval/world_syncnet.safetensors (its held-out offset figures are in the file's metadata).
 .PHONY: train-syncnet
 train-syncnet: install
 	$(PY) -m avatarv.eval.train_syncnet --out runs/syncnet --threads 1 --steps 1400
 
 # Retrain the world identity embedder (ArcFace loss, 400 world identities) on ONE CPU thread, ~20 minutes;
-# writes checkpoints/eval/world_identity.safetensors (held-out verification AUC per backend in its metadata).
+# writes src/avatarv/assets/eval/world_identity.safetensors (held-out verification AUC per backend in its metadata).
 .PHONY: train-identity
 train-identity: install
 	$(PY) -m avatarv.eval.train_identity --out runs/identity --threads 1 --steps 1200

@@ -2,7 +2,7 @@
 clips above shifted ones; the world identity embedder separates held-out identities across scenes; behaviour
 statistics identify identities well above chance.
 
-Figures measured on larger held-out sets are in each model's metadata (``checkpoints/eval/*.safetensors``) and
+Figures measured on larger held-out sets are in each model's metadata (``src/avatarv/assets/eval/*.safetensors``) and
 in the eval note; the sets here are small for time, so the thresholds leave a margin.
 """
 

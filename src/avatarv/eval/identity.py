@@ -8,7 +8,7 @@
   the seed's metric ("ArcFace cosine similarity"). Faces are aligned to 112 x 112 with the standard ArcFace
   5-point template by a similarity transform (Umeyama), pixels fed as ``(RGB - 127.5) / 127.5`` NCHW.
 - ``world``: the world identity embedder (``world_identity.py``: a small CNN trained with an ArcFace loss on
-  world identities, shipped in ``checkpoints/eval/``), registered on first use.
+  world identities, shipped in ``src/avatarv/assets/eval/``), registered on first use.
 
 Face similarity of a video to a reference (seed, "Objective Metrics"): the reference embedding is the
 normalised mean of the reference's face embeddings at 2 fps (one image: its embedding); each frame of the

@@ -24,7 +24,7 @@ from avatarv.eval.small_weights import load_small_weights, save_small_weights
 
 INPUT = 64
 CROP_SCALE = 1.3
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "checkpoints" / "eval" / "world_identity.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "eval" / "world_identity.safetensors"  # package data
 
 
 def face_crop(frame: np.ndarray, box, size: int = INPUT, scale: float = CROP_SCALE) -> np.ndarray:

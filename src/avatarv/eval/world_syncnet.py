@@ -25,7 +25,7 @@ from avatarv.eval.syncnet import N_MFCC, WINDOW_FRAMES
 
 POOL = 4  # 224 -> 56
 SMALL = 56
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[3] / "checkpoints" / "eval" / "world_syncnet.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "eval" / "world_syncnet.safetensors"  # package data
 
 
 def _conv(dims: int, c_in: int, c_out: int, kernel, stride=1, padding=0) -> nn.Sequential:
@@ -114,7 +114,7 @@ def save_world_syncnet(model: WorldSyncNet, path: str | Path, meta: dict) -> Pat
 
 
 def load_world_syncnet(path: str | Path | None = None) -> WorldSyncNet:
-    """The shipped world SyncNet (``checkpoints/eval/world_syncnet.safetensors``) in eval mode."""
+    """The shipped world SyncNet (``src/avatarv/assets/eval/world_syncnet.safetensors``) in eval mode."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
     return load_small_weights(path, lambda meta: WorldSyncNet(int(meta.get("width", 32)), int(meta.get("embed_dim", 128)), int(meta.get("audio_width", 16))), "world SyncNet", "make train-syncnet")
 

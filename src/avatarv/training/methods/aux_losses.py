@@ -81,7 +81,7 @@ class IdentityLoss:
 def make_aux_losses(names, vae_dir) -> dict:
     """The auxiliary losses by name, built on a frozen VAE decoder (``vae_dir``) and frozen feature nets.
 
-    ``identity``: the world identity embedder (``checkpoints/eval/world_identity.safetensors``)."""
+    ``identity``: the world identity embedder (``src/avatarv/assets/eval/world_identity.safetensors``)."""
     from avatarv.errors import ConfigError
     from avatarv.models.vae import VideoVAE
 

@@ -13,7 +13,7 @@ Two scorers of the desync filter (``Config.scorer``):
   frame stays flagged only where the run's offset beats the baseline offset in the distance table averaged
   over ``refine_columns`` columns. Runs only shrink. On 6 x 60 s of world footage this took desync
   precision from 0.83 to 1.00 at the same recall (0.91).
-  ``syncnet_weights``: ``world`` = the shipped world SyncNet (``checkpoints/eval``; trained on world faces,
+  ``syncnet_weights``: ``world`` = the shipped world SyncNet (``src/avatarv/assets/eval``; trained on world faces,
   meaningful on world footage only), a path = a public ``syncnet_v2.model`` (real footage), ``""`` = none.
   Sync-C / Sync-D / offset of the whole video are recorded under ``syncnet``.
 - ``envelope`` (runs with no network at all): the audio-visual offset from the cross-correlation of the
