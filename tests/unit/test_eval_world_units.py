@@ -101,13 +101,11 @@ def test_bench_split_sizes(n):
 
 def test_syncnet_trainer_resumes_exactly(tmp_path):
     """Interrupted at step 2 and resumed to 4 gives the same weights as 4 steps straight (tiny model, 2 clips)."""
-    import argparse
-
-    from avatarv.eval.train_syncnet import train
+    from avatarv.eval.train_syncnet import SyncNetTrainConfig, train
     from avatarv.eval.world_syncnet import load_world_syncnet
 
     def args(out, stop=None):
-        return argparse.Namespace(out=str(out), weights=str(out / "w.safetensors"), clips=2, identities=2, scenes=2,
+        return SyncNetTrainConfig(out=str(out), weights=str(out / "w.safetensors"), clips=2, identities=2, scenes=2,
                                   test_clips=1, seconds=2.0, steps=4, batch_clips=2, run=4, width=4, embed_dim=8,
                                   audio_width=4, lr=1e-3, threads=1, seed=0, checkpoint_every=1e9, stop_after=stop)
 
@@ -126,16 +124,14 @@ def test_syncnet_trainer_resumes_exactly(tmp_path):
 
 
 def test_identity_trainer_resumes_exactly(tmp_path):
-    import argparse
-
-    from avatarv.eval.train_identity import train
+    from avatarv.eval.train_identity import IdentityTrainConfig, train
     from avatarv.eval.world_identity import load_identity_net
 
     def args(out, stop=None):
-        return argparse.Namespace(out=str(out), weights=str(out / "w.safetensors"), identities=3, scenes=3,
-                                  scenes_per_id=2, frames_per_scene=2, test_ids=2, test_frames=1, steps=4, batch=8,
-                                  width=4, embed_dim=8, scale=30.0, margin=0.3, lr=1e-3, threads=1, seed=0,
-                                  checkpoint_every=1e9, stop_after=stop)
+        return IdentityTrainConfig(out=str(out), weights=str(out / "w.safetensors"), identities=3, scenes=3,
+                                   scenes_per_id=2, frames_per_scene=2, test_ids=2, test_frames=1, steps=4, batch=8,
+                                   width=4, embed_dim=8, scale=30.0, margin=0.3, lr=1e-3, threads=1, seed=0,
+                                   checkpoint_every=1e9, stop_after=stop)
 
     train(args(tmp_path / "a"), lambda s: None)
     (tmp_path / "b").mkdir()

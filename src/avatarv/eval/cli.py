@@ -263,3 +263,81 @@ def run_bench(
     print(json.dumps(_finite(summary["summary"]), indent=2))
     if report:
         print(f"report: {summary['report']}", file=sys.stderr)
+
+
+def _timestamped(line: str) -> None:
+    import time
+
+    print(time.strftime("%H:%M:%S"), line, flush=True)
+
+
+@app.command("train-syncnet")
+def train_syncnet(
+    out: str = typer.Option("runs/syncnet", "--out", help="Work folder (data, checkpoint.pt, figures.json); "
+                            "run again to resume."),
+    weights: str = typer.Option(None, "--weights", help="Where the trained network goes "
+                                "(default: the shipped src/avatarv/assets/eval/world_syncnet.safetensors)."),
+    clips: int = typer.Option(240, "--clips", help="Training clips."),
+    identities: int = typer.Option(120, "--identities", help="Training identities."),
+    scenes: int = typer.Option(60, "--scenes", help="Training scenes."),
+    test_clips: int = typer.Option(24, "--test-clips", help="Held-out clips (identities and scenes never trained on)."),
+    seconds: float = typer.Option(4.0, "--seconds", help="Seconds per clip."),
+    steps: int = typer.Option(2500, "--steps"),
+    batch_clips: int = typer.Option(8, "--batch-clips", help="Clips per batch."),
+    run: int = typer.Option(12, "--run", help="Consecutive video windows per clip in a batch."),
+    width: int = typer.Option(32, "--width"),
+    embed_dim: int = typer.Option(128, "--embed-dim"),
+    audio_width: int = typer.Option(16, "--audio-width"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    threads: int = typer.Option(1, "--threads"),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: float = typer.Option(180.0, "--checkpoint-every", help="Seconds between checkpoints."),
+    stop_after: int = typer.Option(None, "--stop-after", help="checkpoint and stop at this step (resume later)"),
+) -> None:
+    """Train the world SyncNet (one thread, checkpointed). Same as ``python -m avatarv.eval.train_syncnet``
+    (make train-syncnet)."""
+    from avatarv.eval.train_syncnet import SyncNetTrainConfig, train
+
+    cfg = SyncNetTrainConfig(out=out, clips=clips, identities=identities, scenes=scenes, test_clips=test_clips,
+                             seconds=seconds, steps=steps, batch_clips=batch_clips, run=run, width=width,
+                             embed_dim=embed_dim, audio_width=audio_width, lr=lr, threads=threads, seed=seed,
+                             checkpoint_every=checkpoint_every, stop_after=stop_after)
+    if weights is not None:
+        cfg.weights = weights
+    train(cfg, log=_timestamped)
+
+
+@app.command("train-identity")
+def train_identity(
+    out: str = typer.Option("runs/identity", "--out", help="Work folder (data, checkpoint.pt, figures.json); "
+                            "run again to resume."),
+    weights: str = typer.Option(None, "--weights", help="Where the trained network goes "
+                                "(default: the shipped src/avatarv/assets/eval/world_identity.safetensors)."),
+    identities: int = typer.Option(400, "--identities", help="Training identities."),
+    scenes: int = typer.Option(200, "--scenes", help="Training scenes."),
+    scenes_per_id: int = typer.Option(6, "--scenes-per-id"),
+    frames_per_scene: int = typer.Option(4, "--frames-per-scene"),
+    test_ids: int = typer.Option(40, "--test-ids", help="Held-out identities of the verification AUC."),
+    steps: int = typer.Option(1200, "--steps"),
+    batch: int = typer.Option(128, "--batch"),
+    width: int = typer.Option(32, "--width"),
+    embed_dim: int = typer.Option(128, "--embed-dim"),
+    scale: float = typer.Option(30.0, "--scale", help="ArcFace scale."),
+    margin: float = typer.Option(0.3, "--margin", help="ArcFace angular margin."),
+    lr: float = typer.Option(3e-3, "--lr"),
+    threads: int = typer.Option(1, "--threads"),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: float = typer.Option(180.0, "--checkpoint-every", help="Seconds between checkpoints."),
+    stop_after: int = typer.Option(None, "--stop-after", help="checkpoint and stop at this step (resume later)"),
+) -> None:
+    """Train the world identity embedder (ArcFace loss, one thread). Same as
+    ``python -m avatarv.eval.train_identity`` (make train-identity)."""
+    from avatarv.eval.train_identity import IdentityTrainConfig, train
+
+    cfg = IdentityTrainConfig(out=out, identities=identities, scenes=scenes, scenes_per_id=scenes_per_id,
+                              frames_per_scene=frames_per_scene, test_ids=test_ids, steps=steps, batch=batch,
+                              width=width, embed_dim=embed_dim, scale=scale, margin=margin, lr=lr, threads=threads,
+                              seed=seed, checkpoint_every=checkpoint_every, stop_after=stop_after)
+    if weights is not None:
+        cfg.weights = weights
+    train(cfg, log=_timestamped)

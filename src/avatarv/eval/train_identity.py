@@ -1,6 +1,7 @@
 """Train the world identity embedder with an ArcFace loss (one CPU thread, checkpointed, resumable).
 
-    python -m avatarv.eval.train_identity --out runs/identity      # make train-identity
+    avatarv eval train-identity --out runs/identity    # or python -m avatarv.eval.train_identity;
+                                                       # make train-identity
 
 Data: world frames of training identities (0..N-1) in random training scenes (0..S-1), random head poses and
 expressions (the analyzer's sampler), sizes 128-256 px, JPEG-degraded like decoded video; crops around the
@@ -11,9 +12,9 @@ landmark box with a jitter that covers dlib's boxes. Held out: identities from 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -122,29 +123,54 @@ def backend_figures(held, net: IdentityNet | None = None, dlib: bool = True) -> 
     return out
 
 
-def train(args, log=print) -> dict:
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
+@dataclass
+class IdentityTrainConfig:
+    """One training run (the options of ``avatarv eval train-identity``, same names and defaults)."""
+
+    out: str = "runs/identity"  # work folder: data.npz, checkpoint.pt, figures.json
+    weights: str = str(DEFAULT_WEIGHTS)  # the trained network (safetensors)
+    identities: int = 400
+    scenes: int = 200
+    scenes_per_id: int = 6
+    frames_per_scene: int = 4
+    test_ids: int = 40
+    test_frames: int = 4  # held-out frames per (identity, scene); not an option
+    steps: int = 1200
+    batch: int = 128
+    width: int = 32
+    embed_dim: int = 128
+    scale: float = 30.0
+    margin: float = 0.3
+    lr: float = 3e-3
+    threads: int = 1
+    seed: int = 0
+    checkpoint_every: float = 180.0  # seconds
+    stop_after: int | None = None  # checkpoint and stop at this step (resume later)
+
+
+def train(cfg: IdentityTrainConfig, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     data_path = out / "data.npz"
     if data_path.is_file():
         with np.load(data_path) as d:
             crops, labels = d["crops"], d["labels"]
     else:
-        r = np.random.default_rng([args.seed, 1])
+        r = np.random.default_rng([cfg.seed, 1])
         t = time.time()
-        crops, labels, _, _, _ = render_faces(np.arange(args.identities), args.scenes_per_id, args.frames_per_scene,
-                                              0, args.scenes, args.seed, r)
+        crops, labels, _, _, _ = render_faces(np.arange(cfg.identities), cfg.scenes_per_id, cfg.frames_per_scene,
+                                              0, cfg.scenes, cfg.seed, r)
         np.savez(out / "data.tmp.npz", crops=crops, labels=labels)
         (out / "data.tmp.npz").replace(data_path)
-        log(f"data: {len(crops)} crops of {args.identities} identities ({time.time() - t:.0f} s)")
-    net = IdentityNet(args.width, args.embed_dim)
-    head = ArcFaceHead(args.embed_dim, int(labels.max()) + 1, args.scale, args.margin)
+        log(f"data: {len(crops)} crops of {cfg.identities} identities ({time.time() - t:.0f} s)")
+    net = IdentityNet(cfg.width, cfg.embed_dim)
+    head = ArcFaceHead(cfg.embed_dim, int(labels.max()) + 1, cfg.scale, cfg.margin)
     params = [*net.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    r = np.random.default_rng(args.seed)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    r = np.random.default_rng(cfg.seed)
     step, ckpt = 0, out / "checkpoint.pt"
     if ckpt.is_file():
         s = torch.load(ckpt, weights_only=False)
@@ -160,8 +186,8 @@ def train(args, log=print) -> dict:
     y_all = torch.from_numpy(labels).long()
     net.train()
     last, t0 = time.time(), time.time()
-    while step < args.steps:
-        idx = torch.from_numpy(r.integers(0, len(x_all), args.batch))
+    while step < cfg.steps:
+        idx = torch.from_numpy(r.integers(0, len(x_all), cfg.batch))
         x = x_all[idx].float() / 255.0
         x = x * torch.from_numpy(r.uniform(0.8, 1.2, (len(x), 1, 1, 1))).float() + torch.from_numpy(
             r.uniform(-0.08, 0.08, (len(x), 3, 1, 1))).float()  # exposure and white balance
@@ -176,8 +202,8 @@ def train(args, log=print) -> dict:
         if step % 50 == 0:
             log(f"step {step} loss {loss.item():.3f} {(time.time() - t0) / 50:.2f} s/step")
             t0 = time.time()
-        stop = step == getattr(args, "stop_after", None)  # a planned interruption (tests of the resume)
-        if time.time() - last > args.checkpoint_every or step == args.steps or stop:
+        stop = step == cfg.stop_after  # a planned interruption (tests of the resume)
+        if time.time() - last > cfg.checkpoint_every or step == cfg.steps or stop:
             torch.save({"net": net.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "rng": r.bit_generator.state,
                         "torch_rng": torch.get_rng_state(), "step": step}, out / "checkpoint.tmp")
@@ -185,38 +211,25 @@ def train(args, log=print) -> dict:
             last = time.time()
         if stop:
             return {"stopped_at": step}
-    held = held_out_set(args.test_ids, 3, getattr(args, "test_frames", 4), args.seed)
+    held = held_out_set(cfg.test_ids, 3, cfg.test_frames, cfg.seed)
     figures = backend_figures(held, net)
     log(json.dumps(figures))
-    meta = {"width": args.width, "embed_dim": args.embed_dim, "steps": args.steps, "train_identities": args.identities,
-            "arcface": {"scale": args.scale, "margin": args.margin}, "held_out": figures}
-    save_identity_net(net, args.weights, meta)
+    meta = {"width": cfg.width, "embed_dim": cfg.embed_dim, "steps": cfg.steps, "train_identities": cfg.identities,
+            "arcface": {"scale": cfg.scale, "margin": cfg.margin}, "held_out": figures}
+    save_identity_net(net, cfg.weights, meta)
     (out / "figures.json").write_text(json.dumps(meta, indent=1))
     return meta
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Train the world identity embedder (ArcFace loss, one thread).")
-    ap.add_argument("--out", default="runs/identity")
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--identities", type=int, default=400)
-    ap.add_argument("--scenes", type=int, default=200)
-    ap.add_argument("--scenes-per-id", type=int, default=6)
-    ap.add_argument("--frames-per-scene", type=int, default=4)
-    ap.add_argument("--test-ids", type=int, default=40)
-    ap.add_argument("--steps", type=int, default=1200)
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--embed-dim", type=int, default=128)
-    ap.add_argument("--scale", type=float, default=30.0)
-    ap.add_argument("--margin", type=float, default=0.3)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-every", type=float, default=180.0)
-    ap.add_argument("--stop-after", type=int, default=None, help="checkpoint and stop at this step (resume later)")
-    args = ap.parse_args()
-    train(args, log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+def main(argv: list[str] | None = None) -> None:
+    """``python -m avatarv.eval.train_identity``: the command ``avatarv eval train-identity`` (its options and help are there)."""
+    import typer
+
+    from avatarv.eval.cli import train_identity
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train_identity)
+    app(args=argv, prog_name="python -m avatarv.eval.train_identity")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Train the world SyncNet contrastively with shifted-audio negatives (one CPU thread, checkpointed, resumable).
 
-    python -m avatarv.eval.train_syncnet --out runs/syncnet [--minutes 22]    # make train-syncnet
+    avatarv eval train-syncnet --out runs/syncnet [--steps 1400]    # or python -m avatarv.eval.train_syncnet;
+                                                                  # make train-syncnet
 
 Data: world clips (training identities 0..N-1, scenes 0..S-1) written to mp4 and read back (h264 + AAC, as
 the evaluation sees them), face crops made exactly as the evaluation makes them (``face_tracks.crop_track``)
@@ -20,7 +21,6 @@ with injected shifts -10..+10 (fraction within +-1 frame of ``L + s``) and Sync-
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
@@ -167,6 +167,30 @@ def offset_figures(model: WorldSyncNet, clips: list[SyncClip], shifts=SHIFTS) ->
 # --- training ----------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class SyncNetTrainConfig:
+    """One training run (the options of ``avatarv eval train-syncnet``, same names and defaults)."""
+
+    out: str = "runs/syncnet"  # work folder: data.npz, test.npz, checkpoint.pt, figures.json
+    weights: str = str(DEFAULT_WEIGHTS)  # the trained network (safetensors)
+    clips: int = 240
+    identities: int = 120
+    scenes: int = 60
+    test_clips: int = 24
+    seconds: float = 4.0
+    steps: int = 2500
+    batch_clips: int = 8
+    run: int = 12
+    width: int = 32
+    embed_dim: int = 128
+    audio_width: int = 16
+    lr: float = 2e-3
+    threads: int = 1
+    seed: int = 0
+    checkpoint_every: float = 180.0  # seconds
+    stop_after: int | None = None  # checkpoint and stop at this step (resume later)
+
+
 def batch(clips: list[SyncClip], r: np.random.Generator, n_clips: int, run: int):
     """Lip windows ``[B,3,run+4,56,56]`` and audio windows ``[B*(run+30),1,13,20]`` (candidates per clip)."""
     smalls, mfccs = [], []
@@ -200,34 +224,34 @@ def loss_fn(model: WorldSyncNet, lips: torch.Tensor, mfcc: torch.Tensor, run: in
     return F.cross_entropy(logits, target), float((logits.argmax(1) == VSHIFT).float().mean())
 
 
-def train(args, log=print) -> dict:
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    out = Path(args.out)
+def train(cfg: SyncNetTrainConfig, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     data_path = out / "data.npz"
     if data_path.is_file():
         clips = _load_clips(data_path)
     else:
-        clips = make_clips(args.clips, 0, args.identities, 0, args.scenes, args.seconds, args.seed, True, out, log)
+        clips = make_clips(cfg.clips, 0, cfg.identities, 0, cfg.scenes, cfg.seconds, cfg.seed, True, out, log)
         _save_clips(data_path, clips)
     test_path = out / "test.npz"
     if test_path.is_file():
         test = _load_clips(test_path)
     else:
-        test = make_clips(args.test_clips, HELD_OUT_IDS, args.test_clips, HELD_OUT_SCENES, 1000, args.seconds,
-                          args.seed, False, out, log)
+        test = make_clips(cfg.test_clips, HELD_OUT_IDS, cfg.test_clips, HELD_OUT_SCENES, 1000, cfg.seconds,
+                          cfg.seed, False, out, log)
         _save_clips(test_path, test)
     log(f"data ready: {len(clips)} train, {len(test)} held-out clips ({time.time() - t_start:.0f} s)")
 
-    model = WorldSyncNet(args.width, args.embed_dim, args.audio_width)
+    model = WorldSyncNet(cfg.width, cfg.embed_dim, cfg.audio_width)
     all_mfcc = np.concatenate([c.mfcc for c in clips], 1)
     model.mfcc_mean.copy_(torch.from_numpy(all_mfcc.mean(1)).float())
     model.mfcc_std.copy_(torch.from_numpy(all_mfcc.std(1) + 1e-3).float())
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
-    r = np.random.default_rng(args.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
+    r = np.random.default_rng(cfg.seed)
     step, elapsed = 0, 0.0
     ckpt = out / "checkpoint.pt"
     if ckpt.is_file():  # exact resume: weights, optimiser, schedule, data RNG, torch RNG
@@ -242,9 +266,9 @@ def train(args, log=print) -> dict:
     model.train()
     last_ckpt, t0 = time.time(), time.time()
     ema = None
-    while step < args.steps:
-        lips, mfcc = batch(clips, r, args.batch_clips, args.run)
-        loss, acc = loss_fn(model, lips, mfcc, args.run)
+    while step < cfg.steps:
+        lips, mfcc = batch(clips, r, cfg.batch_clips, cfg.run)
+        loss, acc = loss_fn(model, lips, mfcc, cfg.run)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -254,8 +278,8 @@ def train(args, log=print) -> dict:
         if step % 50 == 0:
             log(f"step {step} loss {loss.item():.3f} acc {ema:.3f} {(time.time() - t0) / 50:.2f} s/step")
             t0 = time.time()
-        stop = step == getattr(args, "stop_after", None)  # a planned interruption (tests of the resume)
-        if time.time() - last_ckpt > args.checkpoint_every or step == args.steps or stop:
+        stop = step == cfg.stop_after  # a planned interruption (tests of the resume)
+        if time.time() - last_ckpt > cfg.checkpoint_every or step == cfg.steps or stop:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "rng": r.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step,
                         "elapsed": elapsed + time.time() - last_ckpt}, ckpt.with_suffix(".tmp"))
@@ -266,35 +290,22 @@ def train(args, log=print) -> dict:
             return {"stopped_at": step}
     figures = offset_figures(model, test)
     log(json.dumps(figures))
-    meta = {"width": args.width, "embed_dim": args.embed_dim, "audio_width": args.audio_width, "steps": args.steps, "train_clips": len(clips),
-            "train_identities": args.identities, "held_out": figures, "train_seconds": round(elapsed)}
-    save_world_syncnet(model, args.weights, meta)
+    meta = {"width": cfg.width, "embed_dim": cfg.embed_dim, "audio_width": cfg.audio_width, "steps": cfg.steps, "train_clips": len(clips),
+            "train_identities": cfg.identities, "held_out": figures, "train_seconds": round(elapsed)}
+    save_world_syncnet(model, cfg.weights, meta)
     (out / "figures.json").write_text(json.dumps(meta, indent=1))
     return meta
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description="Train the world SyncNet (one thread, checkpointed).")
-    ap.add_argument("--out", default="runs/syncnet")
-    ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
-    ap.add_argument("--clips", type=int, default=240)
-    ap.add_argument("--identities", type=int, default=120)
-    ap.add_argument("--scenes", type=int, default=60)
-    ap.add_argument("--test-clips", type=int, default=24)
-    ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--steps", type=int, default=2500)
-    ap.add_argument("--batch-clips", type=int, default=8)
-    ap.add_argument("--run", type=int, default=12)
-    ap.add_argument("--width", type=int, default=32)
-    ap.add_argument("--embed-dim", type=int, default=128)
-    ap.add_argument("--audio-width", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--checkpoint-every", type=float, default=180.0)
-    ap.add_argument("--stop-after", type=int, default=None, help="checkpoint and stop at this step (resume later)")
-    args = ap.parse_args()
-    train(args, log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+def main(argv: list[str] | None = None) -> None:
+    """``python -m avatarv.eval.train_syncnet``: the command ``avatarv eval train-syncnet`` (its options and help are there)."""
+    import typer
+
+    from avatarv.eval.cli import train_syncnet
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train_syncnet)
+    app(args=argv, prog_name="python -m avatarv.eval.train_syncnet")
 
 
 if __name__ == "__main__":

@@ -276,3 +276,29 @@ def train_world(
         raise ConfigError(f"unknown variants {sorted(bad)} (video | image)")
     for name, path in run(recipe, variants=tuple(variant) if variant else None).items():
         typer.echo(f"avatarv train world: {name} → {path}")
+
+
+@app.command("analyzer")
+def train_analyzer(
+    out: Path = typer.Option(None, "--out", help="Weights to write (default: the shipped "
+                             "src/avatarv/assets/world_analyzer.safetensors); test metrics go to a .json beside it."),
+    steps: int = typer.Option(5000, "--steps"),
+    batch: int = typer.Option(64, "--batch"),
+    pairs: int = typer.Option(500, "--pairs", help="(identity, scene) pairs in the training set"),
+    per_pair: int = typer.Option(48, "--per-pair", help="Frames per pair."),
+    width: int = typer.Option(16, "--width"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads"),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 where native, else fp32) | bf16 | fp32"),
+) -> None:
+    """Train the world analyzer (face box, landmarks, pose, mouth, blink from pixels) on one CPU thread;
+    checkpointed, resumable. Same as ``python -m avatarv.world.analyzer.train`` (make train-analyzer)."""
+    import torch
+
+    from avatarv.analyzer.predictor import DEFAULT_WEIGHTS
+    from avatarv.world.analyzer.train import train
+
+    torch.set_num_threads(threads)
+    meta = train(out or DEFAULT_WEIGHTS, steps, batch, pairs, per_pair, seed, width,
+                 log=lambda m: print(m, flush=True), dtype=dtype)
+    print(json.dumps(meta["test"], indent=1))

@@ -101,3 +101,20 @@ def examples(
 
     for p in write_examples(_out_dir(out), seed=seed):
         typer.echo(str(p))
+
+
+@app.command("analyzer-eval")
+def analyzer_eval(
+    identities: int = typer.Option(12, "--identities", help="held-out identities (one scene and clip each)"),
+    seconds: float = typer.Option(30.0, "--seconds", help="seconds per clip"),
+    size: int = typer.Option(128, "--size", help="frame size in px"),
+    weights: Path = typer.Option(None, "--weights", help="analyzer weights (default: the shipped ones)"),
+) -> None:
+    """Do behaviour statistics measured by the analyzer (from pixels) rank identities like their true traits?
+    Prints Spearman correlations with the traits (JSON). Same as ``python -m avatarv.world.analyzer.evaluate``."""
+    from avatarv.world.analyzer import WorldAnalyzer
+    from avatarv.world.analyzer.evaluate import behaviour_agreement
+
+    res = behaviour_agreement(WorldAnalyzer.load(weights), identities, seconds, size)
+    res.pop("per_identity")
+    print(json.dumps(res, indent=1))

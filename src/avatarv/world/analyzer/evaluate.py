@@ -1,6 +1,7 @@
 """Do behaviour statistics measured by the analyzer (from pixels) rank identities like their true traits?
 
-    python -m avatarv.world.analyzer.evaluate [--identities 12] [--seconds 30] [--size 128]
+    avatarv world analyzer-eval [--identities 12] [--seconds 30] [--size 128]
+    python -m avatarv.world.analyzer.evaluate ...    # the same command
 
 Held-out identities and scenes (ids never used in training) talk for ``seconds`` each; the analyzer's
 predicted signals give blink rate, nod/sway amplitude, mouth gain, level and lag, smile rate; we report Spearman
@@ -8,9 +9,6 @@ rank correlations with the true traits, next to the same statistics computed fro
 """
 
 from __future__ import annotations
-
-import argparse
-import json
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -57,16 +55,15 @@ def behaviour_agreement(analyzer: WorldAnalyzer, identities: int = 12, seconds: 
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--identities", type=int, default=12)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--weights", default=None)
-    args = ap.parse_args()
-    res = behaviour_agreement(WorldAnalyzer.load(args.weights), args.identities, args.seconds, args.size)
-    res.pop("per_identity")
-    print(json.dumps(res, indent=1))
+def main(argv: list[str] | None = None) -> None:
+    """``python -m avatarv.world.analyzer.evaluate``: the command ``avatarv world analyzer-eval`` (its options and help are there)."""
+    import typer
+
+    from avatarv.world.cli import analyzer_eval
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(analyzer_eval)
+    app(args=argv, prog_name="python -m avatarv.world.analyzer.evaluate")
 
 
 if __name__ == "__main__":

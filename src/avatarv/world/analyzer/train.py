@@ -1,4 +1,5 @@
-"""Train the world analyzer on one CPU thread: ``python -m avatarv.world.analyzer.train`` (make train-analyzer).
+"""Train the world analyzer on one CPU thread: ``avatarv train analyzer`` or ``python -m avatarv.world.analyzer.train``
+(make train-analyzer).
 
 Data: ~24 000 world frames of random identities/scenes/poses/expressions (ids disjoint from the test set).
 Both networks train together for a fixed number of steps (AdamW, cosine schedule, bf16 autocast on CPU),
@@ -8,7 +9,6 @@ with the test metrics in its metadata and in a JSON file beside it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from avatarv.analyzer.crops import to_crop
 from avatarv.analyzer.model import SIGNALS, BoxNet, FaceNet
-from avatarv.analyzer.predictor import DEFAULT_WEIGHTS, WorldAnalyzer
+from avatarv.analyzer.predictor import WorldAnalyzer
 from avatarv.precision import autocast, compute_dtype
 from avatarv.world.analyzer.data import Samples, make_samples
 from avatarv.world.facecheck import interocular
@@ -166,22 +166,15 @@ def train(out: Path, steps: int, batch: int, n_pairs: int, per_pair: int, seed: 
     return meta
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
-    ap.add_argument("--steps", type=int, default=5000)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--pairs", type=int, default=500, help="(identity, scene) pairs in the training set")
-    ap.add_argument("--per-pair", type=int, default=48)
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--dtype", default="auto", help="auto (bf16 where native, else fp32) | bf16 | fp32")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    meta = train(args.out, args.steps, args.batch, args.pairs, args.per_pair, args.seed, args.width,
-                 log=lambda m: print(m, flush=True), dtype=args.dtype)
-    print(json.dumps(meta["test"], indent=1))
+def main(argv: list[str] | None = None) -> None:
+    """``python -m avatarv.world.analyzer.train``: the command ``avatarv train analyzer`` (its options and help are there)."""
+    import typer
+
+    from avatarv.training.cli import train_analyzer
+
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(train_analyzer)
+    app(args=argv, prog_name="python -m avatarv.world.analyzer.train")
 
 
 if __name__ == "__main__":
