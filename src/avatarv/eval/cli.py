@@ -73,7 +73,7 @@ def _finite(d: dict) -> dict:
 def sync(
     files: list[Path] = typer.Argument(..., help="Videos with speech (any frame rate: read at 25 fps, audio at 16 kHz)."),
     weights: Path | None = typer.Option(None, help="SyncNet weights: the public syncnet_v2.model, our layout, or a world "
-                                        "SyncNet; default: the shipped world SyncNet (checkpoints/eval)."),
+                                        "SyncNet; default: the shipped world SyncNet (avatarv/assets/eval)."),
     random_init: bool = typer.Option(False, "--random-init", help="Random SyncNet weights: smoke tests only, numbers mean nothing."),
     detector: str = typer.Option("dlib-hog", help="Face detector: dlib-hog or dlib-mmod."),
     detect_every: int = typer.Option(1, min=1, help="Detect faces every N frames (tracks interpolate between)."),
