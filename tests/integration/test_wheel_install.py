@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,15 @@ def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Comp
 
 
 def test_wheel_installs_and_runs_outside_the_repository(tmp_path):
-    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work"
+    wheels, venv, work, project = tmp_path / "wheels", tmp_path / "venv", tmp_path / "work", tmp_path / "project"
     work.mkdir()
+    # build from a copy of the working tree's package (setuptools writes build/ beside the sources, and a stale
+    # build/lib in the checkout could put removed modules into the wheel)
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, project / name)
     build = _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
-                  str(REPO)], cwd=tmp_path)
+                  str(project)], cwd=tmp_path)
     assert build.returncode == 0, build.stderr
     wheel = next(wheels.glob("avatarv-*.whl"))
     assert _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path).returncode == 0
