@@ -57,7 +57,10 @@ class VideoVAE(nn.Module):
             raise CheckpointError("not a VAE directory (no config.json)", directory)
         # weights may be stored in bf16 (the bundled checkpoints); compute is fp32
         model = AutoencoderKLWan.from_pretrained(str(directory), local_files_only=True, torch_dtype=torch.float32)
-        cfg = VAEConfig(base_dim=model.config.base_dim, z_dim=model.config.z_dim)
+        # strides from the layout: one 2× spatial step per level after the first, 2× in time where marked
+        c = model.config
+        cfg = VAEConfig(base_dim=c.base_dim, z_dim=c.z_dim, spatial_stride=2 ** (len(c.dim_mult) - 1),
+                        temporal_stride=2 ** sum(bool(t) for t in c.temperal_downsample))
         return cls(cfg, model)
 
     def save_pretrained(self, directory: str | Path) -> None:
