@@ -27,6 +27,10 @@ class DiTConfig:
     cond_channels: int = 0
     patch_size: tuple[int, int, int] = (1, 2, 2)
     text_dim: int = 4096
+    # Wan2.1 I2V's CLIP image branch: CLIP ViT-H/14 hidden states [B, 257, image_dim] (1280 in Wan I2V), projected
+    # (models/dit/image_embedding.py) and attended in every block's cross-attention beside the text
+    # (cross_attention.py). 0 = none (Wan T2V, and avatarv checkpoints before it).
+    image_dim: int = 0
     freq_dim: int = 256
     eps: float = 1e-6
     rope_theta: float = 10000.0
@@ -89,8 +93,8 @@ class DiTConfig:
             raise ConfigError(f"local_window must be ≥ 0, got {self.local_window}")
         if self.audio_tokens_per_frame < 1:
             raise ConfigError(f"audio_tokens_per_frame must be ≥ 1, got {self.audio_tokens_per_frame}")
-        if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0:
-            raise ConfigError("audio_dim, audio_window and motion_dim must be ≥ 0")
+        if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0 or self.image_dim < 0:
+            raise ConfigError("audio_dim, audio_window, motion_dim and image_dim must be ≥ 0")
         if (self.motion_mean or self.motion_std) and not (
                 len(self.motion_mean) == len(self.motion_std) == self.motion_dim):
             raise ConfigError(f"motion_mean and motion_std need {self.motion_dim} values each (motion_dim), "

@@ -26,7 +26,7 @@ class VideoRefBlock(nn.Module):
         self.eps = cfg.eps
         self.self_attn = SparseRefSelfAttention(d, cfg.num_heads, cfg.eps)
         self.cross_attn_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
-        self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps)
+        self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps, image=cfg.image_dim > 0)
         self.audio_attn = None
         if cfg.audio_dim:
             self.audio_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
@@ -69,19 +69,21 @@ class VideoRefBlock(nn.Module):
         ref_key_mask: torch.Tensor | None,
         gen_key_mask: torch.Tensor | None = None,
         window: tuple[torch.Tensor, int] | None = None,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Generation stream.
 
         x ``[B, N_gen, D]`` laid out as ``layout`` says. text ``[B, L, D]``; audio: per-frame windows
         (context ``[B, F, L, D]``, mask ``[B, F, L]``) from ``audio_windows``. gen_key_mask ``[B, N_gen]``
-        marks padding tokens (sequence parallelism) that no query may attend to.
+        marks padding tokens (sequence parallelism) that no query may attend to. image ``[B, L_img, D]``:
+        embedded CLIP image tokens for the I2V image branch (in the text cross-attention), or None.
         """
         shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6)
         h = modulate(x, self.eps, shift, scale)
         attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask, window)
         x = (x.float() + attn * gate).type_as(x)
-        if text is not None:
-            x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text)
+        if text is not None or image is not None:
+            x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text, image=image)
         if audio is not None and self.audio_attn is not None:
             groups = layout.group_by_frame(self.audio_norm(x).type_as(x))
             x = x + layout.ungroup(self.audio_attn.forward_frames(groups, *audio))

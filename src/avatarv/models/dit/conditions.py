@@ -53,13 +53,19 @@ def leading_mask(known_frames: torch.Tensor | int, frames: int, batch: int = 1, 
 class Conditions:
     """The conditions of one DiT forward (besides the noisy state and t). Shapes: ``cond`` ``[B, 4 + C, F, H,
     W]``; ``audio`` ``[B, F, Ka, audio_dim]``; ``text`` ``[B, L, text_dim]``; ``ref`` one or several reference
-    streams (e.g. the reference video and the long-form appearance anchor) with their K/V caches."""
+    streams (e.g. the reference video and the long-form appearance anchor) with their K/V caches; ``image``
+    ``[B, 257, image_dim]`` CLIP hidden states for a DiT with Wan2.1 I2V's image branch.
+
+    The image is never dropped: Wan2.1 ``image2video.py`` and InfiniteTalk ``multitalk.py`` pass the same
+    ``clip_fea`` to the conditional and to every unconditional pass (``arg_null``, ``arg_null_text``,
+    ``arg_null_audio``), so guidance contrasts text and audio with the image kept."""
 
     cond: torch.Tensor | None = None
     audio: torch.Tensor | None = None
     text: torch.Tensor | None = None
     ref: list[RefInputs] | None = None
     ref_cache: list[RefKVCache] | None = None
+    image: torch.Tensor | None = None
 
     def kept(self, keep: Mapping[str, bool | torch.Tensor]) -> Conditions:
         """These conditions with some dropped. ``keep[name]`` is a bool (one guidance pass: the whole batch)
@@ -80,8 +86,12 @@ class Conditions:
         return out
 
     def dit_kwargs(self) -> dict:
-        """Keyword arguments of ``VideoRefDiT.forward``."""
-        return {"cond": self.cond, "audio": self.audio, "text": self.text, "ref": self.ref, "ref_cache": self.ref_cache}
+        """Keyword arguments of ``VideoRefDiT.forward`` (``image`` only when given: DiTs without the image branch,
+        and stand-ins for them, see the same call as before it)."""
+        kwargs = {"cond": self.cond, "audio": self.audio, "text": self.text, "ref": self.ref, "ref_cache": self.ref_cache}
+        if self.image is not None:
+            kwargs["image"] = self.image
+        return kwargs
 
     def select(self, kept: frozenset[str]) -> Conditions:
         """A guidance pass: the conditions in ``kept`` on, the others dropped (``CONDITION_ORDER``)."""

@@ -1,4 +1,10 @@
-"""Cross-attention to text tokens (Wan's ``cross_attn``) and windowed cross-attention to audio tokens.
+"""Cross-attention to text (and CLIP image) tokens (Wan's ``cross_attn``) and windowed cross-attention to audio.
+
+Wan2.1 I2V's image branch (``image=True``): the CLIP image tokens have their own key/value projections and key
+norm (``k_img``, ``v_img``, ``norm_k_img``); the queries attend to the image tokens and to the text tokens
+separately, and the two outputs are summed before the output projection (Wan2.1 ``wan/modules/model.py:
+WanI2VCrossAttention``; diffusers ``transformer_wan.py:WanAttnProcessor`` with ``encoder_hidden_states_img``).
+Wan splits one concatenated context (image first, 257 tokens); here the two contexts arrive apart.
 
 Audio is per latent frame: ``[B, F, Ka, D]`` (Ka audio tokens per latent frame). The tokens of latent
 frame f attend to the audio of frames f − w … f + w only. Instead of a dense [N_gen, N_audio] mask we group
@@ -16,14 +22,33 @@ from avatarv.models.dit.attention import AttentionProjections
 
 
 class CrossAttention(AttentionProjections):
+    def __init__(self, dim: int, num_heads: int, eps: float, image: bool = False):
+        super().__init__(dim, num_heads, eps)
+        self.k_img = self.v_img = self.norm_k_img = None
+        if image:  # Wan2.1 I2V: projections of the (embedded) CLIP image tokens
+            self.k_img = nn.Linear(dim, dim)
+            self.v_img = nn.Linear(dim, dim)
+            self.norm_k_img = nn.RMSNorm(dim, eps=eps)
+
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
+        self, x: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x ``[B, N, D]``, context ``[B, L, D]``, context_mask ``[B, L]`` bool → ``[B, N, D]``."""
+        """x ``[B, N, D]``, context ``[B, L, D]`` (or None), context_mask ``[B, L]`` bool, image ``[B, L_img, D]``
+        embedded image tokens (or None) → ``[B, N, D]``."""
         q = self._heads(self.norm_q(self.q(x)))
-        k = self._heads(self.norm_k(self.k(context)))
-        v = self._heads(self.v(context))
-        return self._out(self.attn_fn(q, k, v, key_mask=context_mask))
+        out = None
+        if context is not None:
+            k = self._heads(self.norm_k(self.k(context)))
+            v = self._heads(self.v(context))
+            out = self.attn_fn(q, k, v, key_mask=context_mask)
+        if image is not None:
+            if self.k_img is None:
+                raise ValueError("image tokens given but this cross-attention has no image branch (image_dim = 0)")
+            k_img = self._heads(self.norm_k_img(self.k_img(image)))
+            out_img = self.attn_fn(q, k_img, self._heads(self.v_img(image)))
+            out = out_img if out is None else out + out_img
+        return self._out(out)
 
 
 def audio_windows(audio: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,6 +24,7 @@ from avatarv.models.dit.behaviour import BehaviourEmbedding
 from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.cross_attention import audio_windows
+from avatarv.models.dit.image_embedding import ImageEmbedding
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
 from avatarv.models.dit.layers import modulate, timestep_sinusoid
 from avatarv.models.dit.layout import GenLayout
@@ -108,6 +109,8 @@ class VideoRefDiT(nn.Module):
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        # Wan2.1 I2V's CLIP image branch (img_emb; k_img/v_img in the blocks' cross-attention), when image_dim > 0
+        self.image_embedding = ImageEmbedding(cfg.image_dim, d) if cfg.image_dim else None
         self.blocks = nn.ModuleList([VideoRefBlock(cfg) for _ in range(cfg.num_layers)])
         self.head = Head(d, cfg.latent_channels * patch_volume, cfg.eps)
         # parameter-free stages: the module boundaries of the token streams (hooks attach here)
@@ -187,6 +190,14 @@ class VideoRefDiT(nn.Module):
         elif cond is not None:
             raise ValueError("this DiT has no condition input (cond_channels = 0) but cond was given")
         return self.patch_embedding(latents).flatten(2).transpose(1, 2)
+
+    def _image_context(self, image: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+        """CLIP hidden states ``[B, 257, image_dim]`` → image context ``[B, 257, D]`` (None → None)."""
+        if image is None:
+            return None
+        if self.image_embedding is None:
+            raise ValueError("image given but this DiT has no CLIP image branch (image_dim = 0)")
+        return self.image_embedding(image.to(dtype))
 
     def _grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         pt, ph, pw = self.cfg.patch_size
@@ -280,6 +291,7 @@ class VideoRefDiT(nn.Module):
         ref: RefInputs | list[RefInputs] | None = None,
         ref_cache: RefKVCache | list[RefKVCache | None] | None = None,
         guidance: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
     ) -> DiTOutput:
         """Velocity of the flow at (x, t).
 
@@ -287,7 +299,9 @@ class VideoRefDiT(nn.Module):
         cond ``[B, 4 + C, F, H, W]`` (I2V mask + known latents); audio ``[B, F, Ka, audio_dim]`` per latent
         frame; motion ``[B, F, motion_dim]`` noisy motion features; ref: the reference (K/V from
         ``ref_cache`` when given) — or a list of references (e.g. the reference video and the long-form
-        appearance anchor), each run as its own stream with its own cache, whose K/V are concatenated; guidance ``[B, num_guidance_scales]`` for distilled students.
+        appearance anchor), each run as its own stream with its own cache, whose K/V are concatenated;
+        guidance ``[B, num_guidance_scales]`` for distilled students;
+        image ``[B, 257, image_dim]`` CLIP hidden states (Wan2.1 I2V's image branch; attended beside the text).
         """
         cfg = self.cfg
         b = x.shape[0]
@@ -315,6 +329,7 @@ class VideoRefDiT(nn.Module):
         temb6 = self.time_projection(temb).unflatten(1, (6, -1))  # [B, 6, D]
 
         text_ctx = None if text is None else self.text_embedding(text.to(tokens.dtype))
+        image_ctx = self._image_context(image, tokens.dtype)
         audio_ctx = None
         if audio is not None:
             if self.audio_embedding is None:
@@ -333,7 +348,7 @@ class VideoRefDiT(nn.Module):
         window = (seq.positions[:, 0], cfg.local_window) if cfg.local_window else None  # time position = frame
         for block, kv in zip(self.blocks, ref_kvs, strict=True):
             tokens = block(tokens, temb6, seq.rope, text_ctx, audio_ctx, block_layout, kv, ref_mask, seq.key_mask,
-                           window)
+                           window, image=image_ctx)
 
         video_out, motion_out = self.tokens_out(self.head(tokens, temb), layout)
         video = self.unpatchify(self.head.proj(video_out), f, h, w)

@@ -7,6 +7,10 @@ cross-attention, ``ffn.0``/``ffn.2``, ``head.head``); the diffusers layout is ``
 own converter (``convert_wan_transformer_to_diffusers``) swaps ``norm2``/``norm3`` the same way.
 Everything avatarv adds (reference embedding, audio cross-attention, motion stream, guidance embedding)
 is absent from Wan checkpoints and keeps its identity initialisation.
+
+Wan2.1 I2V's CLIP image branch (``img_emb`` + per block ``cross_attn.k_img / v_img / norm_k_img``; diffusers
+``condition_embedder.image_embedder`` + ``attn2.add_k_proj / add_v_proj / norm_added_k``) loads into a DiT
+built with ``image_dim`` > 0 (``models/dit/image_embedding.py``, ``cross_attention.py``), strictly like the rest.
 """
 
 from __future__ import annotations
@@ -37,6 +41,10 @@ ORIGINAL_TO_OURS: list[tuple[str, str]] = [
     (r"^blocks\.(\d+)\.modulation$", r"blocks.\1.modulation"),
     (r"^head\.modulation$", r"head.modulation"),
     (r"^head\.head\.(weight|bias)$", r"head.proj.\1"),
+    # I2V image branch (Wan2.1 model.py: MLPProj ``img_emb.proj``, WanI2VCrossAttention)
+    (r"^img_emb\.proj\.(0|1|3|4)\.(weight|bias)$", r"image_embedding.proj.\1.\2"),
+    (r"^blocks\.(\d+)\.cross_attn\.(k_img|v_img)\.(weight|bias)$", r"blocks.\1.cross_attn.\2.\3"),
+    (r"^blocks\.(\d+)\.cross_attn\.norm_k_img\.weight$", r"blocks.\1.cross_attn.norm_k_img.weight"),
 ]
 
 DIFFUSERS_TO_OURS: list[tuple[str, str]] = [
@@ -58,10 +66,18 @@ DIFFUSERS_TO_OURS: list[tuple[str, str]] = [
     (r"^blocks\.(\d+)\.scale_shift_table$", r"blocks.\1.modulation"),
     (r"^scale_shift_table$", r"head.modulation"),
     (r"^proj_out\.(weight|bias)$", r"head.proj.\1"),
+    # I2V image branch (diffusers transformer_wan.py: WanImageEmbedding, WanAttention's added K/V)
+    (r"^condition_embedder\.image_embedder\.norm1\.(weight|bias)$", r"image_embedding.proj.0.\1"),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.0\.proj\.(weight|bias)$", r"image_embedding.proj.1.\1"),
+    (r"^condition_embedder\.image_embedder\.ff\.net\.2\.(weight|bias)$", r"image_embedding.proj.3.\1"),
+    (r"^condition_embedder\.image_embedder\.norm2\.(weight|bias)$", r"image_embedding.proj.4.\1"),
+    (r"^blocks\.(\d+)\.attn2\.add_k_proj\.(weight|bias)$", r"blocks.\1.cross_attn.k_img.\2"),
+    (r"^blocks\.(\d+)\.attn2\.add_v_proj\.(weight|bias)$", r"blocks.\1.cross_attn.v_img.\2"),
+    (r"^blocks\.(\d+)\.attn2\.norm_added_k\.weight$", r"blocks.\1.cross_attn.norm_k_img.weight"),
 ]
 
-# Wan2.1 I2V's CLIP image branch: replaced in avatarv by reference attention over the reference video.
-# Skipped only when the caller allows it (``skip_image_branch=True``), and always reported.
+# Wan2.1 I2V's CLIP image branch. Loaded when the DiT has one (image_dim > 0); into a DiT without one it is
+# skipped only when the caller allows it (``skip_image_branch=True``), and always reported.
 IMAGE_BRANCH = [
     r"^img_emb\.",
     r"\.cross_attn\.(k_img|v_img|norm_k_img)\.",
@@ -80,6 +96,10 @@ AVATARV_ONLY = [
     r"^audio_position$",
     r"^blocks\.\d+\.audio_(norm|attn)\.",
 ]
+
+# diffusers-layout keys its own loader ignores (``WanTransformer3DModel._keys_to_ignore_on_load_unexpected``): a
+# ``norm_added_q`` some converted I2V checkpoints carry and no forward uses. Ignored here too, and reported.
+IGNORED = {"diffusers": [r"^blocks\.\d+\.attn2\.norm_added_q\.weight$"], "original": []}
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
 
@@ -105,6 +125,7 @@ class LoadReport:
     layout: str
     loaded: list[str] = field(default_factory=list)
     skipped_image_branch: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # keys diffusers' own loader ignores (IGNORED)
     missing: list[str] = field(default_factory=list)  # Wan parameters of ours the checkpoint lacks
     unexpected: list[str] = field(default_factory=list)
     avatarv_only: list[str] = field(default_factory=list)  # kept at their identity init
@@ -121,22 +142,28 @@ def map_wan_state_dict(state: dict[str, torch.Tensor], layout: str = "auto", ski
     report = LoadReport(layout=layout)
     mapped: dict[str, torch.Tensor] = {}
     for key, value in state.items():
+        if skip_image_branch and any(re.search(p, key) for p in IMAGE_BRANCH):
+            report.skipped_image_branch.append(key)
+            continue
+        if any(re.match(p, key) for p in IGNORED[layout]):
+            report.ignored.append(key)
+            continue
         for pat, repl in compiled:
             if pat.match(key):
                 mapped[pat.sub(repl, key)] = value
                 break
         else:
-            if skip_image_branch and any(re.search(p, key) for p in IMAGE_BRANCH):
-                report.skipped_image_branch.append(key)
-            else:
-                report.unexpected.append(key)
+            report.unexpected.append(key)
     return mapped, report
 
 
 def load_wan_state_dict(
     model: torch.nn.Module, state: dict[str, torch.Tensor], layout: str = "auto", skip_image_branch: bool = False
 ) -> LoadReport:
-    """Load a Wan state dict into ``model``; raise CheckpointError listing missing/unexpected/misshaped keys."""
+    """Load a Wan state dict into ``model``; raise CheckpointError listing missing/unexpected/misshaped keys.
+
+    ``skip_image_branch`` applies only to a model without an image branch: one with it loads it strictly."""
+    skip_image_branch = skip_image_branch and getattr(model, "image_embedding", None) is None
     mapped, report = map_wan_state_dict(state, layout, skip_image_branch)
     own = model.state_dict()
     ours_only = [re.compile(p) for p in AVATARV_ONLY]
@@ -185,39 +212,90 @@ def read_safetensors_dir(directory: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def dit_config_from_wan(config: dict, **extras) -> DiTConfig:
-    """DiTConfig from a Wan ``config.json`` (original ``WanModel`` or diffusers ``WanTransformer3DModel``)."""
+def read_safetensors_shapes(directory: str | Path) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a directory of ``*.safetensors`` shards (or one file), from the headers alone
+    (``safe_open``: no tensor is loaded). Keys without any ``model.diffusion_model.`` prefix."""
+    from safetensors import safe_open
+
+    path = Path(directory)
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open handles are not mappings)
+                    shapes[_strip(key)] = tuple(handle.get_slice(key).get_shape())
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"cannot read safetensors header: {err}", f) from None
+    return shapes
+
+
+# What a config.json may omit, and where the tensors say it: (config key, key of a tensor, its axis).
+# WanModel's defaults when neither says (Wan2.1 model.py: text_dim 4096, in_dim 16; img_emb = MLPProj(1280, dim)
+# for model_type i2v / flf2v).
+_FROM_SHAPES = {
+    "original": {"text_dim": ("text_embedding.0.weight", 1), "in_dim": ("patch_embedding.weight", 1),
+                 "image_dim": ("img_emb.proj.0.weight", 0)},
+    "diffusers": {"text_dim": ("condition_embedder.text_embedder.linear_1.weight", 1),
+                  "in_channels": ("patch_embedding.weight", 1),
+                  "image_dim": ("condition_embedder.image_embedder.norm1.weight", 0)},
+}
+WAN_CLIP_DIM = 1280
+
+
+def _from_shapes(config: dict, key: str, layout: str, shapes: dict | None, default):
+    if config.get(key) is not None:
+        return config[key]
+    tensor, axis = _FROM_SHAPES[layout][key]
+    if shapes and tensor in shapes:
+        return shapes[tensor][axis]
+    return default
+
+
+def dit_config_from_wan(config: dict, shapes: dict[str, tuple[int, ...]] | None = None, **extras) -> DiTConfig:
+    """DiTConfig from a Wan ``config.json`` (original ``WanModel`` or diffusers ``WanTransformer3DModel``).
+
+    What the config omits (Wan2.1-I2V's original config.json has no ``text_dim``, and no layout states the
+    CLIP dim) is read off ``shapes`` (tensor shapes from the checkpoint's headers, :func:`read_safetensors_shapes`)
+    when given, else WanModel's defaults. ``image_dim`` > 0 builds the I2V image branch."""
     if "num_attention_heads" in config:  # diffusers
-        heads = config["num_attention_heads"]
+        layout, heads = "diffusers", config["num_attention_heads"]
         base = dict(
             dim=heads * config["attention_head_dim"], num_heads=heads, num_layers=config["num_layers"],
             ffn_dim=config["ffn_dim"], latent_channels=config.get("out_channels", 16),
-            text_dim=config["text_dim"], freq_dim=config["freq_dim"], eps=config.get("eps", 1e-6),
-            patch_size=tuple(config.get("patch_size", (1, 2, 2))),
+            text_dim=_from_shapes(config, "text_dim", layout, shapes, 4096), freq_dim=config["freq_dim"],
+            eps=config.get("eps", 1e-6), patch_size=tuple(config.get("patch_size", (1, 2, 2))),
+            image_dim=_from_shapes(config, "image_dim", layout, shapes, 0),
         )
-        in_ch = config.get("in_channels", 16)
+        in_ch = _from_shapes(config, "in_channels", layout, shapes, 16)
     else:  # original Wan
+        layout = "original"
+        i2v = config.get("model_type", "t2v") in ("i2v", "flf2v")
         base = dict(
             dim=config["dim"], num_heads=config["num_heads"], num_layers=config["num_layers"],
-            ffn_dim=config["ffn_dim"], latent_channels=config.get("out_dim", 16), text_dim=config["text_dim"],
-            freq_dim=config["freq_dim"], eps=config.get("eps", 1e-6),
-            patch_size=tuple(config.get("patch_size", (1, 2, 2))),
+            ffn_dim=config["ffn_dim"], latent_channels=config.get("out_dim", 16),
+            text_dim=_from_shapes(config, "text_dim", layout, shapes, 4096), freq_dim=config["freq_dim"],
+            eps=config.get("eps", 1e-6), patch_size=tuple(config.get("patch_size", (1, 2, 2))),
+            image_dim=_from_shapes(config, "image_dim", layout, shapes, WAN_CLIP_DIM if i2v else 0),
         )
-        in_ch = config.get("in_dim", 16)
+        in_ch = _from_shapes(config, "in_dim", layout, shapes, 16)
     base["cond_channels"] = in_ch - base["latent_channels"]
     base.update(extras)
     return DiTConfig(**base)
 
 
 def load_wan_dit(directory: str | Path, skip_image_branch: bool = True, **extras):
-    """Build a VideoRef DiT from a local Wan checkpoint directory (config.json + safetensors shards)."""
+    """Build a VideoRef DiT from a local Wan checkpoint directory (config.json + safetensors shards).
+
+    An I2V checkpoint builds the DiT with its CLIP image branch and loads it (pass ``image_dim=0`` to leave it
+    out: then ``skip_image_branch`` says whether its keys may be skipped)."""
     from avatarv.models.dit.model import VideoRefDiT
 
     directory = Path(directory)
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():
         raise CheckpointError("no config.json in the Wan checkpoint directory", directory)
-    cfg = dit_config_from_wan(json.loads(cfg_path.read_text()), **extras)
+    cfg = dit_config_from_wan(json.loads(cfg_path.read_text()), read_safetensors_shapes(directory), **extras)
     model = VideoRefDiT(cfg)
     report = load_wan_state_dict(model, read_safetensors_dir(directory), skip_image_branch=skip_image_branch)
     return model, report
