@@ -13,17 +13,9 @@ def machine_summary() -> dict[str, object]:
     computes in (``avatarv.precision``: bf16 only where the hardware computes it natively)."""
     import torch
 
-    from avatarv.precision import capability, compute_dtype, cpu_bf16_native, dtype_name, mkldnn_bf16
+    from avatarv.precision import capability, cpu_flags, mkldnn_bf16
 
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = line
-                    break
-    except OSError:
-        pass
+    cap, flags = capability(), cpu_flags()  # one reading of the policy: every part computes in cap["dtype"]
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -32,15 +24,15 @@ def machine_summary() -> dict[str, object]:
         "avx512_bf16": "avx512_bf16" in flags,
         "amx_bf16": "amx_bf16" in flags,
         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "cpu_model": capability()["cpu_model"],
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cap["cpu_model"],
+        "cpu_capability": cap["cpu_capability"],
         "mkldnn_bf16": mkldnn_bf16(),
-        "bf16_native": cpu_bf16_native(),
-        "dtype_request": capability()["dtype_request"],
-        "dtype_dit_inference": dtype_name(compute_dtype("cpu")),
-        "dtype_vae_inference": dtype_name(compute_dtype("cpu")),
-        "dtype_training_autocast": dtype_name(compute_dtype("cpu")),
-        "attention_tiled_backend": "used for bf16 inference" if cpu_bf16_native() else "off (bf16 not native)",
+        "bf16_native": cap["bf16_native"],
+        "dtype_request": cap["dtype_request"],
+        "dtype_dit_inference": cap["dtype"],
+        "dtype_vae_inference": cap["dtype"],
+        "dtype_training_autocast": cap["dtype"],
+        "attention_tiled_backend": "used for bf16 inference" if cap["bf16_native"] else "off (bf16 not native)",
     }
 
 

@@ -32,7 +32,7 @@ _NAMES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat1
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     """The CPU feature flags of /proc/cpuinfo (``flags`` on x86, ``Features`` on ARM); empty elsewhere."""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -58,7 +58,7 @@ def cpu_bf16_native() -> bool:
     oneDNN reports bf16 "supported" on any AVX-512 CPU, also those that only convert (Skylake, Cascade Lake),
     where bf16 is no faster than fp32; so the instruction set must have a bf16 dot product too: AMX-BF16 or
     AVX512-BF16 on x86, the BF16 extension on ARM (``bf16`` in /proc/cpuinfo's Features)."""
-    flags = _cpu_flags()
+    flags = cpu_flags()
     if not mkldnn_bf16():
         return False
     if platform.machine().lower() in ("aarch64", "arm64"):
@@ -147,5 +147,5 @@ def cpu_model() -> str:
 
 __all__ = [
     "CHOICES", "ENV_VAR", "autocast", "bf16_native", "capability", "compute_dtype", "cpu_bf16_native",
-    "cpu_model", "dtype_name", "mkldnn_bf16", "parse_dtype", "requested",
+    "cpu_flags", "cpu_model", "dtype_name", "mkldnn_bf16", "parse_dtype", "requested",
 ]

@@ -75,4 +75,4 @@ def test_vae_uses_it_and_matches_aten(monkeypatch):
     vae.compute_dtype = torch.bfloat16  # bf16: autocast, oneDNN takes bf16 by itself
     seen.clear()
     with torch.no_grad():
-        assert vae._autocast().__class__ is not OneDnnConv3d
+        assert vae._compute_context().__class__ is not OneDnnConv3d

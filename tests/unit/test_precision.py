@@ -17,7 +17,7 @@ def cpu(monkeypatch):
 
     def set_cpu(mkldnn: bool, flags: set[str], machine: str = "x86_64"):
         monkeypatch.setattr(precision, "mkldnn_bf16", lambda: mkldnn)
-        monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
         monkeypatch.setattr(precision.platform, "machine", lambda: machine)
 
     return set_cpu

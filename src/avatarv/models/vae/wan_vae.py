@@ -41,7 +41,7 @@ class VideoVAE(nn.Module):
         # heuristic picks for the per-frame calls of the causal decoder); False: ATen's own choice
         self.onednn_conv = True
 
-    def _autocast(self):
+    def _compute_context(self):
         """The compute context of encode/decode: bf16 autocast, or fp32 with oneDNN's 3-D convolutions."""
         if self.compute_dtype == torch.float32 and self.onednn_conv and self.device.type == "cpu" and onednn_available():
             return OneDnnConv3d()
@@ -82,7 +82,7 @@ class VideoVAE(nn.Module):
         """frames uint8 ``[T, H, W, 3]`` (T = 4k+1) → normalised latents ``[1, z, k+1, H/8, W/8]``."""
         x = torch.as_tensor(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0  # [1, 3, T, H, W] in [-1, 1]
-        with self._autocast():
+        with self._compute_context():
             latents = self.model.encode(x).latent_dist.mode().float()
         return (latents - self.mean) / self.std
 
@@ -90,6 +90,6 @@ class VideoVAE(nn.Module):
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """normalised latents ``[1, z, F, h, w]`` → uint8 frames ``[4(F−1)+1, 8h, 8w, 3]``."""
         z = latents.float() * self.std + self.mean
-        with self._autocast():
+        with self._compute_context():
             video = self.model.decode(z).sample.float().clamp(-1, 1)  # [1, 3, T, H, W]
         return ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
