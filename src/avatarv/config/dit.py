@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from avatarv.errors import ConfigError
 
 ATTENTION_BACKENDS = ("auto", "sdpa", "chunked", "tiled", "flex", "flash", "sage")
+AUDIO_ADAPTERS = ("windowed", "infinitetalk")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,24 @@ class DiTConfig:
     # benchmarks/results/audio-positions.md). False: checkpoints trained before it.
     audio_positions: bool = False
     audio_tokens_per_frame: int = 4  # audio tokens per latent frame (the VAE's temporal stride)
+    # Which audio adapter: "windowed" (avatarv's: audio_embedding MLP + windowed per-frame cross-attention, above)
+    # or "infinitetalk" (InfiniteTalk / MultiTalk, models/dit/infinitetalk_audio.py: ``audio_proj`` turns
+    # wav2vec windows [speakers, 1 + 4·(F−1) video frames, audio_frame_window, audio_layers, audio_dim] into
+    # audio_context_tokens × audio_token_dim tokens per latent frame; every block adds ``norm_x`` +
+    # ``audio_cross_attn``, frame-local, after the text/image cross-attention; two speakers use L-RoPE).
+    # audio_tokens_per_frame is then the VAE's temporal stride (InfiniteTalk's ``vae_scale``).
+    audio_adapter: str = "windowed"
+    audio_layers: int = 12  # wav2vec hidden layers stacked per video frame (infinitetalk)
+    audio_frame_window: int = 5  # video frames of wav2vec context per frame, centred (infinitetalk: ±2)
+    audio_hidden_dim: int = 512  # audio_proj's intermediate width
+    audio_context_tokens: int = 32  # audio tokens per latent frame and speaker
+    audio_token_dim: int = 768  # width of those tokens (the key/value input of audio_cross_attn)
+    audio_norm_output: bool = True  # LayerNorm on audio_proj's tokens (InfiniteTalk norm_output_audio)
+    # L-RoPE (two speakers): speaker 1's tokens get 1-D positions in [0, lrope_interval], speaker 2's in
+    # [lrope_range − lrope_interval, lrope_range], the background lrope_range // 2 (InfiniteTalk class_range /
+    # class_interval).
+    lrope_range: int = 24
+    lrope_interval: int = 4
     # Motion stream: one token per latent frame carrying motion_dim features. 0 = no motion stream.
     motion_dim: int = 0
     # The motion stream's per-channel normalisation (``models/dit/motion_norm.py``): the flow runs on
@@ -91,6 +110,12 @@ class DiTConfig:
             raise ConfigError(f"attn_backend must be one of {', '.join(ATTENTION_BACKENDS)}, got {self.attn_backend!r}")
         if self.local_window < 0:
             raise ConfigError(f"local_window must be ≥ 0, got {self.local_window}")
+        if self.audio_adapter not in AUDIO_ADAPTERS:
+            raise ConfigError(f"audio_adapter must be one of {', '.join(AUDIO_ADAPTERS)}, got {self.audio_adapter!r}")
+        if self.audio_adapter == "infinitetalk" and not self.audio_dim:
+            raise ConfigError("audio_adapter 'infinitetalk' needs audio_dim (the wav2vec width, 768)")
+        if self.audio_adapter == "infinitetalk" and self.audio_frame_window % 2 == 0:
+            raise ConfigError(f"audio_frame_window must be odd (a centred window), got {self.audio_frame_window}")
         if self.audio_tokens_per_frame < 1:
             raise ConfigError(f"audio_tokens_per_frame must be ≥ 1, got {self.audio_tokens_per_frame}")
         if self.audio_window < 0 or self.audio_dim < 0 or self.motion_dim < 0 or self.image_dim < 0:

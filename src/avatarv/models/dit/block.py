@@ -14,6 +14,12 @@ from torch import nn
 
 from avatarv.config import DiTConfig
 from avatarv.models.dit.cross_attention import AudioCrossAttention, CrossAttention
+from avatarv.models.dit.infinitetalk_audio import (
+    InfiniteTalkAudioAttention,
+    SpeakerAudio,
+    reference_attention_map,
+    speaker_positions,
+)
 from avatarv.models.dit.layers import FeedForward, FP32LayerNorm, modulate
 from avatarv.models.dit.layout import GenLayout
 from avatarv.models.dit.sparse_ref_attention import KV, SparseRefSelfAttention
@@ -27,10 +33,15 @@ class VideoRefBlock(nn.Module):
         self.self_attn = SparseRefSelfAttention(d, cfg.num_heads, cfg.eps)
         self.cross_attn_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
         self.cross_attn = CrossAttention(d, cfg.num_heads, cfg.eps, image=cfg.image_dim > 0)
-        self.audio_attn = None
-        if cfg.audio_dim:
+        self.audio_attn = self.audio_cross_attn = None
+        if cfg.audio_dim and cfg.audio_adapter == "windowed":
             self.audio_norm = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
             self.audio_attn = AudioCrossAttention(d, cfg.num_heads, cfg.eps)
+        elif cfg.audio_dim:  # InfiniteTalk's adapter (models/dit/infinitetalk_audio.py), its parameter names
+            self.norm_x = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
+            self.audio_cross_attn = InfiniteTalkAudioAttention(
+                d, cfg.num_heads, cfg.audio_token_dim, cfg.lrope_interval, cfg.lrope_range)
+        self.lrope = (cfg.lrope_interval, cfg.lrope_range)
         self.ffn = FeedForward(d, cfg.ffn_dim)
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -63,7 +74,7 @@ class VideoRefBlock(nn.Module):
         temb6: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         text: torch.Tensor | None,
-        audio: tuple[torch.Tensor, torch.Tensor] | None,
+        audio: tuple[torch.Tensor, torch.Tensor] | SpeakerAudio | None,
         layout: GenLayout,
         ref_kv: KV | None,
         ref_key_mask: torch.Tensor | None,
@@ -74,18 +85,28 @@ class VideoRefBlock(nn.Module):
         """Generation stream.
 
         x ``[B, N_gen, D]`` laid out as ``layout`` says. text ``[B, L, D]``; audio: per-frame windows
-        (context ``[B, F, L, D]``, mask ``[B, F, L]``) from ``audio_windows``. gen_key_mask ``[B, N_gen]``
+        (context ``[B, F, L, D]``, mask ``[B, F, L]``) from ``audio_windows``, or the InfiniteTalk adapter's
+        :class:`SpeakerAudio`. gen_key_mask ``[B, N_gen]``
         marks padding tokens (sequence parallelism) that no query may attend to. image ``[B, L_img, D]``:
         embedded CLIP image tokens for the I2V image branch (in the text cross-attention), or None.
         """
         shift, scale, gate, c_shift, c_scale, c_gate = self._mod(temb6)
         h = modulate(x, self.eps, shift, scale)
-        attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask, window)
+        lrope = isinstance(audio, SpeakerAudio) and audio.speakers > 1
+        attn = self.self_attn.forward_gen(h, rope, ref_kv, ref_key_mask, gen_key_mask, window, return_qk=lrope)
+        if lrope:
+            attn, (q, k) = attn
+            with torch.no_grad():  # the reference-frame attention map decides the L-RoPE positions
+                amap = reference_attention_map(q, k[:, :, : layout.video_per_frame], audio.masks)
+                positions = speaker_positions(amap, *self.lrope)
         x = (x.float() + attn * gate).type_as(x)
         if text is not None or image is not None:
             x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text, image=image)
         if audio is not None and self.audio_attn is not None:
             groups = layout.group_by_frame(self.audio_norm(x).type_as(x))
             x = x + layout.ungroup(self.audio_attn.forward_frames(groups, *audio))
+        elif isinstance(audio, SpeakerAudio) and self.audio_cross_attn is not None:
+            groups = layout.group_by_frame(self.norm_x(x).type_as(x))
+            x = x + layout.ungroup(self.audio_cross_attn(groups, audio, positions if lrope else None))
         ff = self.ffn(modulate(x, self.eps, c_shift, c_scale))
         return (x.float() + ff.float() * c_gate).type_as(x)

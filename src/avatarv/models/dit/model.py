@@ -25,6 +25,7 @@ from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.cross_attention import audio_windows
 from avatarv.models.dit.image_embedding import ImageEmbedding
+from avatarv.models.dit.infinitetalk_audio import InfiniteTalkAudioProjection, SpeakerAudio, token_masks
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
 from avatarv.models.dit.layers import modulate, timestep_sinusoid
 from avatarv.models.dit.layout import GenLayout
@@ -118,8 +119,10 @@ class VideoRefDiT(nn.Module):
         self.tokens_out = TokensOut()
         # --- avatarv parts: each starts as the identity on the Wan path ---
         self.ref_embedding = nn.Parameter(torch.zeros(d))  # marks reference tokens
-        self.audio_embedding = self.audio_position = self.audio_context = None
-        if cfg.audio_dim:
+        self.audio_embedding = self.audio_position = self.audio_context = self.audio_proj = None
+        if cfg.audio_dim and cfg.audio_adapter == "infinitetalk":  # models/dit/infinitetalk_audio.py
+            self.audio_proj = InfiniteTalkAudioProjection(cfg)
+        elif cfg.audio_dim:
             self.audio_embedding = nn.Sequential(
                 nn.Linear(cfg.audio_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
             )
@@ -164,6 +167,9 @@ class VideoRefDiT(nn.Module):
         if self.audio_position is not None:
             nn.init.zeros_(self.audio_position)
         zero_out = [b.audio_attn.o for b in self.blocks if b.audio_attn is not None]
+        # InfiniteTalk's adapter: zero output projection, so a Wan I2V DiT grown by it starts as Wan I2V
+        # (a loaded InfiniteTalk file overwrites it)
+        zero_out += [b.audio_cross_attn.proj for b in self.blocks if b.audio_cross_attn is not None]
         if self.motion_head is not None:
             zero_out.append(self.motion_head)
         if self.guidance_embedding is not None:
@@ -198,6 +204,29 @@ class VideoRefDiT(nn.Module):
         if self.image_embedding is None:
             raise ValueError("image given but this DiT has no CLIP image branch (image_dim = 0)")
         return self.image_embedding(image.to(dtype))
+
+    def _speaker_audio(self, audio: torch.Tensor | None, masks: torch.Tensor | None, b: int, f: int, h: int, w: int,
+                       dtype: torch.dtype) -> SpeakerAudio:
+        """The InfiniteTalk adapter's audio tokens for every block (models/dit/infinitetalk_audio.py)."""
+        cfg = self.cfg
+        frames = 1 + cfg.audio_tokens_per_frame * (f - 1)
+        if audio is None:  # InfiniteTalk's unconditional passes: one speaker of zeros
+            audio = torch.zeros(b, 1, frames, cfg.audio_frame_window, cfg.audio_layers, cfg.audio_dim,
+                                device=self.audio_proj.proj1.weight.device, dtype=dtype)
+        want = (frames, cfg.audio_frame_window, cfg.audio_layers, cfg.audio_dim)
+        if audio.ndim != 6 or tuple(audio.shape[2:]) != want or audio.shape[1] not in (1, 2):
+            raise ValueError(f"audio must be [B, speakers (1 or 2), {', '.join(map(str, want))}] for {f} latent "
+                             f"frames, got {list(audio.shape)}")
+        speakers = audio.shape[1]
+        token_mask = None
+        if speakers > 1:
+            if masks is None:
+                raise ValueError("two speakers need speaker_masks [B or 1, 3, H, W] (speaker 1, speaker 2, background)")
+            if masks.shape[-3] != 3:
+                raise ValueError(f"speaker_masks needs 3 masks (speaker 1, speaker 2, background), got {masks.shape[-3]}")
+            token_mask = token_masks(masks, h, w)
+        tokens = self.audio_proj.speaker_tokens(audio.to(dtype))
+        return SpeakerAudio(tokens.expand(b, -1, -1, -1) if tokens.shape[0] == 1 else tokens, speakers, token_mask)
 
     def _grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         pt, ph, pw = self.cfg.patch_size
@@ -292,6 +321,7 @@ class VideoRefDiT(nn.Module):
         ref_cache: RefKVCache | list[RefKVCache | None] | None = None,
         guidance: torch.Tensor | None = None,
         image: torch.Tensor | None = None,
+        speaker_masks: torch.Tensor | None = None,
     ) -> DiTOutput:
         """Velocity of the flow at (x, t).
 
@@ -302,6 +332,11 @@ class VideoRefDiT(nn.Module):
         appearance anchor), each run as its own stream with its own cache, whose K/V are concatenated;
         guidance ``[B, num_guidance_scales]`` for distilled students;
         image ``[B, 257, image_dim]`` CLIP hidden states (Wan2.1 I2V's image branch; attended beside the text).
+
+        With the InfiniteTalk adapter (``audio_adapter="infinitetalk"``) audio is wav2vec windows per video frame
+        ``[B, S, 1 + s·(F − 1), W, L, C]`` for S = 1 or 2 speakers (None: one silent speaker, as InfiniteTalk's
+        unconditional passes), and two speakers need speaker_masks ``[B or 1, 3, H, W]`` (speaker 1, speaker 2,
+        background; any resolution) for L-RoPE.
         """
         cfg = self.cfg
         b = x.shape[0]
@@ -331,7 +366,9 @@ class VideoRefDiT(nn.Module):
         text_ctx = None if text is None else self.text_embedding(text.to(tokens.dtype))
         image_ctx = self._image_context(image, tokens.dtype)
         audio_ctx = None
-        if audio is not None:
+        if self.audio_proj is not None:
+            audio_ctx = self._speaker_audio(audio, speaker_masks, b, f, h, w, tokens.dtype)
+        elif audio is not None:
             if self.audio_embedding is None:
                 raise ValueError("audio given but this DiT has no audio cross-attention (audio_dim = 0)")
             if audio.shape[1] != f:

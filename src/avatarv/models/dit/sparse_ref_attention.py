@@ -57,13 +57,17 @@ class SparseRefSelfAttention(AttentionProjections):
         ref_key_mask: torch.Tensor | None,
         gen_key_mask: torch.Tensor | None = None,
         window: tuple[torch.Tensor, int] | None = None,
-    ) -> torch.Tensor:
-        """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``.
+        return_qk: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, KV]:
+        """Generation stream: gen queries see ``[ref ; gen]`` keys. x ``[B, N_gen, D]`` → ``[B, N_gen, D]``
+        (and, with ``return_qk``, the generated tokens' rotated q and k ``[B, H, N_gen, d]``: InfiniteTalk's
+        L-RoPE reads their attention map).
 
         ``window`` = (frame of each gen token ``[N_gen]``, radius): local temporal attention among generated
         tokens (the SR refiner); reference keys stay visible to all.
         """
         q, k, v = self.project(x, rope)
+        gen_qk = (q, k)
         b = x.shape[0]
         key_mask = gen_key_mask
         if ref_kv is not None:
@@ -85,4 +89,5 @@ class SparseRefSelfAttention(AttentionProjections):
             n_ref = k.shape[2] - q.shape[2]
             k_frames = torch.cat([torch.full((n_ref,), -1, dtype=frames.dtype, device=frames.device), frames])
             local = LocalWindow(frames, k_frames, radius)
-        return self._out(self.attn_fn(q, k, v, key_mask=key_mask, window=local))
+        out = self._out(self.attn_fn(q, k, v, key_mask=key_mask, window=local))
+        return (out, gen_qk) if return_qk else out
