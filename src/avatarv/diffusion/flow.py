@@ -54,3 +54,18 @@ def sigma_schedule(steps: int, shift: float = 1.0, device=None) -> torch.Tensor:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     t = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=device)
     return shift_time(t, shift).float()
+
+
+def wan_sigma_schedule(steps: int, shift: float = 1.0, num_timesteps: int = 1000) -> torch.Tensor:
+    """Wan2.1's / InfiniteTalk's schedule (``multitalk.py``: ``np.linspace(num_timesteps, 1, steps)`` in fp32,
+    then 0, each shifted by ``timestep_transform``), as noise levels σ = t / num_timesteps ``[steps + 1]``.
+
+    Unlike :func:`sigma_schedule` the last model step is at t = 1 (σ = 0.001 before the shift), not 1/steps."""
+    if steps < 1:
+        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    import numpy as np
+
+    t = torch.from_numpy(np.linspace(num_timesteps, 1, steps, dtype=np.float32))
+    t = torch.cat([t, torch.zeros(1)]) / num_timesteps
+    return shift * t / (1 + (shift - 1) * t)
+

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule
+from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule, wan_sigma_schedule
 from avatarv.models.dit import VideoRefDiT
 from avatarv.models.dit.conditions import Conditions
 
@@ -34,13 +34,21 @@ class SamplingOptions:
     overshoot: float = 1.0
     shift: float | None = None  # None: resolution-dependent (diffusion.resolution_shift of the token count)
     guidance: GuidanceScales = field(default_factory=GuidanceScales)
+    # "avatarv": σ = shift(linspace(1, 0, steps + 1)); "wan": Wan2.1's / InfiniteTalk's timesteps
+    # (diffusion.wan_sigma_schedule: linspace(1000, 1, steps) then 0, shifted)
+    schedule_kind: str = "avatarv"
 
     def make_sampler(self):
         return make_sampler(self.sampler, **({"overshoot": self.overshoot} if self.sampler == "overshoot" else {}))
 
     def schedule(self, tokens: int) -> torch.Tensor:
         """σ from 1 to 0 in ``steps`` intervals ``[steps + 1]``, shifted for ``tokens`` video tokens."""
-        return sigma_schedule(self.steps, self.shift if self.shift is not None else resolution_shift(tokens))
+        shift = self.shift if self.shift is not None else resolution_shift(tokens)
+        if self.schedule_kind == "wan":
+            return wan_sigma_schedule(self.steps, shift)
+        if self.schedule_kind != "avatarv":
+            raise ValueError(f"schedule_kind must be 'avatarv' or 'wan', got {self.schedule_kind!r}")
+        return sigma_schedule(self.steps, shift)
 
 
 class DiTVelocity:

@@ -66,15 +66,26 @@ class Conditions:
     ref: list[RefInputs] | None = None
     ref_cache: list[RefKVCache] | None = None
     image: torch.Tensor | None = None
+    # what a dropped text becomes in a guidance pass: the negative prompt's tokens ``[B, L, text_dim]`` (Wan2.1 and
+    # InfiniteTalk guide against ``n_prompt``); None: zeros, the null prompt avatarv trains with
+    null_text: torch.Tensor | None = None
+    # InfiniteTalk's two-speaker L-RoPE masks ``[B or 1, 3, H, W]`` (never dropped, as in multitalk.py)
+    speaker_masks: torch.Tensor | None = None
 
     def kept(self, keep: Mapping[str, bool | torch.Tensor]) -> Conditions:
         """These conditions with some dropped. ``keep[name]`` is a bool (one guidance pass: the whole batch)
         or a ``[B]`` bool tensor (training's per-sample dropout); names not in ``keep`` are kept."""
         out = replace(self)
         if self.audio is not None and "audio" in keep:
-            out.audio = _gate(self.audio, keep["audio"])
+            if self.audio.ndim == 6 and keep["audio"] is False:
+                out.audio = None  # speaker windows (InfiniteTalk adapter): the DiT's one silent speaker
+            else:
+                out.audio = _gate(self.audio, keep["audio"])
         if self.text is not None and "text" in keep:
-            out.text = _gate(self.text, keep["text"])
+            if self.null_text is not None and keep["text"] is False:
+                out.text = self.null_text
+            else:
+                out.text = _gate(self.text, keep["text"])
         if self.ref is not None and "ref" in keep:
             k = keep["ref"]
             if isinstance(k, bool):
@@ -91,6 +102,8 @@ class Conditions:
         kwargs = {"cond": self.cond, "audio": self.audio, "text": self.text, "ref": self.ref, "ref_cache": self.ref_cache}
         if self.image is not None:
             kwargs["image"] = self.image
+        if self.speaker_masks is not None:
+            kwargs["speaker_masks"] = self.speaker_masks
         return kwargs
 
     def select(self, kept: frozenset[str]) -> Conditions:

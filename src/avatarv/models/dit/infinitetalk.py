@@ -11,9 +11,11 @@ base and an InfiniteTalk / MultiTalk audio file (``audio_adapter="infinitetalk"`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
+from avatarv.errors import CheckpointError
 from avatarv.models.dit.model import VideoRefDiT
 
 TEXT_LEN = 512  # Wan's text_len: contexts are zero-padded to it and every position is attended
@@ -63,4 +65,38 @@ def infinitetalk_forward(
     return out.video.float()
 
 
-__all__ = ["infinitetalk_forward", "TEXT_LEN"]
+def load_infinitetalk(
+    base: str | Path, audio_file: str | Path, lora=None, dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu", **extras,
+) -> VideoRefDiT:
+    """The InfiniteTalk / MultiTalk DiT from local files: ``base`` a Wan2.1-I2V checkpoint (original layout with
+    ``config.json`` + one file or shards + index, or a diffusers ``transformer/`` folder, or a diffusers pipeline
+    holding one), ``audio_file`` InfiniteTalk's ``infinitetalk.safetensors`` (single or multi) or MultiTalk's
+    ``multitalk.safetensors``. Built on the meta device and loaded shard by shard in ``dtype`` on ``device``
+    (``streaming_load``); ``lora``: LoRA specs (``models/dit/lora.py: LoraSpec``) merged as each weight loads.
+    Strict: a missing or unexpected key is a :class:`CheckpointError` naming it. ``extras`` override the config."""
+    from avatarv.models.dit.streaming_load import load_dit_streaming
+    from avatarv.models.dit.wan_weights import (
+        dit_config_from_wan,
+        read_safetensors_header,
+        wan_checkpoint_dir,
+        wan_checkpoint_files,
+        wan_config_json,
+    )
+
+    audio_file = Path(audio_file)
+    if not audio_file.is_file():
+        raise CheckpointError("InfiniteTalk audio-adapter file not found", audio_file)
+    files = wan_checkpoint_files(base)
+    shapes = {k: shape for f in files for k, (_, shape) in read_safetensors_header(f).items()}
+    audio_shapes = {k: shape for k, (_, shape) in read_safetensors_header(audio_file).items()}
+    config_dir = wan_checkpoint_dir(base) if Path(base).is_dir() else Path(base).parent
+    cfg = dit_config_from_wan(wan_config_json(config_dir), shapes, audio_shapes, **extras)
+    if cfg.audio_adapter != "infinitetalk":
+        raise CheckpointError("not an InfiniteTalk / MultiTalk audio file (no audio_proj keys)", audio_file)
+    specs = [] if lora is None else list(lora)
+    model, _ = load_dit_streaming([*files, audio_file], cfg, dtype=dtype, device=device, lora=specs)
+    return model.eval()
+
+
+__all__ = ["infinitetalk_forward", "load_infinitetalk", "TEXT_LEN"]
