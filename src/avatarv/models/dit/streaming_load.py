@@ -112,39 +112,33 @@ def _init_avatarv_only(model: nn.Module, names: list[str], device, dtype) -> Non
     model.reset_parameters()
 
 
-@torch.no_grad()
-def load_dit_streaming(
-    files: Sequence[str | Path],
-    cfg: DiTConfig,
-    dtype: torch.dtype = torch.bfloat16,
-    device: str | torch.device = "cpu",
-    lora: Sequence[LoraSpec] = (),
-    layout: str = "auto",
-    skip_image_branch: bool = False,
-    on_file: Callable[[Path, int, int], None] | None = None,
-) -> tuple[nn.Module, StreamLoadReport]:
-    """Build ``VideoRefDiT(cfg)`` in ``dtype`` on ``device`` from safetensors ``files`` (Wan shards in either layout
-    plus, for InfiniteTalk, its audio file; ``wan_weights.wan_checkpoint_files`` lists a folder's), merging ``lora``.
+@dataclass
+class LoadPlan:
+    """Which file fills which of our parameters, worked out from the headers alone (:func:`plan_dit_load`)."""
 
-    ``skip_image_branch``: a DiT without the CLIP branch (``image_dim`` 0) may skip an I2V checkpoint's branch keys.
-    ``on_file(path, i, n)`` is called before each file is read. Raises :class:`CheckpointError` (from the headers,
-    before any tensor is read) on unknown, duplicated, missing or misshaped keys."""
-    if dtype not in RUN_DTYPES:
-        raise CheckpointError(f"run dtype must be one of {', '.join(map(str, RUN_DTYPES))}, got {dtype}")
+    model: nn.Module  # on the meta device
+    files: list[Path]
+    headers: dict[Path, dict[str, tuple[str, tuple[int, ...]]]]
+    keys: dict[Path, dict[str, str]]  # file → {stored key: our key}
+    report: StreamLoadReport
+
+
+def plan_dit_load(files: Sequence[str | Path], cfg: DiTConfig, layout: str = "auto",
+                  skip_image_branch: bool = False) -> LoadPlan:
+    """Map every key of ``files`` onto ``VideoRefDiT(cfg)`` (built on meta) from the safetensors headers; raise
+    :class:`CheckpointError` on unknown, duplicated, missing or misshaped keys, naming key and file. No tensor is
+    read: ``avatarv weights check`` runs this on the 14B checkpoint in a fraction of a second."""
     files = [Path(f) for f in files]
     if not files:
         raise CheckpointError("no checkpoint files to load")
-    device = torch.device(device)
     headers = {f: read_safetensors_header(f) for f in files}
     if layout == "auto":
         layout = detect_layout(strip_prefix(k) for h in headers.values() for k in h)
     mapper = KeyMapper(layout, skip_image_branch and not cfg.image_dim)
     report = StreamLoadReport(layout=layout, files=[str(f) for f in files])
-
-    # --- the plan, from headers alone: which file fills which parameter -------------------------------------
     model = build_meta_dit(cfg)
     own = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
-    plan: dict[Path, dict[str, str]] = {f: {} for f in files}  # file → {stored key: our key}
+    keys: dict[Path, dict[str, str]] = {f: {} for f in files}
     source: dict[str, Path] = {}
     problems: list[str] = []
     for f, header in headers.items():
@@ -161,7 +155,7 @@ def load_dit_streaming(
                 problems.append(f"{raw} in {f}: checkpoint {tuple(shape)} vs model {own[ours]}")
             else:
                 source[ours] = f
-                plan[f][raw] = ours
+                keys[f][raw] = ours
     ours_only = [re.compile(p) for p in AVATARV_ONLY]
     for k in own:
         if k in source:
@@ -174,20 +168,45 @@ def load_dit_streaming(
     if problems:
         raise CheckpointError(f"Wan {layout} checkpoint does not match the DiT config ({len(problems)} problems): "
                               + "; ".join(problems[:8]) + ("; …" if len(problems) > 8 else ""))
-    lora = list(lora)
-    deltas = index_loras(lora, {k: own[k] for k in source})
+    return LoadPlan(model, files, headers, keys, report)
 
-    # --- stream ----------------------------------------------------------------------------------------------
+
+@torch.no_grad()
+def load_dit_streaming(
+    files: Sequence[str | Path],
+    cfg: DiTConfig,
+    dtype: torch.dtype = torch.bfloat16,
+    device: str | torch.device = "cpu",
+    lora: Sequence[LoraSpec] = (),
+    layout: str = "auto",
+    skip_image_branch: bool = False,
+    on_file: Callable[[Path, int, int], None] | None = None,
+) -> tuple[nn.Module, StreamLoadReport]:
+    """Build ``VideoRefDiT(cfg)`` in ``dtype`` on ``device`` from safetensors ``files`` (Wan shards in either layout
+    plus, for InfiniteTalk, its audio file; ``wan_weights.wan_checkpoint_files`` lists a folder's), merging ``lora``.
+
+    ``skip_image_branch``: a DiT without the CLIP branch (``image_dim`` 0) may skip an I2V checkpoint's branch keys.
+    ``on_file(path, i, n)`` is called before each file is read. Raises :class:`CheckpointError` (from the headers,
+    before any tensor is read: :func:`plan_dit_load`) on unknown, duplicated, missing or misshaped keys."""
+    if dtype not in RUN_DTYPES:
+        raise CheckpointError(f"run dtype must be one of {', '.join(map(str, RUN_DTYPES))}, got {dtype}")
+    device = torch.device(device)
+    plan = plan_dit_load(files, cfg, layout, skip_image_branch)
+    model, report = plan.model, plan.report
+    lora = list(lora)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
+    deltas = index_loras(lora, {k: shapes[k] for k in report.loaded})
+
     from safetensors import safe_open
 
     _init_avatarv_only(model, report.avatarv_only, device, dtype)
     with LoraFiles(s.path for s in lora) as lora_files:
-        for i, f in enumerate(files):
+        for i, f in enumerate(plan.files):
             if on_file is not None:
-                on_file(f, i, len(files))
+                on_file(f, i, len(plan.files))
             with safe_open(str(f), framework="pt") as handle:
-                for raw, ours in plan[f].items():
-                    dt = headers[f][raw][0]
+                for raw, ours in plan.keys[f].items():
+                    dt = plan.headers[f][raw][0]
                     report.source_dtypes[dt] = report.source_dtypes.get(dt, 0) + 1
                     tensor = handle.get_tensor(raw)
                     if ours in deltas:
