@@ -245,7 +245,7 @@ def test_umt5_from_wan_pth_matches_wan_t5_encoder(wan_t5):
     with torch.no_grad():
         ref = wan(tokens.input_ids, tokens.attention_mask)  # [B, 24, 16]
     assert [o.shape for o in out] == [(7, 16), (4, 16), (22, 16)]  # true length incl. </s>
-    for o, r, n in zip(out, ref, tokens.attention_mask.sum(1).tolist()):
+    for o, r, n in zip(out, ref, tokens.attention_mask.sum(1).tolist(), strict=True):
         torch.testing.assert_close(o, r[:n], atol=1e-5, rtol=1e-5)
 
 
@@ -257,7 +257,7 @@ def test_umt5_diffusers_layout_equals_wan_layout(wan_t5, tmp_path):
     from_pth.model.save_pretrained(tmp_path / "text_encoder")  # diffusers pipeline layout
     _tiny_tokenizer().save_pretrained(tmp_path / "tokenizer")
     from_dir = load_umt5_encoder(tmp_path, text_len=24)
-    for a, b in zip(from_pth.encode(PROMPTS), from_dir.encode(PROMPTS)):
+    for a, b in zip(from_pth.encode(PROMPTS), from_dir.encode(PROMPTS), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -391,6 +391,9 @@ def test_clip_diffusers_layout_equals_wan_layout(wan_clip, tmp_path):
     from_dir = load_clip_vision(tmp_path)
     images = torch.rand(2, 3, 30, 50) * 2 - 1
     torch.testing.assert_close(from_dir.encode(images), enc.encode(images), rtol=0, atol=0)
+    assert from_dir.skipped == ["visual_projection.weight"]
+    video = torch.stack([images, -images], dim=2)  # [B, 3, T=2, H, W] as Wan's cond_image
+    torch.testing.assert_close(enc.encode(video)[1::2], enc.encode(-images), rtol=1e-5, atol=1e-5)  # batch of 4 vs 2
 
 
 def test_clip_missing_key_is_named(wan_clip, tmp_path):
@@ -443,7 +446,7 @@ def _wan_vae_names(dim=8, z_dim=4, dim_mult=(1, 2, 4, 4), num_res_blocks=2, temp
     enc, dec, vae = nn.Module(), nn.Module(), nn.Module()
     dims = [dim * u for u in [1, *dim_mult]]
     enc.conv1, blocks = conv3(3, dims[0], 3), []
-    for i, (i_dim, o_dim) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (i_dim, o_dim) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         for _ in range(num_res_blocks):
             blocks.append(res(i_dim, o_dim))
             i_dim = o_dim
@@ -456,7 +459,7 @@ def _wan_vae_names(dim=8, z_dim=4, dim_mult=(1, 2, 4, 4), num_res_blocks=2, temp
     dec.conv1 = conv3(z_dim, dims[0], 3)
     dec.middle = nn.Sequential(res(dims[0], dims[0]), attn(dims[0]), res(dims[0], dims[0]))
     blocks = []
-    for i, (i_dim, o_dim) in enumerate(zip(dims[:-1], dims[1:])):
+    for i, (i_dim, o_dim) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
         if i in (1, 2, 3):
             i_dim //= 2
         for _ in range(num_res_blocks + 1):
@@ -493,7 +496,12 @@ def test_vae_key_table_matches_wan_module_tree():
 
 
 def test_vae_pth_roundtrip_is_bitwise(tmp_path):
-    from avatarv.models.vae.wan_vae_pth import VAE_PTH_NAME, build_wan_vae, video_vae_from_wan_pth, wan_vae_key_table
+    from avatarv.models.vae.wan_vae_pth import (
+        VAE_PTH_NAME,
+        build_wan_vae,
+        video_vae_from_wan_pth,
+        wan_vae_key_table,
+    )
 
     vae = _tiny_diffusers_vae()
     inverse = {v: k for k, v in wan_vae_key_table().items()}

@@ -66,7 +66,7 @@ def split_fused_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if ".qkv_proj." in key:
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0), strict=True):
                 out[key.replace("qkv_proj", name)] = part.contiguous()
         elif key == "embeddings.class_embedding":
             out[key] = value.reshape(-1)
@@ -116,7 +116,11 @@ class ClipVisionEncoder:
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` in [-1, 1] → ``[B, 1 + (S/p)², D]`` (Wan2.1: ``[B, 257, 1280]``)."""
+        """``[B, 3, H, W]`` in [-1, 1] → ``[B, 1 + (S/p)², D]`` (Wan2.1: ``[B, 257, 1280]``). Videos
+        ``[B, 3, T, H, W]`` give their B·T frames in batch-major order, as ``CLIPModel.visual`` (Wan passes the
+        conditioning frame as ``cond_image[:, :, -1:]``)."""
+        if images.ndim == 5:
+            images = images.transpose(1, 2).flatten(0, 1)  # [B, 3, T, H, W] → [B·T, 3, H, W]
         param = next(self.model.parameters())
         pixels = self.preprocess(images.to(param.device)).to(param.dtype)
         out = self.model(pixel_values=pixels, output_hidden_states=True)

@@ -98,7 +98,7 @@ class UMT5Encoder:
         ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)  # [B, text_len] each
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # [B, text_len, d_model]
         lengths = mask.gt(0).sum(dim=1).tolist()
-        return [h[:n] for h, n in zip(hidden, lengths)]
+        return [h[:n] for h, n in zip(hidden, lengths, strict=True)]
 
 
 def _load_tokenizer(path: Path):
@@ -137,10 +137,11 @@ def _from_wan_pth(file: Path, tokenizer_path: Path | None, dtype: torch.dtype):
     config = umt5_config_from_wan(state)
     table = wan_t5_key_table(config.num_layers)
     renamed, _ = rename_with_table(state, table, file, "Wan T5 encoder")
-    model = UMT5EncoderModel(config)
+    with torch.device("meta"):  # 5.7 B parameters for umt5-xxl: no random init, the file's tensors are taken
+        model = UMT5EncoderModel(config)
     if "shared.weight" in renamed:  # tied input embedding, listed under both names
         renamed["encoder.embed_tokens.weight"] = renamed["shared.weight"]
-    load_exactly(model, renamed, table, file, "Wan T5 encoder")
+    load_exactly(model, renamed, table, file, "Wan T5 encoder", assign=True)
     return model.to(dtype), _load_tokenizer(tokenizer_path or file.parent / T5_TOKENIZER_DIR)
 
 

@@ -45,8 +45,11 @@ def read_wan_pth(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError("no such checkpoint file", path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # pickle / zip errors of a corrupt or foreign file
-        raise CheckpointError(f"cannot read the checkpoint: {err}", path) from None
+    except Exception:  # a legacy (pre-zip) file cannot be memory-mapped; try once without
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle / zip errors of a corrupt or foreign file
+            raise CheckpointError(f"cannot read the checkpoint: {err}", path) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError("not a state dict of tensors", path)
     return state
@@ -72,9 +75,10 @@ def rename_with_table(state: dict[str, torch.Tensor], table: dict[str, str], pat
 
 
 def load_exactly(model: nn.Module, renamed: dict[str, torch.Tensor], table: dict[str, str], path: str | Path,
-                 what: str) -> None:
+                 what: str, assign: bool = False) -> None:
     """Load ``renamed`` into ``model``: every parameter filled, with its shape; else an error naming the source
-    key (the inverse of ``table``) and the file. Tied parameters the model lists twice are filled from one."""
+    key (the inverse of ``table``) and the file. ``assign``: take the tensors themselves (a model built on the
+    meta device: no random initialisation of billions of parameters, no second copy)."""
     own = model.state_dict()
     source = {v: k for k, v in table.items()}
     missing = [source.get(k, k) for k in own if k not in renamed]
@@ -85,7 +89,7 @@ def load_exactly(model: nn.Module, renamed: dict[str, torch.Tensor], table: dict
                 (("missing", missing), ("unexpected", unexpected), ("misshaped", shapes)) if keys]
     if problems:
         raise CheckpointError(f"{what} checkpoint does not match the model: " + "; ".join(problems), path)
-    model.load_state_dict(renamed, strict=True)
+    model.load_state_dict(renamed, strict=True, assign=assign)
 
 
 # ---------------------------------------------------------------- the VAE table
