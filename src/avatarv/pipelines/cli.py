@@ -111,8 +111,9 @@ def generate(
     preset: str = typer.Option(None, "--preset", help="Untrained RANDOM weights of this preset instead of a "
                                "checkpoint (tests and smoke runs: the video shows noise)."),
     seconds: float = typer.Option(None, "--seconds", help="Duration (default: the speech's)."),
-    steps: int = typer.Option(24, "--steps", min=1),
-    sampler: str = typer.Option("overshoot", "--sampler", help="overshoot | euler"),
+    steps: int = typer.Option(None, "--steps", min=1, help="Denoising steps (default 24; InfiniteTalk mode 40)."),
+    sampler: str = typer.Option(None, "--sampler", help="overshoot | euler (default overshoot; InfiniteTalk mode "
+                                "euler, as InfiniteTalk)."),
     seed: int = typer.Option(0, "--seed"),
     scene: Path = typer.Option(None, "--scene", help="Scene image for the first frame (bypasses the image engine)."),
     scene_engine: bool = typer.Option(False, "--scene-engine", help="Generate the scene image from diverse "
@@ -131,11 +132,46 @@ def generate(
                                  "audio=3 alone costs three, scales that differ everywhere four)."),
     dtype: str = typer.Option(None, "--dtype", help="Compute precision: auto (bf16 where the hardware computes "
                               "it natively, fp32 elsewhere; AVATARV_DTYPE overrides auto) | bf16 | fp32."),
+    weights: Path = typer.Option(None, "--weights", help="InfiniteTalk mode: a folder of real weights (Wan2.1-I2V "
+                                 "+ InfiniteTalk + encoders; layout in the README; `avatarv weights check DIR`)."),
+    wan: Path = typer.Option(None, "--wan", help="InfiniteTalk mode: the Wan2.1-I2V DiT (overrides --weights')."),
+    audio_adapter: Path = typer.Option(None, "--audio-adapter", help="InfiniteTalk / MultiTalk audio file."),
+    wav2vec: Path = typer.Option(None, "--wav2vec", help="chinese-wav2vec2-base folder."),
+    t5: Path = typer.Option(None, "--t5", help="UMT5-XXL encoder (diffusers folder or Wan's .pth)."),
+    clip: Path = typer.Option(None, "--clip", help="CLIP ViT-H/14 vision (diffusers image_encoder/ or Wan's .pth)."),
+    vae: Path = typer.Option(None, "--vae", help="Wan2.1 VAE (diffusers vae/ or Wan2.1_VAE.pth)."),
+    lora: list[str] = typer.Option(None, "--lora", help="LoRA FILE[:SCALE] merged at load (repeatable)."),
+    audio2: Path = typer.Option(None, "--audio2", help="InfiniteTalk mode: the second speaker's speech."),
+    size: str = typer.Option("infinitetalk-480", "--size", help="infinitetalk-480 | infinitetalk-720 buckets."),
+    resolution: str = typer.Option(None, "--resolution", help="HxW instead of the aspect bucket (multiples of 16)."),
+    frame_num: int = typer.Option(81, "--frame-num", help="InfiniteTalk mode: frames per chunk (4n+1)."),
+    motion_frames: int = typer.Option(9, "--motion-frames", help="InfiniteTalk mode: frames carried over (4n+1)."),
+    text_scale: float = typer.Option(5.0, "--text-scale", help="InfiniteTalk mode: text guidance (1: two passes)."),
+    audio_scale: float = typer.Option(4.0, "--audio-scale", help="InfiniteTalk mode: audio guidance."),
+    video_ref: bool = typer.Option(False, "--video-ref/--no-video-ref", help="InfiniteTalk mode: also attend to "
+                                   "the whole reference video (avatarv's sparse reference attention)."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     from avatarv.pipelines.generate import GenerationOptions
+    from avatarv.pipelines.infinitetalk_cli import WeightsArgs
 
-    opts = GenerationOptions(seconds=seconds, steps=steps, sampler=sampler, seed=seed,
+    parts = WeightsArgs(weights, wan, audio_adapter, wav2vec, t5, clip, vae, list(lora or []))
+    if parts.given():
+        from avatarv.media import read_audio
+        from avatarv.pipelines.infinitetalk import InfiniteTalkOptions
+        from avatarv.pipelines.infinitetalk_cli import parse_resolution, run_infinitetalk
+
+        if checkpoint is not None or preset is not None:
+            raise InputError("--weights / --wan … (InfiniteTalk) and --checkpoint / --preset are exclusive")
+        speeches = [_speech_from_args(audio, text, voice)] + ([read_audio(audio2)] if audio2 is not None else [])
+        it = InfiniteTalkOptions(size=size, resolution=parse_resolution(resolution), frame_num=frame_num,
+                                 motion_frames=motion_frames, steps=steps or 40, seed=seed,
+                                 prompt=prompt or "", seconds=seconds, text_scale=text_scale, audio_scale=audio_scale,
+                                 sampler=sampler or "euler", video_ref=video_ref)
+        typer.echo(json.dumps(run_infinitetalk(ref, out, speeches, parts, it, None if dtype is None else _dtype(dtype))))
+        return
+
+    opts = GenerationOptions(seconds=seconds, steps=steps or 24, sampler=sampler or "overshoot", seed=seed,
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
                              preview_path=None if preview is None else str(preview), refine=refine,
                              prompt=prompt or "", scene_prompt=scene_prompt,

@@ -216,7 +216,7 @@ class InfiniteTalkPipeline:
                                         null_text=null_text, image=self.clip_tokens(cond_image), ref=refs,
                                         ref_cache=caches, speaker_masks=masks)
                 latents = self._sample(conditions, motion_latents, opts, sampling, generator, lat_hw,
-                                       None if progress is None else (lambda i, c=chunk: progress(c, i)))
+                                       None if progress is None else (lambda i, x, c=chunk: progress(c, i)))
                 video = self.vae.decode(latents).astype(np.float32) / 255.0  # [frame_num, H, W, 3]
                 video = match_colors(video, first_ref.numpy() / 255.0, opts.color_correction)
                 if opts.anchor and chunk == 0 and opts.anchor_latents:

@@ -1,0 +1,113 @@
+"""The InfiniteTalk mode end to end on a tiny random weights folder in the published layouts: one and two
+speakers to an mp4 with sound, the DiT passes InfiniteTalk's loop makes, and the command line with each part
+missing (one line, non-zero exit, no output file)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from avatarv.media import read_video
+from avatarv.media.read import Video
+from avatarv.pipelines.infinitetalk import InfiniteTalkOptions, InfiniteTalkPipeline
+from tests.infinitetalk_weights import PARTS, write_weights
+
+OPTS = dict(resolution=(32, 48), frame_num=9, motion_frames=5, steps=1)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_weights(tmp_path_factory.mktemp("infinitetalk-weights"))
+
+
+def _speech(seconds: float, hz: float) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * hz * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def _reference(frames: int = 12) -> Video:
+    rng = np.random.default_rng(0)
+    return Video(frames=rng.integers(0, 255, (frames, 40, 60, 3), dtype=np.uint8), fps=25.0, audio=None)
+
+
+def _pipeline(weights) -> InfiniteTalkPipeline:
+    return InfiniteTalkPipeline.from_paths(weights / "wan", weights / "audio" / "infinitetalk.safetensors",
+                                           weights / "wav2vec", weights / "t5", weights / "clip", weights / "vae")
+
+
+def test_one_and_two_speakers_to_mp4_with_sound(weights, tmp_path):
+    pipe = _pipeline(weights)
+    calls = []
+    hook = pipe.dit.register_forward_hook(lambda m, a, kw, out: calls.append(kw.get("audio")), with_kwargs=True)
+    out1 = tmp_path / "one.mp4"
+    summary = pipe.generate(_reference(), [_speech(0.6, 200)], out1, InfiniteTalkOptions(**OPTS))
+    # 15 frames: chunk 0 gives 9, chunks 1 and 2 four new frames each (9 − 5 motion frames) → 3 chunks,
+    # each step 3 passes (cond, drop text, uncond); the unconditional-audio passes get audio None
+    assert summary["frames"] == 15 and summary["chunks"] == 3 and summary["passes_per_step"] == 3
+    assert len(calls) == 3 * 3 and sum(a is None for a in calls) == 3
+    video = read_video(out1)
+    assert video.frames.shape[1:3] == (32, 48) and abs(len(video.frames) - 15) <= 1
+    assert video.audio is not None and np.abs(video.audio).max() > 0.05
+
+    calls.clear()
+    out2 = tmp_path / "two.mp4"
+    summary = pipe.generate(_reference(), [_speech(0.6, 200), _speech(0.5, 330)], out2,
+                            InfiniteTalkOptions(**OPTS, text_scale=1.0))
+    hook.remove()
+    assert summary["speakers"] == 2 and summary["passes_per_step"] == 2  # text scale 1: cond, drop audio
+    assert all(a is None or a.shape[1] == 2 for a in calls)
+    two = read_video(out2).frames.astype(float)
+    assert np.abs(two[:15] - video.frames[:15].astype(float)).mean() > 0.5  # the second speaker changes it
+
+
+def test_same_seed_same_frames(weights, tmp_path):
+    pipe = _pipeline(weights)
+    runs = []
+    for name in ("a.mp4", "b.mp4"):
+        pipe.generate(_reference(), [_speech(0.36, 200)], tmp_path / name,
+                      InfiniteTalkOptions(**OPTS, video_ref=True, anchor=True))
+        runs.append(read_video(tmp_path / name).frames)
+    assert np.array_equal(runs[0], runs[1])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "avatarv.cli", "generate", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_weights_folder(weights, tmp_path):
+    from avatarv.media.write import write_mp4
+
+    ref = tmp_path / "ref.mp4"
+    speech = tmp_path / "speech.wav"
+    write_mp4(ref, _reference(12).frames, 25)
+    import soundfile as sf
+
+    sf.write(speech, _speech(0.4, 220), 16000)
+    out = tmp_path / "out.mp4"
+    common = ["--ref", str(ref), "--audio", str(speech), "--resolution", "32x48", "--frame-num", "9",
+              "--motion-frames", "5", "--steps", "1"]
+    done = _cli("--weights", str(weights), "--out", str(out), *common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert read_video(out).audio is not None
+
+    for part in ("clip", "audio"):  # each missing part: one line naming it, exit 2, nothing written
+        broken = tmp_path / f"no-{part}"
+        shutil.copytree(weights, broken)
+        if part == "audio":
+            shutil.rmtree(broken / "audio")
+        else:
+            shutil.rmtree(broken / part)
+        bad_out = tmp_path / f"no-{part}.mp4"
+        done = _cli("--weights", str(broken), "--out", str(bad_out), *common)
+        assert done.returncode == 2, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert part in last.lower() and "Traceback" not in done.stderr
+        assert not bad_out.exists() and not list(tmp_path.glob(f"no-{part}*.mp4"))
+    assert set(PARTS) >= {"clip", "audio"}
+    torch.manual_seed(0)
