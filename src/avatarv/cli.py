@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "eval": "avatarv.eval.cli:app",
     "voice": "avatarv.voice.cli:app",
     "curate": "avatarv.data.curation.cli:app",
+    "weights": "avatarv.weights.cli:app",
 }
 
 
