@@ -166,6 +166,8 @@ def test_config_from_wan_json_and_audio_headers(tmp_path):
     audio_shapes = {k: s for k, (_, s) in read_safetensors_header(audio).items()}
     got = dit_config_from_wan(wan_json, read_safetensors_shapes(wan), audio_shapes, audio_dim=16)
     assert got == cfg
+    prefixed = {"model.diffusion_model." + k: v for k, v in read_safetensors_shapes(wan).items()}  # raw headers
+    assert dit_config_from_wan(wan_json, prefixed, audio_shapes, audio_dim=16) == cfg
     with pytest.raises(CheckpointError, match="do not factor"):  # 2·16 wav2vec channels are not 768-wide layers
         dit_config_from_wan(wan_json, read_safetensors_shapes(wan), audio_shapes)
 

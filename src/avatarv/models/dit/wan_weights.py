@@ -400,6 +400,7 @@ def dit_config_from_wan(config: dict, shapes: dict[str, tuple[int, ...]] | None 
     when given, else WanModel's defaults. ``image_dim`` > 0 builds the I2V image branch. ``audio_shapes`` (the
     headers of an InfiniteTalk / MultiTalk audio file; Wan's config.json says nothing of audio) add the
     InfiniteTalk adapter (:func:`infinitetalk_adapter_config`). ``extras`` override everything."""
+    shapes = None if shapes is None else {_strip(k): v for k, v in shapes.items()}  # headers may keep prefixes
     if "num_attention_heads" in config:  # diffusers
         layout, heads = "diffusers", config["num_attention_heads"]
         base = dict(
