@@ -374,8 +374,8 @@ def check_weights(root: str | Path | None, overrides: Mapping[str, str | Path] |
                                  _wav2vec_width(by["wav2vec"]))
         except CheckpointError as err:
             msg = str(err)
-            blame_audio = by["audio"].ok and any(s in msg for s in (str(by["audio"].path), "audio_proj", "norm_x",
-                                                                     "audio_cross_attn"))
+            audio_words = (str(by["audio"].path), "audio adapter", "audio_proj", "norm_x", "audio_cross_attn")
+            blame_audio = by["audio"].ok and any(w in msg for w in audio_words)
             (by["audio"] if blame_audio else by["wan"]).problem = msg
     if layout == "avatarv" or layout == "infinitetalk":
         for spec in _loras(root):
