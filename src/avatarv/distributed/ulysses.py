@@ -19,6 +19,10 @@ self-attention's ``attn_fn``:
   an all-valid window of silence (mask padded with True: no empty softmax rows);
 - ``tokens_out`` (forward pre-hook): the head's output → all ranks' frames (autograd-aware all-gather),
   cut to the true frame count given by the full layout it is called with;
+- InfiniteTalk's adapter: ``speaker_audio`` (forward hook): the per-frame audio tokens → this rank's frames;
+  ``blocks.*.speaker_map`` (pre-hook): latent frame 0's keys, which only rank 0 holds, broadcast to every rank
+  (L-RoPE reads every token's attention to frame 0); ``blocks.*.speaker_positions`` (pre-hook): the attention
+  maps' min / max over every rank's real tokens (all-reduce), so each rank scales its tokens as one process;
 - ``blocks.*.self_attn.attn_fn`` → :class:`UlyssesAttention` (the all-to-alls).
 
 Followed: diffusers' context-parallel plans (``src/diffusers/hooks/context_parallel.py``: a ``_cp_plan`` of
@@ -176,6 +180,51 @@ class GatherTokens:
         return bound.args, bound.kwargs
 
 
+@dataclass
+class ShardSpeakerAudio:
+    """Forward hook on ``speaker_audio``: ``SpeakerAudio.tokens`` ``[B, F, S·K, C']`` → this rank's frames
+    (padding frames: zero tokens, whose outputs are cut off)."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, output):
+        tokens = output.tokens
+        return output._replace(tokens=self.sp.shard(tokens, tokens.shape[1]))
+
+
+@dataclass
+class BroadcastFirstFrame:
+    """Forward pre-hook on ``speaker_map``: ``k_first`` (latent frame 0's keys) from the group's rank 0."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, kwargs):
+        bound = _bind(module, args, kwargs)
+        k_first = bound.arguments["k_first"].contiguous()
+        src = 0 if self.sp.group is None else dist.get_global_rank(self.sp.group, 0)
+        dist.broadcast(k_first, src=src, group=self.sp.group)
+        bound.arguments["k_first"] = k_first
+        return bound.args, bound.kwargs
+
+
+@dataclass
+class GlobalMapBounds:
+    """Forward pre-hook on ``speaker_positions``: ``bounds`` = the maps' min / max over every rank's real tokens."""
+
+    sp: UlyssesParallel
+
+    def __call__(self, module, args, kwargs):
+        from avatarv.models.dit.infinitetalk_audio import map_bounds
+
+        bound = _bind(module, args, kwargs)
+        lo, hi = map_bounds(bound.arguments["attn_map"], bound.arguments["valid"])
+        lo, hi = lo.contiguous(), hi.contiguous()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=self.sp.group)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=self.sp.group)
+        bound.arguments["bounds"] = (lo, hi)
+        return bound.args, bound.kwargs
+
+
 @dataclass(frozen=True)
 class Hook:
     """One entry of a plan: a hook class and where it runs (``pre``: before forward, on its arguments;
@@ -190,6 +239,9 @@ ULYSSES_PLAN: dict[str, Hook] = {
     "tokens_in": Hook(ShardTokens, "pre"),
     "audio_context": Hook(ShardWindows, "post"),
     "tokens_out": Hook(GatherTokens, "pre"),
+    "speaker_audio": Hook(ShardSpeakerAudio, "post"),
+    "blocks.*.speaker_map": Hook(BroadcastFirstFrame, "pre"),
+    "blocks.*.speaker_positions": Hook(GlobalMapBounds, "pre"),
 }
 
 
@@ -201,11 +253,17 @@ class UlyssesHandles:
     hooks: list = field(default_factory=list)
 
 
-def _submodule(model, name: str):
+def _submodules(model, name: str) -> list:
+    """The submodules a plan entry names (``*`` matches one name part, e.g. ``blocks.*.speaker_map``); none for
+    an optional stage the model was built without (e.g. no audio)."""
+    if "*" in name:
+        import fnmatch
+
+        return [m for n, m in model.named_modules() if fnmatch.fnmatchcase(n, name) and n.count(".") == name.count(".")]
     try:
-        return model.get_submodule(name)
+        return [model.get_submodule(name)]
     except AttributeError:
-        return None  # an optional stage the model was built without (e.g. no audio)
+        return []
 
 
 def apply_ulysses(model, group: dist.ProcessGroup | None = None, plan: dict[str, Hook] | None = None):
@@ -221,15 +279,13 @@ def apply_ulysses(model, group: dist.ProcessGroup | None = None, plan: dict[str,
         raise RuntimeError("apply_ulysses was applied to this model already")
     handles = UlyssesHandles(sp)
     for name, hook in (ULYSSES_PLAN if plan is None else plan).items():
-        module = _submodule(model, name)
-        if module is None:
-            continue
-        if hook.when == "pre":
-            handles.hooks.append(module.register_forward_pre_hook(hook.make(sp), with_kwargs=True))
-        elif hook.when == "post":
-            handles.hooks.append(module.register_forward_hook(hook.make(sp)))
-        else:
-            raise ValueError(f"hook time {hook.when!r} is neither 'pre' nor 'post'")
+        for module in _submodules(model, name):
+            if hook.when == "pre":
+                handles.hooks.append(module.register_forward_pre_hook(hook.make(sp), with_kwargs=True))
+            elif hook.when == "post":
+                handles.hooks.append(module.register_forward_hook(hook.make(sp)))
+            else:
+                raise ValueError(f"hook time {hook.when!r} is neither 'pre' nor 'post'")
     for block in model.blocks:
         block.self_attn.attn_fn = UlyssesAttention(block.self_attn.attn_fn, sp)
     model._ulysses = handles

@@ -17,8 +17,8 @@ from avatarv.models.dit.cross_attention import AudioCrossAttention, CrossAttenti
 from avatarv.models.dit.infinitetalk_audio import (
     InfiniteTalkAudioAttention,
     SpeakerAudio,
-    reference_attention_map,
-    speaker_positions,
+    SpeakerMap,
+    SpeakerPositions,
 )
 from avatarv.models.dit.layers import FeedForward, FP32LayerNorm, modulate
 from avatarv.models.dit.layout import GenLayout
@@ -41,7 +41,8 @@ class VideoRefBlock(nn.Module):
             self.norm_x = FP32LayerNorm(d, eps=cfg.eps, elementwise_affine=True)
             self.audio_cross_attn = InfiniteTalkAudioAttention(
                 d, cfg.num_heads, cfg.audio_token_dim, cfg.lrope_interval, cfg.lrope_range)
-        self.lrope = (cfg.lrope_interval, cfg.lrope_range)
+            self.speaker_map = SpeakerMap()  # L-RoPE (two speakers); parameter-free stages
+            self.speaker_positions = SpeakerPositions(cfg.lrope_interval, cfg.lrope_range)
         self.ffn = FeedForward(d, cfg.ffn_dim)
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
@@ -97,8 +98,11 @@ class VideoRefBlock(nn.Module):
         if lrope:
             attn, (q, k) = attn
             with torch.no_grad():  # the reference-frame attention map decides the L-RoPE positions
-                amap = reference_attention_map(q, k[:, :, : layout.video_per_frame], audio.masks)
-                positions = speaker_positions(amap, *self.lrope)
+                amap = self.speaker_map(q, k[:, :, : layout.video_per_frame], audio.masks)
+                valid = None
+                if gen_key_mask is not None:  # video tokens only, as the map (no motion tokens in the adapter)
+                    valid = gen_key_mask.expand(x.shape[0], -1)
+                positions = self.speaker_positions(amap, valid)
         x = (x.float() + attn * gate).type_as(x)
         if text is not None or image is not None:
             x = x + self.cross_attn(self.cross_attn_norm(x).type_as(x), text, image=image)

@@ -116,15 +116,28 @@ def reference_attention_map(q: torch.Tensor, k_first: torch.Tensor, masks: torch
     return out / 2
 
 
-def speaker_positions(attn_map: torch.Tensor, interval: int, full: int) -> torch.Tensor:
+def map_bounds(attn_map: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class min and max of ``attn_map`` ``[B, C, N]`` over the tokens (``valid`` ``[B, N]``: only those) →
+    two ``[B, C]``."""
+    if valid is None:
+        return attn_map.amin(-1), attn_map.amax(-1)
+    keep = valid[:, None].expand_as(attn_map)
+    inf = torch.finfo(attn_map.dtype).max
+    return attn_map.masked_fill(~keep, inf).amin(-1), attn_map.masked_fill(~keep, -inf).amax(-1)
+
+
+def speaker_positions(attn_map: torch.Tensor, interval: int, full: int,
+                      bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """L-RoPE positions of the visual tokens ``[B, N]`` from ``attn_map`` ``[B, 3, N]`` (speaker 1, speaker 2,
-    background): each speaker's map min-max scaled into its range; a token takes the range of its argmax class."""
+    background): each speaker's map min-max scaled into its range; a token takes the range of its argmax class.
+    ``bounds``: the maps' (min, max) ``[B, 3]`` each, when they are taken over more tokens than these."""
     eps = 1e-8
     ranges = ((0.0, float(interval)), (float(full - interval), float(full)))
+    lows, highs = bounds if bounds is not None else map_bounds(attn_map)
     scaled = []
     for c, (lo, hi) in enumerate(ranges):
         m = attn_map[:, c]
-        mn, mx = m.amin(-1, keepdim=True), m.amax(-1, keepdim=True)
+        mn, mx = lows[:, c:c + 1], highs[:, c:c + 1]
         scaled.append((m - mn) / (mx - mn + eps) * (hi - lo) + lo)
     scaled.append(torch.full_like(scaled[0], float(full // 2)))
     table = torch.stack(scaled, dim=1)  # [B, 3, N]
@@ -143,6 +156,36 @@ def rope_1d(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) ->
     cos, sin = angle.cos(), angle.sin()
     x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
     return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).type_as(x)
+
+
+class SpeakerAudioStage(nn.Module):
+    """Where the adapter's audio tokens enter the blocks: (tokens ``[B, F, S·K, C']``, speakers, masks) →
+    :class:`SpeakerAudio`. Parameter-free; a module boundary for hooks (e.g. keep a device's frames)."""
+
+    def forward(self, tokens: torch.Tensor, speakers: int, masks: torch.Tensor | None) -> SpeakerAudio:
+        return SpeakerAudio(tokens, speakers, masks)
+
+
+class SpeakerMap(nn.Module):
+    """:func:`reference_attention_map` as a parameter-free stage (hooks may supply frame 0's keys)."""
+
+    def forward(self, q: torch.Tensor, k_first: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return reference_attention_map(q, k_first, masks)
+
+
+class SpeakerPositions(nn.Module):
+    """:func:`speaker_positions` as a parameter-free stage. ``valid`` ``[B, N]`` marks real tokens (padding is left
+    out of the min / max); ``bounds`` (hooks) the min / max over more tokens than these."""
+
+    def __init__(self, interval: int, full: int):
+        super().__init__()
+        self.interval, self.full = interval, full
+
+    def forward(self, attn_map: torch.Tensor, valid: torch.Tensor | None = None,
+                bounds: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        if bounds is None:
+            bounds = map_bounds(attn_map, valid)
+        return speaker_positions(attn_map, self.interval, self.full, bounds)
 
 
 class InfiniteTalkAudioAttention(nn.Module):

@@ -25,7 +25,12 @@ from avatarv.models.dit.block import VideoRefBlock
 from avatarv.models.dit.cache import RefKVCache
 from avatarv.models.dit.cross_attention import audio_windows
 from avatarv.models.dit.image_embedding import ImageEmbedding
-from avatarv.models.dit.infinitetalk_audio import InfiniteTalkAudioProjection, SpeakerAudio, token_masks
+from avatarv.models.dit.infinitetalk_audio import (
+    InfiniteTalkAudioProjection,
+    SpeakerAudio,
+    SpeakerAudioStage,
+    token_masks,
+)
 from avatarv.models.dit.inputs import DiTOutput, RefInputs
 from avatarv.models.dit.layers import modulate, timestep_sinusoid
 from avatarv.models.dit.layout import GenLayout
@@ -120,8 +125,10 @@ class VideoRefDiT(nn.Module):
         # --- avatarv parts: each starts as the identity on the Wan path ---
         self.ref_embedding = nn.Parameter(torch.zeros(d))  # marks reference tokens
         self.audio_embedding = self.audio_position = self.audio_context = self.audio_proj = None
+        self.speaker_audio = None
         if cfg.audio_dim and cfg.audio_adapter == "infinitetalk":  # models/dit/infinitetalk_audio.py
             self.audio_proj = InfiniteTalkAudioProjection(cfg)
+            self.speaker_audio = SpeakerAudioStage()  # parameter-free boundary of the audio tokens
         elif cfg.audio_dim:
             self.audio_embedding = nn.Sequential(
                 nn.Linear(cfg.audio_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d)
@@ -226,7 +233,8 @@ class VideoRefDiT(nn.Module):
                 raise ValueError(f"speaker_masks needs 3 masks (speaker 1, speaker 2, background), got {masks.shape[-3]}")
             token_mask = token_masks(masks, h, w)
         tokens = self.audio_proj.speaker_tokens(audio.to(dtype))
-        return SpeakerAudio(tokens.expand(b, -1, -1, -1) if tokens.shape[0] == 1 else tokens, speakers, token_mask)
+        return self.speaker_audio(tokens.expand(b, -1, -1, -1) if tokens.shape[0] == 1 else tokens, speakers,
+                                  token_mask)
 
     def _grid(self, latents: torch.Tensor) -> tuple[int, int, int]:
         pt, ph, pw = self.cfg.patch_size
