@@ -5,7 +5,8 @@ Two granularities:
 - :func:`offload_blocks` — the DiT's blocks live in host memory (pinned when CUDA) and each is copied to the
   device just before it runs, on a side CUDA stream, while the previous block computes; the rest of the DiT
   (embeddings, head: a few hundred MB for 14B) stays on the device. Only ``prefetch + 1`` blocks are on the
-  device at once, so a 14B DiT's 28 GiB of bf16 block weights cost ~1.4 GiB of device memory.
+  device at once: InfiniteTalk-14B's 34.6 GiB of bf16 block weights cost 1.7 GiB of device memory at
+  prefetch 1 (``python -m avatarv.distributed.memory_plan``).
 - :func:`offload_modules` — whole models (T5, CLIP, VAE, DiT) are on the device only inside
   ``with offloader.use("t5"): ...`` (diffusers' ``enable_model_cpu_offload``, as a context).
 
