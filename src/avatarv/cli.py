@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "voice": "avatarv.voice.cli:app",
     "curate": "avatarv.data.curation.cli:app",
     "weights": "avatarv.weights.cli:app",
+    "watermark": "avatarv.provenance.cli:app",
 }
 
 
