@@ -35,9 +35,10 @@ def _reference(frames: int = 12) -> Video:
     return Video(frames=rng.integers(0, 255, (frames, 40, 60, 3), dtype=np.uint8), fps=25.0, audio=None)
 
 
-def _pipeline(weights) -> InfiniteTalkPipeline:
+def _pipeline(weights, offload: str = "none") -> InfiniteTalkPipeline:
     return InfiniteTalkPipeline.from_paths(weights / "wan", weights / "audio" / "infinitetalk.safetensors",
-                                           weights / "wav2vec", weights / "t5", weights / "clip", weights / "vae")
+                                           weights / "wav2vec", weights / "t5", weights / "clip", weights / "vae",
+                                           offload=offload)
 
 
 def test_one_and_two_speakers_to_mp4_with_sound(weights, tmp_path):
@@ -65,14 +66,16 @@ def test_one_and_two_speakers_to_mp4_with_sound(weights, tmp_path):
     assert np.abs(two[:15] - video.frames[:15].astype(float)).mean() > 0.5  # the second speaker changes it
 
 
-def test_same_seed_same_frames(weights, tmp_path):
-    pipe = _pipeline(weights)
+def test_same_seed_same_frames_with_and_without_offload(weights, tmp_path):
+    """The same seed gives the same frames, and offloading (whole models, or the DiT's blocks streamed) is exact."""
     runs = []
-    for name in ("a.mp4", "b.mp4"):
+    for name, offload in (("a.mp4", "none"), ("b.mp4", "none"), ("c.mp4", "blocks"), ("d.mp4", "model")):
+        pipe = _pipeline(weights, offload)
         pipe.generate(_reference(), [_speech(0.36, 200)], tmp_path / name,
                       InfiniteTalkOptions(**OPTS, video_ref=True, anchor=True))
         runs.append(read_video(tmp_path / name).frames)
-    assert np.array_equal(runs[0], runs[1])
+    for other in runs[1:]:
+        assert np.array_equal(runs[0], other)
 
 
 def _cli(*args):

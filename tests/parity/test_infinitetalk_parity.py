@@ -101,6 +101,21 @@ def test_silent_pass_is_one_speaker_of_zeros():
     assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max().item())
 
 
+def test_reference_map_rows_at_a_time():
+    """Queries in row chunks (bounded memory) give InfiniteTalk's map: the whole [B, H/2, N, n0] at once."""
+    from avatarv.models.dit.infinitetalk_audio import reference_attention_map
+    from tests.parity.infinitetalk_reference import get_attn_map_with_target
+
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(1, 4, 30, 8, generator=g), torch.randn(1, 4, 6, 8, generator=g)
+    masks = (torch.rand(3, 6, generator=g) > 0.4).float()
+    masks[:, 0] = 1
+    want = get_attn_map_with_target(q.transpose(1, 2), k.transpose(1, 2), (5, 2, 3), masks)  # [3, N]
+    for rows in (7, 30, 4096):
+        got = reference_attention_map(q, k, masks[None], rows=rows)[0]
+        assert torch.allclose(got, want, atol=1e-6), rows
+
+
 def test_frame_windows_against_a_loop():
     """latent frame 0 reads its window; latent frame j ≥ 1 reads video frames 4j−3 … 4j: the first up to the
     centre, the middle two at the centre, the last from the centre (8 entries) — written out per frame."""

@@ -150,10 +150,13 @@ def generate(
     audio_scale: float = typer.Option(4.0, "--audio-scale", help="InfiniteTalk mode: audio guidance."),
     video_ref: bool = typer.Option(False, "--video-ref/--no-video-ref", help="InfiniteTalk mode: also attend to "
                                    "the whole reference video (avatarv's sparse reference attention)."),
+    watermark: bool = typer.Option(True, "--watermark/--no-watermark", help="Embed an invisible watermark (a random "
+                                   "64-bit id; `avatarv watermark detect OUT`); recorded in the mp4's metadata."),
 ) -> None:
     """Generate a talking video of the person in --ref saying --audio (or --text)."""
     from avatarv.pipelines.generate import GenerationOptions
     from avatarv.pipelines.infinitetalk_cli import WeightsArgs
+    from avatarv.provenance.watermark import mark_output
 
     parts = WeightsArgs(weights, wan, audio_adapter, wav2vec, t5, clip, vae, list(lora or []))
     if parts.given():
@@ -168,7 +171,8 @@ def generate(
                                  motion_frames=motion_frames, steps=steps or 40, seed=seed,
                                  prompt=prompt or "", seconds=seconds, text_scale=text_scale, audio_scale=audio_scale,
                                  sampler=sampler or "euler", video_ref=video_ref)
-        typer.echo(json.dumps(run_infinitetalk(ref, out, speeches, parts, it, None if dtype is None else _dtype(dtype))))
+        summary = run_infinitetalk(ref, out, speeches, parts, it, None if dtype is None else _dtype(dtype))
+        typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
         return
 
     opts = GenerationOptions(seconds=seconds, steps=steps or 24, sampler=sampler or "overshoot", seed=seed,
@@ -182,7 +186,8 @@ def generate(
         opts.guidance = scales
     speech = _speech_from_args(audio, text, voice)
     source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype))
-    typer.echo(json.dumps(run_generation(ref, out, speech, opts, source)))
+    summary = run_generation(ref, out, speech, opts, source)
+    typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
 
 
 def _dtype(name: str) -> str:

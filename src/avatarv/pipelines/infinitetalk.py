@@ -18,6 +18,7 @@ reference stream), the overshoot sampler. The DiT runs through ``pipelines.sampl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from avatarv.precision import autocast
 
 SAMPLE_RATE = 16000
 FPS = 25
+OFFLOAD_MODES = ("none", "model", "blocks")
 
 
 @dataclass
@@ -93,17 +95,41 @@ class InfiniteTalkPipeline:
     """DiT (``audio_adapter="infinitetalk"``), VAE (``VideoVAE``), CLIP (``ClipVisionEncoder``), UMT5
     (``UMT5Encoder``) and wav2vec (``InfiniteTalkAudioEncoder``), composed as InfiniteTalk samples."""
 
-    def __init__(self, dit: VideoRefDiT, vae, clip, t5, audio_encoder, dtype: torch.dtype = torch.float32):
+    def __init__(self, dit: VideoRefDiT, vae, clip, t5, audio_encoder, dtype: torch.dtype = torch.float32,
+                 offload: str = "none", device: str | torch.device | None = None):
+        """``offload``: ``none`` (everything on ``device``), ``model`` (each of the DiT, T5, CLIP, VAE and wav2vec
+        on the device only while it runs), ``blocks`` (the encoders as in ``model``; the DiT's blocks streamed
+        from host memory one block ahead of use) — ``distributed/offload.py``; exact on any device."""
         if dit.audio_proj is None:
             raise InputError("the DiT has no InfiniteTalk audio adapter (audio_adapter = 'infinitetalk')")
+        if offload not in OFFLOAD_MODES:
+            raise InputError(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
         self.dit, self.vae, self.clip, self.t5, self.audio = dit.eval(), vae, clip, t5, audio_encoder
         self.dtype = dtype
         self.vae.compute_dtype = dtype
+        self.offload = offload
+        self._device = torch.device(device) if device is not None else next(dit.parameters()).device
+        self._modules = self._blocks = None
+        if offload != "none":
+            from avatarv.distributed.offload import offload_blocks, offload_modules
+
+            parts = {"t5": t5.model, "clip": clip.model, "vae": vae, "wav2vec": audio_encoder.model}
+            if offload == "model":
+                parts["dit"] = dit
+            else:
+                self._blocks = offload_blocks(dit, self._device)
+            self._modules = offload_modules(parts, self._device)
+
+    def _use(self, name: str):
+        """The named part on the device for the duration (``offload``); a no-op without offloading."""
+        if self._modules is None or name not in self._modules.modules:
+            return contextlib.nullcontext()
+        return self._modules.use(name)
 
     @classmethod
     def from_paths(cls, wan: str | Path, audio_file: str | Path, wav2vec: str | Path, t5: str | Path, clip: str | Path,
                    vae: str | Path, loras=(), dtype: str | None = None, device: str | torch.device = "cpu",
-                   on_part: Callable[[str], None] | None = None) -> InfiniteTalkPipeline:
+                   on_part: Callable[[str], None] | None = None, offload: str = "none") -> InfiniteTalkPipeline:
         """Every part from local files (never a hub): ``wan`` a Wan2.1-I2V checkpoint (original or diffusers
         layout), ``audio_file`` InfiniteTalk's / MultiTalk's audio adapter, ``wav2vec`` a chinese-wav2vec2-base
         folder, ``t5`` / ``clip`` / ``vae`` in diffusers' or Wan's own layout (``.pth``), ``loras`` LoRA specs.
@@ -116,24 +142,25 @@ class InfiniteTalkPipeline:
 
         device = torch.device(device)
         run = compute_dtype(device, dtype)
+        home = device if offload == "none" else torch.device("cpu")  # offloaded parts load into host memory
         say = on_part or (lambda name: None)
         say("the DiT")
         # the adapter's input width is the wav2vec width × layers: the wav2vec folder says which
         audio_dim = wav2vec_width(wav2vec)
-        dit = load_infinitetalk(wan, audio_file, lora=loras, dtype=run, device=device, audio_dim=audio_dim)
+        dit = load_infinitetalk(wan, audio_file, lora=loras, dtype=run, device=home, audio_dim=audio_dim)
         say("the VAE")
-        video_vae = load_vae(vae).to(device)
+        video_vae = load_vae(vae).to(home)
         say("CLIP")
-        image = load_clip_vision(clip, device, run)
+        image = load_clip_vision(clip, home, run)
         say("UMT5")
-        text = load_umt5_encoder(t5, device, run)
+        text = load_umt5_encoder(t5, home, run)
         say("wav2vec2")
-        audio = InfiniteTalkAudioEncoder(wav2vec, device)
-        return cls(dit, video_vae, image, text, audio, dtype=run)
+        audio = InfiniteTalkAudioEncoder(wav2vec, home)
+        return cls(dit, video_vae, image, text, audio, dtype=run, offload=offload, device=device)
 
     @property
     def device(self) -> torch.device:
-        return next(self.dit.parameters()).device
+        return self._device
 
     def autocast(self):
         return autocast(self.device, self.dtype)
@@ -141,7 +168,8 @@ class InfiniteTalkPipeline:
     # ------------------------------------------------------------------ inputs
     def encode_text(self, prompt: str) -> torch.Tensor:
         """``[1, 512, text_dim]``: UMT5 states of ``prompt`` zero-padded to Wan's text_len."""
-        ctx = self.t5.encode([prompt])[0].float().cpu()
+        with self._use("t5"):
+            ctx = self.t5.encode([prompt])[0].float().cpu()
         return torch.cat([ctx, ctx.new_zeros(TEXT_LEN - len(ctx), ctx.shape[1])])[None]
 
     def speaker_embeddings(self, speeches: list[np.ndarray]) -> list[torch.Tensor]:
@@ -149,7 +177,8 @@ class InfiniteTalkPipeline:
         prepared = [self.audio.prepare(s, SAMPLE_RATE) for s in speeches]
         n = max(len(p) for p in prepared)
         prepared = [np.pad(p, (0, n - len(p))) for p in prepared]
-        return [self.audio.embed(p).float().cpu() for p in prepared]
+        with self._use("wav2vec"):
+            return [self.audio.embed(p).float().cpu() for p in prepared]
 
     def cond_frame(self, frames: np.ndarray, index: int, target: tuple[int, int]) -> torch.Tensor:
         """The reference frame for a chunk starting at video frame ``index`` (the last frame past the end), in
@@ -160,7 +189,7 @@ class InfiniteTalkPipeline:
     def i2v_condition(self, image: torch.Tensor, frame_num: int) -> torch.Tensor:
         """``[1, 4 + z, F, h, w]``: mask 1 on latent frame 0, VAE latents of [image, black × (frame_num − 1)]."""
         pad = torch.full((frame_num - 1, *image.shape), 127.5)  # 0 in [-1, 1]
-        y = self.vae.encode(torch.cat([image[None], pad]))  # [1, z, F, h, w]
+        y = self.encode(torch.cat([image[None], pad]))  # [1, z, F, h, w]
         mask = torch.zeros(1, 4, y.shape[2], *y.shape[-2:])
         mask[:, :, 0] = 1
         return torch.cat([mask, y], dim=1)
@@ -168,7 +197,17 @@ class InfiniteTalkPipeline:
     def clip_tokens(self, image: torch.Tensor) -> torch.Tensor:
         """``[1, 257, image_dim]`` from a ``[H, W, 3]`` 0…255 frame."""
         x = (image.permute(2, 0, 1)[None] / 127.5 - 1.0).to(self.device)
-        return self.clip.encode(x).float()
+        with self._use("clip"):
+            return self.clip.encode(x).float().cpu()
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """VAE latents ``[1, z, f, h, w]`` (on the CPU) of frames ``[T, H, W, 3]`` on 0…255."""
+        with self._use("vae"):
+            return self.vae.encode(frames).cpu()
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        with self._use("vae"):
+            return self.vae.decode(latents.to(self.device))
 
     # ------------------------------------------------------------------ the job
     @torch.no_grad()
@@ -211,16 +250,16 @@ class InfiniteTalkPipeline:
                 idx = window_indices(start, opts.frame_num, len(embs[0]), window=self.dit.cfg.audio_frame_window)
                 audio = torch.stack([e[idx] for e in embs])[None]  # [1, S, frame_num, 5, layers, C]
                 if motion_latents is None:
-                    motion_latents = self.vae.encode(cond_image[None])  # the first chunk: the reference frame
+                    motion_latents = self.encode(cond_image[None])  # the first chunk: the reference frame
                 conditions = Conditions(cond=self.i2v_condition(cond_image, opts.frame_num), audio=audio, text=text,
                                         null_text=null_text, image=self.clip_tokens(cond_image), ref=refs,
                                         ref_cache=caches, speaker_masks=masks)
                 latents = self._sample(conditions, motion_latents, opts, sampling, generator, lat_hw,
                                        None if progress is None else (lambda i, x, c=chunk: progress(c, i)))
-                video = self.vae.decode(latents).astype(np.float32) / 255.0  # [frame_num, H, W, 3]
+                video = self.decode(latents).astype(np.float32) / 255.0  # [frame_num, H, W, 3]
                 video = match_colors(video, first_ref.numpy() / 255.0, opts.color_correction)
                 if opts.anchor and chunk == 0 and opts.anchor_latents:
-                    refs = [*(refs or []), RefInputs(latents[:, :, -opts.anchor_latents:].clone(),
+                    refs = [*(refs or []), RefInputs(latents[:, :, -opts.anchor_latents:].clone().to(self.device),
                                                      time_offset=self.dit.cfg.ref_time_offset + 2048)]
                     caches = [*(caches or []), RefKVCache()]
                 new = video if chunk == 0 else video[opts.motion_frames:]
@@ -233,7 +272,7 @@ class InfiniteTalkPipeline:
                 if written >= total or end >= total:
                     break
                 tail = torch.from_numpy(video[-opts.motion_frames:] * 255.0)
-                motion_latents = self.vae.encode(tail)  # [1, z, (m − 1) / 4 + 1, h, w]
+                motion_latents = self.encode(tail)  # [1, z, (m − 1) / 4 + 1, h, w]
                 start += opts.frame_num - opts.motion_frames
         return {"out": str(out_path), "frames": written, "seconds": written / FPS, "chunks": chunk,
                 "resolution": list(target), "speakers": len(speeches), "steps": opts.steps,
@@ -243,12 +282,16 @@ class InfiniteTalkPipeline:
                 sampling: SamplingOptions, generator: torch.Generator, lat_hw: tuple[int, int], on_step) -> torch.Tensor:
         """One chunk: noise → latents ``[1, z, F, h, w]`` with the known head kept (InfiniteTalk's loop)."""
         f = (opts.frame_num - 1) // 4 + 1
-        noise = torch.randn(1, self.dit.cfg.latent_channels, f, *lat_hw, generator=generator)
-        velocity = KnownHead(DiTVelocity(self.dit, conditions, sampling.guidance, precision=self.autocast), known)
+        noise = torch.randn(1, self.dit.cfg.latent_channels, f, *lat_hw, generator=generator).to(self.device)
+        conditions = conditions.to(self.device)
+        velocity = KnownHead(DiTVelocity(self.dit, conditions, sampling.guidance, precision=self.autocast),
+                             known.to(self.device))
         tokens = f * (lat_hw[0] // 2) * (lat_hw[1] // 2)
-        out = sampling.make_sampler()(velocity, (noise,), sampling.schedule(tokens), generator=generator,
-                                      callback=on_step)
-        latents = out[0]
+        with self._use("dit"):
+            out = sampling.make_sampler()(velocity, (noise,), sampling.schedule(tokens), generator=generator,
+                                          callback=on_step)
+        latents = out[0].cpu()
+        known = known.cpu()
         latents[:, :, : known.shape[2]] = known
         return latents
 
@@ -260,7 +303,7 @@ class InfiniteTalkPipeline:
         n = 4 * (opts.ref_latents - 1) + 1
         idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
         clip = np.stack([resize_and_centercrop(frames[i], target) for i in idx])
-        return [RefInputs(self.vae.encode(clip))], [RefKVCache()]
+        return [RefInputs(self.encode(torch.from_numpy(clip).float()).to(self.device))], [RefKVCache()]
 
 
 def wav2vec_width(folder: str | Path) -> int:

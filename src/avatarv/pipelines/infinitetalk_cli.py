@@ -64,8 +64,20 @@ def resolve_parts(args: WeightsArgs) -> dict[str, Path]:
             "clip": parts.clip, "vae": parts.vae, "loras": list(getattr(parts, "loras", []) or [])}
 
 
-def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts, dtype: str | None = None) -> dict:
-    """Load the parts (one line per missing one, before anything is written), then generate with a progress bar."""
+def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts, dtype: str | None = None,
+                     offload: str = "none", device: str | None = None) -> dict:
+    """Load the parts (one line per missing one, before anything is written), then generate with a progress bar.
+    ``device``: None → CUDA when present, else the CPU."""
+    import torch
+
+    from avatarv.pipelines.infinitetalk import OFFLOAD_MODES
+
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"--offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device here")
     from tqdm import tqdm
 
     from avatarv.media import read_video
@@ -78,7 +90,7 @@ def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts,
     reference = read_video(ref)
     bar = tqdm(total=0, desc="preparing: loading the weights", unit="step")
     try:
-        pipe = InfiniteTalkPipeline.from_paths(**parts, loras=loras, dtype=dtype,
+        pipe = InfiniteTalkPipeline.from_paths(**parts, loras=loras, dtype=dtype, device=device, offload=offload,
                                                on_part=lambda p: bar.set_description(f"preparing: loading {p}"))
         bar.set_description("generating")
         frames = max(len(s) for s in speeches) * 25 // 16000

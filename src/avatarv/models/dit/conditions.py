@@ -96,6 +96,16 @@ class Conditions:
                 out.ref_cache = None  # per-sample masks differ from what a cache was built with
         return out
 
+    def to(self, device: torch.device | str) -> Conditions:
+        """These conditions with their tensors on ``device`` (the reference streams are left as they are: they
+        are keyed by identity in their K/V caches)."""
+        out = replace(self)
+        for name in ("cond", "audio", "text", "image", "null_text", "speaker_masks"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(out, name, value.to(device))
+        return out
+
     def dit_kwargs(self) -> dict:
         """Keyword arguments of ``VideoRefDiT.forward`` (``image`` only when given: DiTs without the image branch,
         and stand-ins for them, see the same call as before it)."""

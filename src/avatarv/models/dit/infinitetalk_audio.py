@@ -97,23 +97,30 @@ def token_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return (small > 0).float().flatten(2)
 
 
-def reference_attention_map(q: torch.Tensor, k_first: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def reference_attention_map(q: torch.Tensor, k_first: torch.Tensor, masks: torch.Tensor,
+                            rows: int = 4096) -> torch.Tensor:
     """How much each visual token attends to each speaker in latent frame 0 (``get_attn_map_with_target``).
 
     q ``[B, H, N, d]`` (all visual queries, RoPE applied), k_first ``[B, H, n0, d]`` (frame 0's keys), masks
     ``[B or 1, C, n0]`` → ``[B, C, N]``: softmax over frame 0's keys, summed inside each mask / its size, mean over
-    heads. (InfiniteTalk averages two half-head groups; with equal halves that is the mean over heads.)
+    heads. (InfiniteTalk averages two half-head groups; with equal halves that is the mean over heads.) Queries
+    go ``rows`` at a time: each row's softmax is its own, and the ``[B, H/2, rows, n0]`` buffer stays bounded
+    (InfiniteTalk holds ``[B, H/2, N, n0]``: ~20 GiB at 720p with 40 heads).
     """
     scale = q.shape[-1] ** -0.5
     heads = q.shape[1]
-    out = None
-    for i in range(2):  # two head groups as InfiniteTalk (same result; bounds the [B, H/2, N, n0] buffer)
-        sl = slice(i * heads // 2, (i + 1) * heads // 2)
-        attn = ((q[:, sl] * scale) @ k_first[:, sl].transpose(-1, -2)).softmax(-1)  # [B, h, N, n0]
-        per = torch.einsum("bhnk,bck->bcn", attn, masks.to(attn.dtype).expand(q.shape[0], -1, -1))
-        per = per / (heads // 2) / masks.sum(-1, keepdim=True).to(attn.dtype)  # [B, C, N]
-        out = per if out is None else out + per
-    return out / 2
+    weights = masks.to(q.dtype).expand(q.shape[0], -1, -1)
+    sizes = masks.sum(-1, keepdim=True).to(q.dtype)  # [B or 1, C, 1]
+    out = []
+    for start in range(0, q.shape[2], rows):
+        q_rows, part = q[:, :, start:start + rows], None
+        for i in range(2):  # two head groups as InfiniteTalk
+            sl = slice(i * heads // 2, (i + 1) * heads // 2)
+            attn = ((q_rows[:, sl] * scale) @ k_first[:, sl].transpose(-1, -2)).softmax(-1)  # [B, h, n, n0]
+            per = torch.einsum("bhnk,bck->bcn", attn, weights) / (heads // 2) / sizes  # [B, C, n]
+            part = per if part is None else part + per
+        out.append(part / 2)
+    return torch.cat(out, dim=-1)
 
 
 def map_bounds(attn_map: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
