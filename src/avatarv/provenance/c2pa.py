@@ -134,7 +134,7 @@ def sign_mp4(src: str | Path, dst: str | Path, key_dir: str | Path, claim: dict 
     src, dst, key_dir = check_file(src), Path(dst), Path(key_dir)
     signer = _signer(key_dir)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    plain = temp_path_for(dst.with_suffix(".mp4"))
+    plain = temp_path_for(dst).with_suffix(".plain.mp4")  # the remuxed fMP4 (rewrite_mp4 wants .mp4)
     tmp = temp_path_for(dst)
     try:
         if is_fragmented(src):

@@ -42,7 +42,7 @@ from avatarv.provenance.mp4io import iter_frames, read_metadata, rewrite_mp4
 from avatarv.provenance.pattern import TILE, make_tile, rows_for_height
 from avatarv.provenance.payload import PAYLOAD_BYTES, decode_soft, encode_payload
 
-Z_MIN = 6.0  # pilot peak (σ of the correlation surface) below which nothing is reported
+Z_MIN = 5.5  # pilot peak (σ of the correlation surface) below which nothing is reported (unmarked: 3–5)
 DETECT_FRAMES = 300  # frames averaged by detect_file (12 s at 25 fps)
 METADATA_KEY = "avatarv_watermark"
 MIN_HEIGHT = 2 * TILE  # one tile of 2-px cells
