@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avatarv.media import read_video, write_mp4
+from avatarv.media import write_mp4
 from avatarv.provenance.embedding import luma
 from avatarv.provenance.mp4io import iter_frames
 from avatarv.provenance.payload import encode_payload

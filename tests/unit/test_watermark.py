@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from avatarv.provenance.payload import CODE_BITS, crc16, decode_soft, encode_payload
 from avatarv.provenance.pattern import make_tile
+from avatarv.provenance.payload import CODE_BITS, crc16, decode_soft, encode_payload
 from avatarv.provenance.watermark import detect_file, detect_frames, embed_file, embed_frames, payload_for_job
 
 PAYLOAD = bytes.fromhex("0123456789abcdef")
