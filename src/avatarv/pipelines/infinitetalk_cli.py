@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,10 +67,36 @@ def resolve_parts(args: WeightsArgs) -> dict[str, Path]:
             "clip": parts.clip, "vae": parts.vae, "loras": list(getattr(parts, "loras", []) or [])}
 
 
+@contextlib.contextmanager
+def process_group(device: str):
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): the default process group (NCCL on CUDA, each rank its
+    ``LOCAL_RANK`` GPU; gloo on the CPU) → (rank, world, device); otherwise (0, 1, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield 0, 1, device
+        return
+    import torch
+    import torch.distributed as dist
+
+    cuda = device.startswith("cuda")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    if cuda:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+        torch.cuda.set_device(device)
+    try:
+        yield rank, world, device
+    finally:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts, dtype: str | None = None,
-                     offload: str = "none", device: str | None = None) -> dict:
+                     offload: str = "none", device: str | None = None, fsdp: bool = False) -> dict:
     """Load the parts (one line per missing one, before anything is written), then generate with a progress bar.
-    ``device``: None → CUDA when present, else the CPU."""
+    ``device``: None → CUDA when present, else the CPU. Under ``torchrun`` every rank runs the same job on the same
+    inputs with Ulysses sequence parallelism over the DiT (``fsdp``: FSDP2 shards its weights too); rank 0 writes
+    ``out``."""
     import torch
 
     from avatarv.pipelines.infinitetalk import OFFLOAD_MODES
@@ -78,20 +107,38 @@ def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts,
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device here")
-    from tqdm import tqdm
-
     from avatarv.media import read_video
-    from avatarv.pipelines.infinitetalk import InfiniteTalkPipeline
 
     if not str(out).lower().endswith(".mp4"):
         raise InputError("the output must be an .mp4 file", out)
+    if fsdp and offload == "blocks":
+        raise InputError("--fsdp shards the DiT's weights over the GPUs; it does not combine with --offload blocks")
     parts = resolve_parts(weights)
     loras = [*parts.pop("loras"), *(parse_lora(x) for x in weights.loras)]
     reference = read_video(ref)
-    bar = tqdm(total=0, desc="preparing: loading the weights", unit="step")
+    with process_group(device) as (rank, world, device), tempfile.TemporaryDirectory() as scratch:
+        target = out if rank == 0 else Path(scratch) / f"rank{rank}.mp4"  # one file, written by rank 0
+        return _generate(reference, target, speeches, parts, loras, opts, dtype, offload, device, world, fsdp,
+                         show=rank == 0)
+
+
+def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, device, world, fsdp, show) -> dict:
+    from tqdm import tqdm
+
+    from avatarv.pipelines.infinitetalk import InfiniteTalkPipeline
+
+    bar = tqdm(total=0, desc="preparing: loading the weights", unit="step", disable=not show)
     try:
         pipe = InfiniteTalkPipeline.from_paths(**parts, loras=loras, dtype=dtype, device=device, offload=offload,
                                                on_part=lambda p: bar.set_description(f"preparing: loading {p}"))
+        if world > 1:
+            from avatarv.distributed import apply_ulysses
+
+            apply_ulysses(pipe.dit)
+            if fsdp:
+                from avatarv.distributed.fsdp import apply_fsdp
+
+                apply_fsdp(pipe.dit, cpu_offload=False)
         bar.set_description("generating")
         frames = max(len(s) for s in speeches) * 25 // 16000
         if opts.seconds is not None:
