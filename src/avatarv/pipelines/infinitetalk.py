@@ -129,11 +129,13 @@ class InfiniteTalkPipeline:
     @classmethod
     def from_paths(cls, wan: str | Path, audio_file: str | Path, wav2vec: str | Path, t5: str | Path, clip: str | Path,
                    vae: str | Path, loras=(), dtype: str | None = None, device: str | torch.device = "cpu",
-                   on_part: Callable[[str], None] | None = None, offload: str = "none") -> InfiniteTalkPipeline:
+                   on_part: Callable[[str], None] | None = None, offload: str = "none",
+                   fp8: bool = False) -> InfiniteTalkPipeline:
         """Every part from local files (never a hub): ``wan`` a Wan2.1-I2V checkpoint (original or diffusers
         layout), ``audio_file`` InfiniteTalk's / MultiTalk's audio adapter, ``wav2vec`` a chinese-wav2vec2-base
         folder, ``t5`` / ``clip`` / ``vae`` in diffusers' or Wan's own layout (``.pth``), ``loras`` LoRA specs.
-        ``dtype``: the precision policy's (``avatarv.precision``): bf16 where the hardware computes it."""
+        ``dtype``: the precision policy's (``avatarv.precision``): bf16 where the hardware computes it. ``fp8``: the
+        DiT blocks' linear weights in e4m3 (``models/fp8.py``: FP8 matmuls on sm_89+, weight-only elsewhere)."""
         from avatarv.models.dit.infinitetalk import load_infinitetalk
         from avatarv.models.encoders.clip_vision import load_clip_vision
         from avatarv.models.encoders.infinitetalk_audio import InfiniteTalkAudioEncoder
@@ -148,6 +150,10 @@ class InfiniteTalkPipeline:
         # the adapter's input width is the wav2vec width × layers: the wav2vec folder says which
         audio_dim = wav2vec_width(wav2vec)
         dit = load_infinitetalk(wan, audio_file, lora=loras, dtype=run, device=home, audio_dim=audio_dim)
+        if fp8:
+            from avatarv.models.fp8 import quantize_fp8
+
+            quantize_fp8(dit)
         say("the VAE")
         video_vae = load_vae(vae).to(home)
         say("CLIP")

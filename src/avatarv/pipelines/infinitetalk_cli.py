@@ -92,7 +92,7 @@ def process_group(device: str):
 
 
 def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts, dtype: str | None = None,
-                     offload: str = "none", device: str | None = None, fsdp: bool = False) -> dict:
+                     offload: str = "none", device: str | None = None, fsdp: bool = False, fp8: bool = False) -> dict:
     """Load the parts (one line per missing one, before anything is written), then generate with a progress bar.
     ``device``: None → CUDA when present, else the CPU. Under ``torchrun`` every rank runs the same job on the same
     inputs with Ulysses sequence parallelism over the DiT (``fsdp``: FSDP2 shards its weights too); rank 0 writes
@@ -119,10 +119,11 @@ def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts,
     with process_group(device) as (rank, world, device), tempfile.TemporaryDirectory() as scratch:
         target = out if rank == 0 else Path(scratch) / f"rank{rank}.mp4"  # one file, written by rank 0
         return _generate(reference, target, speeches, parts, loras, opts, dtype, offload, device, world, fsdp,
-                         show=rank == 0)
+                         show=rank == 0, fp8=fp8)
 
 
-def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, device, world, fsdp, show) -> dict:
+def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, device, world, fsdp, show,
+              fp8: bool = False) -> dict:
     from tqdm import tqdm
 
     from avatarv.pipelines.infinitetalk import InfiniteTalkPipeline
@@ -130,7 +131,7 @@ def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, devi
     bar = tqdm(total=0, desc="preparing: loading the weights", unit="step", disable=not show)
     try:
         pipe = InfiniteTalkPipeline.from_paths(**parts, loras=loras, dtype=dtype, device=device, offload=offload,
-                                               on_part=lambda p: bar.set_description(f"preparing: loading {p}"))
+                                               fp8=fp8, on_part=lambda p: bar.set_description(f"preparing: loading {p}"))
         if world > 1:
             from avatarv.distributed import apply_ulysses
 
