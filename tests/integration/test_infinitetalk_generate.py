@@ -92,11 +92,14 @@ def test_cli_weights_folder(weights, tmp_path):
     import soundfile as sf
 
     sf.write(speech, _speech(0.4, 220), 16000)
+    speech2 = tmp_path / "speech2.wav"
+    sf.write(speech2, _speech(0.3, 330), 16000)
     out = tmp_path / "out.mp4"
     common = ["--ref", str(ref), "--audio", str(speech), "--resolution", "32x48", "--frame-num", "9",
               "--motion-frames", "5", "--steps", "1"]
-    done = _cli("--weights", str(weights), "--out", str(out), *common)
+    done = _cli("--weights", str(weights), "--out", str(out), "--audio2", str(speech2), *common)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert '"speakers": 2' in done.stdout
     assert read_video(out).audio is not None
 
     for part in ("clip", "audio"):  # each missing part: one line naming it, exit 2, nothing written
