@@ -346,7 +346,7 @@ class WanModel(nn.Module):
     def forward(self, x, t, context, seq_len, clip_fea=None, y=None, audio=None, ref_target_masks=None):
         _, T, H, W = x[0].shape
         n_h, n_w = H // 2, W // 2
-        x = [torch.cat([u, v], dim=0) for u, v in zip(x, y)]
+        x = [torch.cat([u, v], dim=0) for u, v in zip(x, y, strict=True)]
         x = [self.patch_embedding(u.unsqueeze(0)) for u in x]
         grid_sizes = torch.stack([torch.tensor(u.shape[2:], dtype=torch.long) for u in x])
         x = [u.flatten(2).transpose(1, 2) for u in x]
@@ -379,8 +379,8 @@ class WanModel(nn.Module):
         x = self.head(x, e)
         out = []
         c = self.out_dim
-        for u, v in zip(x, grid_sizes.tolist()):
+        for u, v in zip(x, grid_sizes.tolist(), strict=True):
             u = u[: math.prod(v)].view(*v, *self.patch_size, c)
             u = torch.einsum("fhwpqrc->cfphqwr", u)
-            out.append(u.reshape(c, *[i * j for i, j in zip(v, self.patch_size)]))
+            out.append(u.reshape(c, *[i * j for i, j in zip(v, self.patch_size, strict=True)]))
         return torch.stack(out).float()

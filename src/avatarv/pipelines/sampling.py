@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from avatarv.diffusion import GuidanceScales, make_sampler, resolution_shift, sigma_schedule, wan_sigma_schedule
+from avatarv.diffusion import (
+    GuidanceScales,
+    make_sampler,
+    resolution_shift,
+    sigma_schedule,
+    wan_sigma_schedule,
+)
 from avatarv.models.dit import VideoRefDiT
 from avatarv.models.dit.conditions import Conditions
 

@@ -16,7 +16,6 @@ of it is checked from the headers before any tensor is read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,11 @@ from avatarv.errors import CheckpointError
 from avatarv.models.dit.lora import LoraFiles, LoraSpec, apply_deltas, index_loras
 from avatarv.models.dit.wan_weights import (
     AUDIO_ADAPTER_KEY,
-    AVATARV_ONLY,
     KeyMapper,
     LoadReport,
+    classify_keys,
     detect_layout,
+    is_avatarv_only,
     read_safetensors_header,
     strip_prefix,
 )
@@ -58,11 +58,10 @@ def build_meta_dit(cfg: DiTConfig) -> nn.Module:
 def parameter_groups(names_and_sizes: Iterable[tuple[str, int]]) -> dict[str, int]:
     """Parameter counts by origin: ``wan`` (Wan2.1 incl. the I2V image branch), ``audio_adapter`` (InfiniteTalk /
     MultiTalk), ``avatarv`` (our additions), and ``total``."""
-    ours_only = [re.compile(p) for p in AVATARV_ONLY]
     counts = {"wan": 0, "audio_adapter": 0, "avatarv": 0}
     for name, n in names_and_sizes:
         group = ("audio_adapter" if AUDIO_ADAPTER_KEY.match(name)
-                 else "avatarv" if any(p.search(name) for p in ours_only) else "wan")
+                 else "avatarv" if is_avatarv_only(name) else "wan")
         counts[group] += n
     counts["total"] = sum(counts.values())
     return counts
@@ -156,15 +155,7 @@ def plan_dit_load(files: Sequence[str | Path], cfg: DiTConfig, layout: str = "au
             else:
                 source[ours] = f
                 keys[f][raw] = ours
-    ours_only = [re.compile(p) for p in AVATARV_ONLY]
-    for k in own:
-        if k in source:
-            report.loaded.append(k)
-        elif any(p.search(k) for p in ours_only):
-            report.avatarv_only.append(k)
-        else:
-            report.missing.append(k)
-            problems.append(f"no file has {k}")
+    problems += [f"no file has {k}" for k in classify_keys(report, own, source)]
     if problems:
         raise CheckpointError(f"Wan {layout} checkpoint does not match the DiT config ({len(problems)} problems): "
                               + "; ".join(problems[:8]) + ("; …" if len(problems) > 8 else ""))

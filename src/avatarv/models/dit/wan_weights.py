@@ -156,6 +156,26 @@ class LoadReport:
     avatarv_only: list[str] = field(default_factory=list)  # kept at their identity init
 
 
+def is_avatarv_only(key: str) -> bool:
+    """A parameter avatarv adds to Wan's (absent from Wan checkpoints; keeps its identity init)."""
+    return any(re.search(p, key) for p in AVATARV_ONLY)
+
+
+def classify_keys(report: LoadReport, own, present) -> list[str]:
+    """Sort the model's keys ``own`` into loaded (in ``present``) / avatarv's own / missing on ``report``;
+    returns the missing ones."""
+    missing = []
+    for k in own:
+        if k in present:
+            report.loaded.append(k)
+        elif is_avatarv_only(k):
+            report.avatarv_only.append(k)
+        else:
+            report.missing.append(k)
+            missing.append(k)
+    return missing
+
+
 class KeyMapper:
     """Wan key (prefix stripped) → our key, for one layout: the audio-adapter table first, then the layout's.
 
@@ -215,20 +235,13 @@ def load_wan_state_dict(
     skip_image_branch = skip_image_branch and getattr(model, "image_embedding", None) is None
     mapped, report = map_wan_state_dict(state, layout, skip_image_branch)
     own = model.state_dict()
-    ours_only = [re.compile(p) for p in AVATARV_ONLY]
     bad_shapes = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in mapped.items()
         if k in own and tuple(v.shape) != tuple(own[k].shape)
     ]
     report.unexpected += [k for k in mapped if k not in own]
-    for k in own:
-        if k in mapped:
-            report.loaded.append(k)
-        elif any(p.search(k) for p in ours_only):
-            report.avatarv_only.append(k)
-        else:
-            report.missing.append(k)
+    classify_keys(report, own, mapped)
     problems = []
     if report.missing:
         problems.append(f"missing {len(report.missing)} keys: {', '.join(report.missing[:8])}")
