@@ -87,5 +87,8 @@ def test_policy_and_decision_serialise():
     policy = ConsentPolicy()
     assert set(policy.thresholds()) >= {"max_identity_distance", "max_phrase_wer", "min_face_motion",
                                         "min_mouth_movement"}
+    with pytest.raises(ValueError, match="measured for dlib"):
+        ConsentPolicy(identity_backend="arcface-onnx")
+    assert ConsentPolicy(identity_backend="arcface-onnx", max_identity_distance=0.8).max_identity_distance == 0.8
     decision = ConsentDecision(False, ["phrase: x"], {"phrase_wer": 1.0, "thresholds": policy.thresholds()})
     assert '"verified": false' in decision.to_json()

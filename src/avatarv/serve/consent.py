@@ -46,6 +46,7 @@ from avatarv.media import Video, detect_faces, probe, read_video
 from avatarv.serve.challenge import Challenge
 
 Box = tuple[float, float, float, float]  # (x1, y1, x2, y2) pixels
+DLIB_IDENTITY_DISTANCE = 0.39  # see ConsentPolicy
 
 
 @dataclass
@@ -54,8 +55,8 @@ class ConsentPolicy:
 
     # Measured on the five real clips (benchmarks/results/consent-thresholds.md), each a threshold in the gap:
     # identity: distance of mean dlib descriptors; same person <= 0.314, different people >= 0.468 -> midpoint
-    max_identity_distance: float = 0.39
-    # phrase: a 5-word phrase said by piper: WER <= 0.6 (mean 0.09); other phrases >= 1.0 -> 0.8 midpoint; the
+    max_identity_distance: float = DLIB_IDENTITY_DISTANCE
+    # phrase: 5-word phrases said by piper: WER <= 0.6 (mean 0.07, 1 of 19 above 0.4); other phrases >= 1.0 -> 0.8; the
     # 0.2-step below it, capped so that 3 of the 5 words must be heard
     max_phrase_wer: float = 0.4
     # face motion, grey levels per frame at 12.5 fps: stills (also with pixel noise) <= 0.038, real >= 1.30
@@ -72,6 +73,11 @@ class ConsentPolicy:
     max_reference_s: float = 300.0
     identity_backend: str = "dlib"  # the threshold above is for dlib; another backend needs its own
     identity_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.identity_backend != "dlib" and self.max_identity_distance == DLIB_IDENTITY_DISTANCE:
+            raise ValueError(f"max_identity_distance {DLIB_IDENTITY_DISTANCE} was measured for dlib descriptors; "
+                             f"measure one for {self.identity_backend!r} (benchmarks/consent_thresholds.py) and pass it")
 
     def thresholds(self) -> dict:
         keys = ("max_identity_distance", "max_phrase_wer", "min_face_motion", "min_mouth_movement",
