@@ -31,22 +31,35 @@ def profile_cmd(
 
 @app.command("say")
 def say_cmd(
-    text: str = typer.Option(..., "--text", "-t", help="What to say."),
-    out: Path = typer.Option(..., "--out", "-o", help="Wav file to write (16 kHz mono)."),
+    text: str = typer.Option(None, "--text", "-t", help="What to say."),
+    out: Path = typer.Option(None, "--out", "-o", help="Wav file to write (16 kHz mono)."),
     voice: Path = typer.Option(None, "--voice", "-v", help="Voice sample (any audio/video) or profile JSON."),
     engine: str = typer.Option(
-        None, help="piper (default), espeak (fallback formant synthesiser) or pocket-tts (neural cloning)."
+        None,
+        help="piper (default), espeak (fallback formant synthesiser) or pocket-tts (neural cloning); "
+        "'--engine list' shows which are available here and why the others are not.",
     ),
     weights: Path = typer.Option(None, help="Local weights folder for --engine pocket-tts."),
 ) -> None:
     """Speak text, matched to a voice when --voice is given; writes a 16 kHz mono wav."""
     from avatarv.voice.audio import write_wav
     from avatarv.voice.engine import check_text, load_voice, speak
+    from avatarv.voice.engines import ENGINES, engine_status, format_status
     from avatarv.voice.synth import get_synthesiser
 
+    if engine == "list":
+        typer.echo(format_status(engine_status(weights)))
+        return
+    if engine not in (None, *ENGINES):
+        status = "; ".join(f"{s.name}: {'available' if s.available else s.detail}" for s in engine_status(weights))
+        raise InputError(f"unknown --engine {engine!r} ({status})")
+    if engine is not None:
+        chosen = next(s for s in engine_status(weights) if s.name == engine)
+        if not chosen.available:
+            raise InputError(f"--engine {engine} is not available here: {chosen.detail}")
+    if out is None:
+        raise InputError("--out FILE.wav is required")
     text = check_text(text)
-    if engine not in (None, "piper", "espeak", "pocket-tts"):
-        raise InputError(f"unknown --engine {engine!r} (piper, espeak or pocket-tts)")
     if engine == "pocket-tts":
         from avatarv.voice.audio import load_audio, normalise_loudness
         from avatarv.voice.cloning import PocketTTSCloner

@@ -1,30 +1,21 @@
 """Measuring voice matching: speaker identification, similarity, intelligibility, pitch and rate.
 
-Shared by ``tests/integration/test_voice_matching.py`` (a small set, thresholds) and
-``benchmarks/voice.py`` (the full per-speaker table). For each speaker: profile its sample, speak new
-text plainly and matched, then compare speaker embeddings with every speaker's sample.
+Shared by the voice tests (a few speakers, thresholds) and ``benchmarks/voice.py`` (the held-out
+protocol of ``protocol.py``). For each speaker: profile its sample, speak new text plainly and
+matched, then compare the matched speech's speaker embedding with every scored speaker's sample;
+the speaker is identified on a text when its own sample is the nearest (resemblyzer cosine).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-# espeak-ng voices of the world (accent + variant, pitch 0–99, words per minute): far apart in pitch and rate.
-WORLD_VOICES = {
-    "world_low_male": ("en-us", "m3", 25, 145, 85.0, False),
-    "world_high_female": ("en", "f2", 80, 195, 250.0, True),
-    "world_low_female": ("en-gb-x-rp", "f4", 35, 160, 190.0, True),
-    "world_fast_male": ("en-gb-scotland", "m7", 55, 215, 105.0, False),
-}
-# ≈ 10–14 s read by each world voice as its voice sample (never one of TEST_TEXTS).
-SAMPLE_TEXT = (
-    "The old lighthouse keeper climbed the stairs every evening to light the lamp. Ships passing in the "
-    "night would see the beam sweep across the dark water, and the sailors knew they were close to home."
-)
+from avatarv.voice.match import MatchingPolicy
+
 TEST_TEXTS = (
     "Please remember to bring your umbrella tomorrow, because it might rain in the afternoon. "
     "The forecast says the storm will pass by the evening.",
@@ -35,36 +26,19 @@ TEST_TEXTS = (
 )
 
 
-def world_samples(names=None) -> dict[str, np.ndarray]:
-    """Voice samples spoken by the world's espeak-ng voices (16 kHz mono)."""
-    from avatarv.world.identity import Voice
-    from avatarv.world.speech import speak as world_speak
-
-    out = {}
-    for name in names or WORLD_VOICES:
-        accent, variant, pitch, rate, f0, female = WORLD_VOICES[name]
-        voice = Voice(accent=accent, variant=variant, pitch=pitch, rate=rate, f0=f0, female=female)
-        out[name] = world_speak(SAMPLE_TEXT, voice, engine="espeak")
-    return out
-
-
-def real_samples(paths) -> dict[str, np.ndarray]:
-    from avatarv.voice.audio import load_audio
-
-    return {f"real_{Path(p).stem}": load_audio(p) for p in paths}
-
-
 @dataclass
 class SpeakerRow:
     name: str
+    group: str
     f0_target: float
     f0_matched: float
     rate_target: float
     rate_matched: float
-    sim_plain: float
-    sim_matched: float
-    identified_as: list[str]
-    wer_plain: float
+    sim_plain: float  # plain voice vs this speaker's sample (mean over texts)
+    sim_matched: float  # matched voice vs this speaker's sample
+    nearest_other: str  # the other scored sample closest to the matched voice
+    sim_nearest_other: float
+    identified_as: list[str]  # nearest sample per text
     wer_matched: float
     rtf_matched: float
     conversion: dict = field(default_factory=dict)
@@ -78,29 +52,53 @@ class SpeakerRow:
 class MatchingReport:
     rows: list[SpeakerRow]
     rtf_plain: float
+    wer_plain: float
+    sim_plain_mean: float = float("nan")
+    load_average: tuple = ()
 
     def summary(self) -> dict:
         r = self.rows
-        return {
-            "rtf_plain": round(self.rtf_plain, 4),
-            "rtf_matched": round(float(np.mean([x.rtf_matched for x in r])), 4),
+        out = {
+            "speakers": len(r),
             "id_accuracy": round(float(np.mean([x.correct for x in r])), 4),
+            "closer_than_plain": int(sum(x.sim_matched > x.sim_plain for x in r)),
             "sim_plain": round(float(np.mean([x.sim_plain for x in r])), 4),
             "sim_matched": round(float(np.mean([x.sim_matched for x in r])), 4),
-            "wer_plain": round(float(np.mean([x.wer_plain for x in r])), 4),
-            "wer_matched": round(float(np.mean([x.wer_matched for x in r])), 4),
+            "wer_plain": round(self.wer_plain, 4),
+            "wer_matched": round(float(np.nanmean([x.wer_matched for x in r])), 4),
+            "rtf_plain": round(self.rtf_plain, 4),
+            "rtf_matched": round(float(np.mean([x.rtf_matched for x in r])), 4),
         }
+        for group in dict.fromkeys(x.group for x in r):
+            out[f"id_accuracy_{group}"] = round(float(np.mean([x.correct for x in r if x.group == group])), 4)
+        return out
 
 
-def evaluate_matching(samples: dict[str, np.ndarray], texts=TEST_TEXTS, tune: bool = True) -> MatchingReport:
+def evaluate(
+    samples: dict[str, np.ndarray],
+    texts=TEST_TEXTS,
+    policies: dict[str, MatchingPolicy] | None = None,
+    groups: dict[str, str] | None = None,
+    wer: bool = True,
+    tune: bool = True,
+    log=print,
+) -> dict[str, MatchingReport]:
+    """One report per policy. Each speaker is measured once (``profile`` without tuning), then each
+    policy fits its conversion and speaks ``texts``; WER by Whisper tiny.en when ``wer``."""
     from avatarv.voice.asr import transcribe, word_error_rate
     from avatarv.voice.embedding import speaker_embedding
     from avatarv.voice.engine import speak
+    from avatarv.voice.match import fit_conversion, source_voice
     from avatarv.voice.measure import pitch_stats, speaking_rate
     from avatarv.voice.profile import profile
+    from avatarv.voice.synth import get_synthesiser
 
+    policies = policies or {"voice": MatchingPolicy()}
+    groups = groups or {}
     names = list(samples)
     sample_emb = np.stack([speaker_embedding(samples[n]) for n in names])  # [K, 256]
+    synth = get_synthesiser()
+    source = source_voice(synth)
     speak("Warm up.")  # load the synthesiser outside the timed calls
     plain, plain_time, plain_audio = [], 0.0, 0.0
     for text in texts:
@@ -110,48 +108,66 @@ def evaluate_matching(samples: dict[str, np.ndarray], texts=TEST_TEXTS, tune: bo
         plain_audio += wave.size / 16000
         plain.append(wave)
     plain_emb = np.stack([speaker_embedding(w) for w in plain])  # [T, 256]
-    wer_plain = float(np.mean([word_error_rate(t, transcribe(w).text) for t, w in zip(texts, plain, strict=True)]))
+    wer_plain = (
+        float(np.mean([word_error_rate(t, transcribe(w).text) for t, w in zip(texts, plain, strict=True)]))
+        if wer else float("nan")
+    )
+    sim_plain = plain_emb @ sample_emb.T  # [T, K]
 
-    rows = []
+    rows: dict[str, list[SpeakerRow]] = {p: [] for p in policies}
     for k, name in enumerate(names):
-        voice = profile(samples[name], tune=tune)
-        matched, elapsed, audio_s = [], 0.0, 0.0
-        for text in texts:
-            t0 = time.perf_counter()
-            wave = speak(text, voice)
-            elapsed += time.perf_counter() - t0
-            audio_s += wave.size / 16000
-            matched.append(wave)
-        emb = np.stack([speaker_embedding(w) for w in matched])  # [T, 256]
-        sims = emb @ sample_emb.T  # [T, K]
-        joined = np.concatenate(matched)
-        rows.append(
-            SpeakerRow(
+        measured = profile(samples[name], tune=False)
+        target = (np.asarray(measured.envelope), np.asarray(measured.aperiodicity))
+        pitch = (measured.f0_median_hz, measured.f0_log_std)
+        for policy_name, policy in policies.items():
+            conversion = fit_conversion(source, *target, pitch, measured.embedding_array if tune else None, policy)
+            voice = replace(measured, conversions={synth.name: conversion.to_dict()})
+            matched, elapsed, audio_s = [], 0.0, 0.0
+            for text in texts:
+                t0 = time.perf_counter()
+                wave = speak(text, voice)
+                elapsed += time.perf_counter() - t0
+                audio_s += wave.size / 16000
+                matched.append(wave)
+            emb = np.stack([speaker_embedding(w) for w in matched])  # [T, 256]
+            sims = emb @ sample_emb.T  # [T, K]
+            others = sims.mean(0).copy()
+            others[k] = -np.inf
+            row = SpeakerRow(
                 name=name,
-                f0_target=voice.f0_median_hz,
-                f0_matched=pitch_stats(joined).median_hz,
-                rate_target=voice.rate_syllables_per_s,
-                rate_matched=float(np.mean([speaking_rate(w).syllables_per_s for w in matched])),
-                sim_plain=float((plain_emb @ sample_emb[k]).mean()),
+                group=groups.get(name, ""),
+                f0_target=measured.f0_median_hz,
+                f0_matched=pitch_stats(np.concatenate(matched)).median_hz,
+                rate_target=measured.rate_syllables_per_s,
+                rate_matched=float(np.mean([speaking_rate(w, t).syllables_per_s for w, t in zip(matched, texts, strict=True)])),
+                sim_plain=float(sim_plain[:, k].mean()),
                 sim_matched=float(sims[:, k].mean()),
+                nearest_other=names[int(np.argmax(others))],
+                sim_nearest_other=float(others.max()),
                 identified_as=[names[j] for j in sims.argmax(1)],
-                wer_plain=wer_plain,
                 wer_matched=float(
                     np.mean([word_error_rate(t, transcribe(w).text) for t, w in zip(texts, matched, strict=True)])
-                ),
+                ) if wer else float("nan"),
                 rtf_matched=elapsed / audio_s,
-                conversion=next(iter(voice.conversions.values())),
+                conversion=conversion.to_dict(),
             )
-        )
-    return MatchingReport(rows, plain_time / plain_audio)
+            rows[policy_name].append(row)
+            log(f"{policy_name:>18s} {name}: sim {row.sim_plain:.3f} -> {row.sim_matched:.3f} "
+                f"(nearest other {row.nearest_other} {row.sim_nearest_other:.3f}), identified {row.correct:.2f}, "
+                f"F0 {row.f0_target:.0f}->{row.f0_matched:.0f}, rate {row.rate_target:.2f}->{row.rate_matched:.2f}, "
+                f"WER {row.wer_matched:.3f}, RTF {row.rtf_matched:.2f}, {row.conversion}")
+    load = tuple(round(v, 2) for v in os.getloadavg())
+    return {p: MatchingReport(r, plain_time / plain_audio, wer_plain, float(sim_plain.mean()), load) for p, r in rows.items()}
 
 
 def table(report: MatchingReport) -> str:
-    head = "| speaker | F0 target→matched (Hz) | rate target→matched (syll/s) | sim plain | sim matched | identified | WER matched |"
-    lines = [head, "|" + "---|" * 7]
+    head = ("| speaker | group | F0 target→matched (Hz) | rate target→matched (syll/s) | similarity plain → matched "
+            "| nearest other sample (similarity) | identified | WER matched |")
+    lines = [head, "|" + "---|" * 8]
     for r in report.rows:
+        mark = "yes" if r.correct == 1 else ("no" if r.correct == 0 else f"{r.correct:.2f}")
         lines.append(
-            f"| {r.name} | {r.f0_target:.0f} → {r.f0_matched:.0f} | {r.rate_target:.2f} → {r.rate_matched:.2f} | "
-            f"{r.sim_plain:.3f} | {r.sim_matched:.3f} | {r.correct:.2f} | {r.wer_matched:.3f} |"
+            f"| {r.name} | {r.group} | {r.f0_target:.0f} → {r.f0_matched:.0f} | {r.rate_target:.2f} → {r.rate_matched:.2f} | "
+            f"{r.sim_plain:.3f} → {r.sim_matched:.3f} | {r.nearest_other} ({r.sim_nearest_other:.3f}) | {mark} | {r.wer_matched:.3f} |"
         )
     return "\n".join(lines)

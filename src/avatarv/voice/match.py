@@ -31,14 +31,29 @@ CALIBRATION_TEXT = (
 )
 WARP_RANGE = (0.75, 1.45)
 _LOG_AP_FLOOR = np.log(1e-4)
+# Formant scaling by sex and age through F0: across adult men, women and children formants scale far less
+# than F0 (≈ 1.17× vs ≈ 1.7× from men to women, Peterson & Barney 1952), so α_prior = (F0 ratio)^γ,
+# γ = ln 1.17 / ln 1.7 ≈ 0.3. The envelope-based α is blended in with ``ENVELOPE_WARP_WEIGHT``.
+WARP_F0_EXPONENT = 0.3
+ENVELOPE_WARP_WEIGHT = 0.5
+# Band over which timbre is compared: below 150 Hz and above 6 kHz the long-term spectrum is mostly
+# the recording (hum, mic roll-off, codec low-pass), not the voice.
+FIT_BAND_HZ = (150.0, 6000.0)
 
 
 @dataclass
 class Conversion:
-    """Timbre settings of one (voice, synthesiser) pair."""
+    """Timbre settings of one (voice, synthesiser) pair.
+
+    ``warp`` is the formant (vocal-tract length) scaling, ``tilt_gain`` scales the fitted spectral tilt
+    (dB per octave, pressed vs breathy phonation, plus whatever tilt the recording adds),
+    ``envelope_gain`` scales the residual long-term EQ left after warp and tilt (formant detail and
+    the recording channel's colouration), ``aperiodicity_gain`` scales the breathiness offset.
+    """
 
     warp: float = 1.0
-    envelope_gain: float = 1.0
+    tilt_gain: float = 1.0
+    envelope_gain: float = 0.0
     aperiodicity_gain: float = 1.0
     similarity: float | None = None  # embedding cosine on the calibration text when tuned
 
@@ -53,26 +68,83 @@ class SourceVoice:
     analysis: Analysis
     envelope: np.ndarray  # [513] mean log envelope, voiced frames
     aperiodicity: np.ndarray  # [513]
+    f0_median_hz: float = float("nan")
+    rate_syllables_per_s: float = float("nan")  # articulation rate at length_scale 1
 
 
 @lru_cache(maxsize=4)
 def source_voice(synthesiser) -> SourceVoice:
+    from avatarv.voice.measure import count_syllables, speech_seconds
+
     wave = synthesiser.synthesise(CALIBRATION_TEXT)
     analysis = analyse(wave, accurate=True)
     envelope, aperiodicity = mean_envelopes(analysis)
-    return SourceVoice(analysis, envelope, aperiodicity)
+    rate = count_syllables(CALIBRATION_TEXT) / max(speech_seconds(wave), 0.1)
+    return SourceVoice(analysis, envelope, aperiodicity, pitch_stats(f0=analysis.f0).median_hz, rate)
 
 
-def best_warp(source_env: np.ndarray, target_env: np.ndarray) -> float:
-    """α minimising the mean-removed squared distance of log envelopes over 200–5000 Hz."""
-    freqs = bin_frequencies(source_env.shape[-1])
-    band = (freqs > 200) & (freqs < 5000)
+def _fit_band(n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    freqs = bin_frequencies(n_bins)
+    band = (freqs > FIT_BAND_HZ[0]) & (freqs < FIT_BAND_HZ[1])
+    octaves = np.log2(np.maximum(freqs, FIT_BAND_HZ[0]) / 1000.0)  # [F], octaves re 1 kHz
+    return band, octaves
+
+
+def _detrend(diff: np.ndarray, band: np.ndarray, octaves: np.ndarray) -> np.ndarray:
+    """``diff`` over ``band`` with its least-squares line in log frequency removed (level and tilt)."""
+    x, y = octaves[band], diff[band]
+    slope, intercept = np.polyfit(x, y, 1)
+    return y - (slope * x + intercept)
+
+
+def best_warp(source_env: np.ndarray, target_env: np.ndarray, detrend: bool = True) -> float:
+    """α minimising the squared distance of log envelopes over ``FIT_BAND_HZ``, level and tilt removed
+    (a recording's tilt must not pass for a longer or shorter vocal tract)."""
+    band, octaves = _fit_band(source_env.shape[-1])
     best = (np.inf, 1.0)
     for alpha in np.exp(np.linspace(np.log(WARP_RANGE[0]), np.log(WARP_RANGE[1]), 49)):
-        diff = (warp_frequency(source_env, alpha) - target_env)[band]
-        cost = float(np.mean((diff - diff.mean()) ** 2))
+        diff = warp_frequency(source_env, alpha) - target_env
+        resid = _detrend(diff, band, octaves) if detrend else diff[band] - diff[band].mean()
+        cost = float(np.mean(resid**2))
         best = min(best, (cost, float(alpha)))
     return best[1]
+
+
+def prior_warp(source_f0_hz: float, target_f0_hz: float) -> float:
+    """Formant scaling expected from the F0 ratio alone (sex and age), see ``WARP_F0_EXPONENT``."""
+    if not (np.isfinite(source_f0_hz) and np.isfinite(target_f0_hz)) or source_f0_hz <= 0 or target_f0_hz <= 0:
+        return 1.0
+    return float(np.clip((target_f0_hz / source_f0_hz) ** WARP_F0_EXPONENT, *WARP_RANGE))
+
+
+def initial_warp(source: SourceVoice, target_env: np.ndarray, target_f0_hz: float) -> float:
+    """Geometric blend of the envelope estimate and the F0 prior."""
+    w = ENVELOPE_WARP_WEIGHT
+    env = best_warp(source.envelope, target_env)
+    prior = prior_warp(source.f0_median_hz, target_f0_hz)
+    return float(np.clip(np.exp(w * np.log(env) + (1 - w) * np.log(prior)), *WARP_RANGE))
+
+
+@dataclass
+class TimbreTargets:
+    """What the long-term spectra say, split into voice and recording parts, in ln power per bin."""
+
+    tilt: np.ndarray  # [513] fitted line in log frequency (no level)
+    residual: np.ndarray  # [513] smoothed difference left after warp, level and tilt
+    breathiness: float  # mean ln-aperiodicity offset over 500–4000 Hz
+
+
+def timbre_targets(source: SourceVoice, target_env: np.ndarray, target_ap: np.ndarray, warp: float) -> TimbreTargets:
+    band, octaves = _fit_band(target_env.shape[-1])
+    diff = target_env - warp_frequency(source.envelope, warp)  # [513]
+    slope, intercept = np.polyfit(octaves[band], diff[band], 1)
+    tilt = slope * octaves
+    residual = smooth_bins(diff) - intercept - tilt
+    residual = np.where(band, residual, 0.0)  # outside the band it is the recording's edges
+    freqs = bin_frequencies(target_env.shape[-1])
+    ap_band = (freqs > 500) & (freqs < 4000)
+    breath = float(np.mean(target_ap[ap_band] - warp_frequency(source.aperiodicity, warp)[ap_band]))
+    return TimbreTargets(tilt, residual, breath)
 
 
 def map_pitch(f0: np.ndarray, source: PitchStats, target_median: float, target_log_std: float) -> np.ndarray:
@@ -98,13 +170,40 @@ def convert(
     """WORLD parameters of plain speech → matched waveform ``[N']`` float32 16 kHz (peak 0.7)."""
     alpha = conversion.warp
     f0 = map_pitch(analysis.f0, pitch_stats(f0=analysis.f0), *target_pitch)
-    eq = smooth_bins(target_envelope - warp_frequency(source.envelope, alpha))  # [513]
-    ap_eq = smooth_bins(target_aperiodicity - warp_frequency(source.aperiodicity, alpha))
-    log_sp = warp_frequency(analysis.log_sp, alpha) + conversion.envelope_gain * eq
-    log_ap = warp_frequency(analysis.log_ap, alpha) + conversion.aperiodicity_gain * ap_eq
+    parts = timbre_targets(source, target_envelope, target_aperiodicity, alpha)
+    eq = conversion.tilt_gain * parts.tilt + conversion.envelope_gain * parts.residual  # [513]
+    log_sp = warp_frequency(analysis.log_sp, alpha) + eq
+    log_ap = warp_frequency(analysis.log_ap, alpha) + conversion.aperiodicity_gain * parts.breathiness
     matched = Analysis(f0=f0, log_sp=log_sp, log_ap=np.clip(log_ap, _LOG_AP_FLOOR, 0.0))
     wave = synthesise(matched, duration_factor)
     return (wave * (0.7 / (np.abs(wave).max() + 1e-9))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MatchingPolicy:
+    """How a conversion is fitted: where α starts and which settings the embedding search may move.
+
+    The default is the design chosen on ``protocol.TUNING_SPEAKERS``; the other presets are what it was
+    compared with (``benchmarks/voice.py --policy NAME``).
+    """
+
+    warp_start: str = "blend"  # "envelope" (raw long-term envelopes), "robust" (level+tilt removed), "blend"
+    warp_steps: tuple[float, ...] = (-0.16, -0.11, -0.05, 0.05, 0.11, 0.16)  # ln α around the start
+    tilt_gains: tuple[float, ...] = (0.0, 0.5, 1.5)
+    envelope_gains: tuple[float, ...] = ()  # residual EQ = recording colouration: not searched by default
+    start_envelope_gain: float = 0.0
+    aperiodicity_gains: tuple[float, ...] = (0.0, 2.0)
+    fine_warp_steps: tuple[float, ...] = (-0.05, -0.025, 0.025, 0.05)
+
+
+POLICIES = {
+    "voice": MatchingPolicy(),
+    # before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
+    "channel-eq": MatchingPolicy(warp_start="envelope", tilt_gains=(), envelope_gains=(0.0, 0.5, 1.5, 2.0),
+                                 start_envelope_gain=1.0, aperiodicity_gains=(0.0, 2.0, 3.0)),
+    "voice+channel": MatchingPolicy(envelope_gains=(0.5, 1.0)),
+    "voice-robust-warp": MatchingPolicy(warp_start="robust"),
+}
 
 
 def fit_conversion(
@@ -113,9 +212,20 @@ def fit_conversion(
     target_aperiodicity: np.ndarray,
     target_pitch: tuple[float, float],
     target_embedding: np.ndarray | None,
+    policy: MatchingPolicy = MatchingPolicy(),
 ) -> Conversion:
-    """Acoustic start (warp from envelopes, unit gains), then coordinate search on embedding similarity."""
-    start = Conversion(warp=best_warp(source.envelope, target_envelope))
+    """Acoustic start (α, unit tilt and breathiness), then coordinate search on embedding similarity.
+
+    The search moves only what ``policy`` lets it: by default the voice's own settings (formant scaling,
+    tilt, breathiness), never the residual EQ that would copy the sample's recording channel.
+    """
+    if policy.warp_start == "envelope":
+        warp = best_warp(source.envelope, target_envelope, detrend=False)
+    elif policy.warp_start == "robust":
+        warp = best_warp(source.envelope, target_envelope)
+    else:
+        warp = initial_warp(source, target_envelope, target_pitch[0])
+    start = Conversion(warp=warp, envelope_gain=policy.start_envelope_gain)
     if target_embedding is None:
         return start
     from avatarv.voice.embedding import cosine, speaker_embedding
@@ -124,7 +234,8 @@ def fit_conversion(
         wave = convert(source.analysis, source, target_envelope, target_aperiodicity, target_pitch, c)
         return cosine(speaker_embedding(wave), target_embedding)
 
-    best = Conversion(start.warp, 1.0, 1.0, score(start))
+    start.similarity = score(start)
+    best = start
 
     def consider(**change) -> None:
         nonlocal best
@@ -133,13 +244,15 @@ def fit_conversion(
         if cand.similarity > best.similarity:
             best = cand
 
-    for step in (-0.16, -0.11, -0.05, 0.05, 0.11, 0.16):
+    for step in policy.warp_steps:
         consider(warp=float(np.clip(start.warp * np.exp(step), *WARP_RANGE)))
-    for gain in (0.0, 0.5, 1.5, 2.0):
+    for gain in policy.tilt_gains:
+        consider(tilt_gain=gain)
+    for gain in policy.envelope_gains:
         consider(envelope_gain=gain)
-    for gain in (0.0, 2.0, 3.0):
+    for gain in policy.aperiodicity_gains:
         consider(aperiodicity_gain=gain)
     centre = best.warp
-    for step in (-0.05, -0.025, 0.025, 0.05):
+    for step in policy.fine_warp_steps:
         consider(warp=float(np.clip(centre * np.exp(step), *WARP_RANGE)))
     return best

@@ -5,6 +5,7 @@
   comes from Silero VAD; syllables from what Whisper heard (vowel nuclei of its espeak-ng phonemisation).
   When Whisper is not confident (non-English, noise) we count syllable nuclei acoustically instead
   (energy peaks with ≥ 2 dB dips on voiced frames, after de Jong & Wempe 2009).
+- Pauses: the median silence between Silero VAD speech spans (≥ 150 ms).
 - Envelope: mean log WORLD spectral envelope and aperiodicity over voiced frames.
 """
 
@@ -77,6 +78,12 @@ def speech_seconds(wave: np.ndarray) -> float:
     return float(sum(end - start for start, end in speech_spans(wave)))
 
 
+def median_pause(spans: list[tuple[float, float]]) -> float:
+    """Median silence between speech spans in seconds (``nan`` with fewer than two spans)."""
+    gaps = [b - a for (_, a), (b, _) in zip(spans[:-1], spans[1:], strict=True)]
+    return float(np.median(gaps)) if gaps else float("nan")
+
+
 def count_syllables(text: str) -> int:
     """Vowel nuclei in espeak-ng's IPA for ``text`` (a diphthong counts once); letter groups without espeak."""
     if shutil.which("espeak-ng"):
@@ -109,13 +116,16 @@ class RateEstimate:
     syllables: int
     speech_s: float
     transcript: str
+    pause_median_s: float = float("nan")  # median pause between speech spans (the pause pattern)
 
 
 def speaking_rate(wave: np.ndarray, text: str | None = None) -> RateEstimate:
     """Articulation rate of ``wave``; pass ``text`` when it is known (synthesised speech) to skip ASR."""
-    speech_s = speech_seconds(wave)
+    spans = speech_spans(wave)
+    speech_s = float(sum(end - start for start, end in spans))
+    pause = median_pause(spans)
     if speech_s <= 0.2:
-        return RateEstimate(float("nan"), "none", 0, speech_s, "")
+        return RateEstimate(float("nan"), "none", 0, speech_s, "", pause)
     method = "text"
     if text is None:
         from avatarv.voice.asr import transcribe
@@ -125,9 +135,9 @@ def speaking_rate(wave: np.ndarray, text: str | None = None) -> RateEstimate:
             text, method = heard.text, "asr"
     if text:
         syllables = count_syllables(text)
-        return RateEstimate(syllables / speech_s, method, syllables, speech_s, text)
+        return RateEstimate(syllables / speech_s, method, syllables, speech_s, text, pause)
     syllables = acoustic_syllables(wave)
-    return RateEstimate(syllables / speech_s, "acoustic", syllables, speech_s, "")
+    return RateEstimate(syllables / speech_s, "acoustic", syllables, speech_s, "", pause)
 
 
 def mean_envelopes(analysis: Analysis) -> tuple[np.ndarray, np.ndarray]:

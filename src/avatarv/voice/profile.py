@@ -17,13 +17,13 @@ import numpy as np
 
 from avatarv.errors import InputError
 from avatarv.voice.audio import SAMPLE_RATE, SILENCE_LUFS, load_audio, loudness, normalise_loudness
-from avatarv.voice.match import Conversion, fit_conversion, source_voice
+from avatarv.voice.match import Conversion, MatchingPolicy, fit_conversion, source_voice
 from avatarv.voice.measure import mean_envelopes, pitch_stats, speaking_rate
 from avatarv.voice.world import analyse
 
-PROFILE_VERSION = 1
-MIN_SAMPLE_S = 5.0  # the issue's floor; 10 s is typical
-MIN_SPEECH_S = 3.0
+PROFILE_VERSION = 2  # 2: conversions split into warp / tilt / residual EQ / breathiness (issue #34)
+MIN_SAMPLE_S = 4.5  # 10 s is typical; 4.5 s admits the shortest real clip here (4.9 s)
+MIN_SPEECH_S = 2.0  # by Silero VAD; it hears only 2.3 s in a 12 s real clip of speech over music
 MIN_VOICED_S = 1.0
 
 
@@ -44,6 +44,7 @@ class VoiceProfile:
     aperiodicity: list[float]  # [513] mean ln aperiodicity
     embedding: list[float]  # [256] resemblyzer, unit norm
     conversions: dict[str, dict] = field(default_factory=dict)  # synthesiser name -> Conversion
+    pause_median_s: float | None = None  # median pause between speech spans (None: fewer than 2 spans)
     version: int = PROFILE_VERSION
 
     @property
@@ -79,11 +80,15 @@ class VoiceProfile:
         except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as err:
             raise InputError(f"not a voice profile ({type(err).__name__})", path) from err
         if profile.version != PROFILE_VERSION or len(profile.envelope) != 513 or len(profile.embedding) != 256:
-            raise InputError(f"voice profile version {profile.version} or shape not supported", path)
+            raise InputError(
+                f"voice profile version {profile.version} or shape not supported (expected version "
+                f"{PROFILE_VERSION}: run avatarv voice profile on the sample again)", path)
         return profile
 
 
-def profile(sample: str | Path | np.ndarray, synthesiser=None, tune: bool = True) -> VoiceProfile:
+def profile(
+    sample: str | Path | np.ndarray, synthesiser=None, tune: bool = True, policy: MatchingPolicy | None = None
+) -> VoiceProfile:
     """Measure a voice sample (a file of any format, or ``[N]`` float32 16 kHz mono).
 
     With ``tune`` the timbre settings for ``synthesiser`` (default: piper, else espeak-ng) are fitted
@@ -113,7 +118,8 @@ def profile(sample: str | Path | np.ndarray, synthesiser=None, tune: bool = True
 
     synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
     conversion = fit_conversion(
-        source_voice(synth), envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None
+        source_voice(synth), envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None,
+        policy or MatchingPolicy(),
     )
     return VoiceProfile(
         source=path.name if path is not None else "<array>",
@@ -131,4 +137,5 @@ def profile(sample: str | Path | np.ndarray, synthesiser=None, tune: bool = True
         aperiodicity=[round(float(v), 3) for v in aperiodicity],
         embedding=[round(float(v), 6) for v in embedding],
         conversions={synth.name: conversion.to_dict()},
+        pause_median_s=round(rate.pause_median_s, 3) if np.isfinite(rate.pause_median_s) else None,
     )
