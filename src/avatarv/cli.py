@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "curate": "avatarv.data.curation.cli:app",
     "weights": "avatarv.weights.cli:app",
     "watermark": "avatarv.provenance.cli:app",
+    "serve": "avatarv.serve.cli:serve",
 }
 
 
