@@ -61,6 +61,7 @@ function openConsent(a) {
   $("#consent-avatar").textContent = a.name;
   $("#consent-panel").classList.remove("hidden");
   $("#phrase-box").classList.add("hidden");
+  $("#challenge-btn").classList.remove("hidden");
   $("#decision").replaceChildren();
 }
 
@@ -176,7 +177,7 @@ $("#consent-btn").addEventListener("click", async () => {
   const form = new FormData(); form.append("video", file);
   $("#consent-btn").disabled = true;
   $("#decision").textContent = "Checking…";
-  try { showDecision(await api("POST", `/avatars/${consentAvatar.id}/consent`, form)); }
+  try { showDecision(await api("POST", `/avatars/${consentAvatar.id}/consent`, form)); $("#challenge-btn").classList.add("hidden"); }
   catch (e) { if (e.data && "verified" in e.data) showDecision(e.data); else { $("#decision").textContent = ""; showError(e.message); } }
   finally { $("#consent-btn").disabled = false; $("#phrase-box").classList.add("hidden"); await refreshAvatars(); }
 });
