@@ -2,7 +2,7 @@
 
     python benchmarks/voice.py                      # the held-out protocol, default policy, 3 texts
     python benchmarks/voice.py --speakers tuning    # the tuning set (where design choices are made)
-    python benchmarks/voice.py --policy voice,channel-eq --texts 1 --no-wer
+    python benchmarks/voice.py --policy voice+residual,voice --texts 1 --no-wer
     python benchmarks/voice.py --probe              # what the speaker embedding responds to
 
 The two sets are listed once, in ``avatarv.voice.protocol`` (TUNING_SPEAKERS, HELD_OUT_SPEAKERS). For
@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from avatarv.voice.match import POLICIES
 from avatarv.voice.protocol import HELD_OUT_SPEAKERS, REAL_ROOT, TUNING_SPEAKERS, check_protocol
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NOTES_MARKER = "<!-- notes -->"
 
 
 def cpu_name() -> str:
@@ -84,7 +86,7 @@ def probe() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speakers", choices=("held-out", "tuning"), default="held-out")
-    parser.add_argument("--policy", default="voice", help=f"comma-separated, of {', '.join(POLICIES)}")
+    parser.add_argument("--policy", default="voice+residual", help=f"comma-separated, of {', '.join(POLICIES)}")
     parser.add_argument("--texts", type=int, default=len(TEST_TEXTS))
     parser.add_argument("--no-wer", action="store_true", help="skip Whisper (design loops)")
     parser.add_argument("--no-tune", action="store_true", help="acoustic estimates only (no embedding search)")
@@ -124,7 +126,11 @@ def main() -> None:
                 f"{s.words_per_minute} wpm, {s.channel})" for s in TUNING_SPEAKERS),
                 "", "Held-out speakers (scored): " + ", ".join(s.name for s in HELD_OUT_SPEAKERS), ""]
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("# Voice matching, held-out protocol (benchmarks/voice.py)\n" + "\n".join(sets) + "\n" + text)
+        notes = ""  # hand-written analysis below NOTES_MARKER survives a re-run
+        if out.is_file() and NOTES_MARKER in out.read_text():
+            notes = out.read_text()[out.read_text().index(NOTES_MARKER):]
+        header = f"# Voice matching, held-out protocol\n\n`python benchmarks/voice.py {' '.join(sys.argv[1:])}`\n"
+        out.write_text(header + "\n".join(sets) + "\n" + text + ("\n" + notes if notes else ""))
     for summary in summaries:
         print(json.dumps(summary))
 

@@ -93,7 +93,7 @@ def evaluate(
     from avatarv.voice.profile import profile
     from avatarv.voice.synth import get_synthesiser
 
-    policies = policies or {"voice": MatchingPolicy()}
+    policies = policies or {"voice+residual": MatchingPolicy()}
     groups = groups or {}
     names = list(samples)
     sample_emb = np.stack([speaker_embedding(samples[n]) for n in names])  # [K, 256]

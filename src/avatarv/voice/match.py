@@ -1,17 +1,25 @@
-"""Voice matching: make synthetic speech take a sample's pitch, range, rate, loudness and timbre.
+"""Voice matching: make synthetic speech take a sample's pitch, range, rate, pauses, loudness and timbre.
 
 Pipeline (WORLD domain, one utterance):
-1. rate   — the synthesiser's length control, then a residual WORLD time stretch (``duration_factor``);
+1. rate   — the synthesiser's length control from its measured articulation rate, a residual WORLD time
+   stretch (``duration_factor``), pauses set to the sample's median pause (``engine.set_pauses``);
 2. pitch  — log-linear F0 map: ln f' = (ln f − ln med_src)·σ_tgt/σ_src + ln med_tgt (median and range);
-3. timbre — (a) frequency warp of the envelope by α (vocal-tract length), (b) an equaliser: the smoothed
-   difference of mean log envelopes, target − warped source, scaled by ``envelope_gain``, (c) the same
-   for aperiodicity (breathy vs buzzy source), scaled by ``aperiodicity_gain``;
+3. timbre — what makes the voice that person's, kept apart from what the recording did to it:
+   (a) formant scaling α (vocal-tract length), starting from a blend of the long-term envelopes'
+   alignment (level and tilt removed) and the F0 prior of sex and age (``prior_warp``);
+   (b) spectral tilt in dB/octave (``tilt_gain``); (c) breathiness: the aperiodicity offset
+   (``aperiodicity_gain``); (d) the residual long-term EQ over 150–6000 Hz (``envelope_gain``, searched
+   in {0, 0.5, 1}): formant detail beyond a uniform scaling *and* in-band colouration of the recording,
+   which one recording cannot tell apart (without it, held-out identification falls from 0.44 to 0.18:
+   ``benchmarks/results/voice-heldout.md``). Band edges, hum, noise and reverb are never copied.
 4. loudness — BS.1770 gain to the sample's integrated loudness.
 
-α starts from the warp that best aligns the two long-term envelopes; α and the two gains are then tuned
-once per voice (in ``profile``) by analysis-by-synthesis: render a fixed calibration paragraph for a few
-candidate settings and keep the one whose speaker embedding is closest to the sample's. Pitch and rate
-are never tuned: they are measured targets.
+The settings are fitted once per voice (in ``profile``) by analysis-by-synthesis: render a fixed
+calibration paragraph for a few candidates and keep the one whose speaker embedding is closest to the
+sample's; ``MatchingPolicy`` says which settings the search may move. Pitch, rate and pauses are never
+tuned: they are measured targets. Why the embedding cannot be trusted alone: it moves as much with the
+recording (reverb 0.3 s, a 6 dB/octave tilt, a phone band) as with an 18 % formant shift
+(``benchmarks/voice.py --probe``).
 """
 
 from __future__ import annotations
@@ -183,26 +191,28 @@ def convert(
 class MatchingPolicy:
     """How a conversion is fitted: where α starts and which settings the embedding search may move.
 
-    The default is the design chosen on ``protocol.TUNING_SPEAKERS``; the other presets are what it was
-    compared with (``benchmarks/voice.py --policy NAME``).
+    The default (``POLICIES["voice+residual"]``) was chosen on ``protocol.TUNING_SPEAKERS``: it ties
+    ``voice`` on identification there (0.56) and is closer to the samples (0.649 vs 0.633 cosine);
+    ``benchmarks/results/voice-heldout.md`` has both on the held-out set.
     """
 
     warp_start: str = "blend"  # "envelope" (raw long-term envelopes), "robust" (level+tilt removed), "blend"
     warp_steps: tuple[float, ...] = (-0.16, -0.11, -0.05, 0.05, 0.11, 0.16)  # ln α around the start
     tilt_gains: tuple[float, ...] = (0.0, 0.5, 1.5)
-    envelope_gains: tuple[float, ...] = ()  # residual EQ = recording colouration: not searched by default
+    envelope_gains: tuple[float, ...] = (0.5, 1.0)  # residual EQ over 150–6000 Hz (see the module doc)
     start_envelope_gain: float = 0.0
     aperiodicity_gains: tuple[float, ...] = (0.0, 2.0)
     fine_warp_steps: tuple[float, ...] = (-0.05, -0.025, 0.025, 0.05)
 
 
 POLICIES = {
-    "voice": MatchingPolicy(),
-    # before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
+    "voice+residual": MatchingPolicy(),
+    # the voice's own settings only: formant scaling, tilt, breathiness (no residual EQ)
+    "voice": MatchingPolicy(envelope_gains=()),
+    # ≈ before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
     "channel-eq": MatchingPolicy(warp_start="envelope", tilt_gains=(), envelope_gains=(0.0, 0.5, 1.5, 2.0),
                                  start_envelope_gain=1.0, aperiodicity_gains=(0.0, 2.0, 3.0)),
-    "voice+channel": MatchingPolicy(envelope_gains=(0.5, 1.0)),
-    "voice-robust-warp": MatchingPolicy(warp_start="robust"),
+    "voice-robust-warp": MatchingPolicy(warp_start="robust", envelope_gains=()),
 }
 
 
@@ -217,7 +227,7 @@ def fit_conversion(
     """Acoustic start (α, unit tilt and breathiness), then coordinate search on embedding similarity.
 
     The search moves only what ``policy`` lets it: by default the voice's own settings (formant scaling,
-    tilt, breathiness), never the residual EQ that would copy the sample's recording channel.
+    tilt, breathiness) and the in-band residual EQ; band edges, hum, noise and reverb are never copied.
     """
     if policy.warp_start == "envelope":
         warp = best_warp(source.envelope, target_envelope, detrend=False)

@@ -25,6 +25,10 @@ PROFILE_VERSION = 2  # 2: conversions split into warp / tilt / residual EQ / bre
 MIN_SAMPLE_S = 4.5  # 10 s is typical; 4.5 s admits the shortest real clip here (4.9 s)
 MIN_SPEECH_S = 2.0  # by Silero VAD; it hears only 2.3 s in a 12 s real clip of speech over music
 MIN_VOICED_S = 1.0
+# Articulation rates of read and conversational speech lie within ≈ 3–7 syllables/s across speakers and
+# languages (Jacewicz et al. 2009; Pellegrino et al. 2011). A measure outside it is a failed count (Whisper
+# on a language it does not know, singing, music), so the target is held inside it.
+RATE_RANGE = (3.0, 7.0)
 
 
 @dataclass
@@ -129,8 +133,8 @@ def profile(
         f0_p5_hz=round(pitch.p5_hz, 2),
         f0_p95_hz=round(pitch.p95_hz, 2),
         f0_log_std=round(pitch.log_std, 4),
-        rate_syllables_per_s=round(rate.syllables_per_s, 3),
-        rate_method=rate.method,
+        rate_syllables_per_s=round(float(np.clip(rate.syllables_per_s, *RATE_RANGE)), 3),
+        rate_method=rate.method + ("" if RATE_RANGE[0] <= rate.syllables_per_s <= RATE_RANGE[1] else f" (clipped from {rate.syllables_per_s:.2f})"),
         loudness_lufs=round(level, 2),
         transcript=rate.transcript,
         envelope=[round(float(v), 3) for v in envelope],
