@@ -181,8 +181,10 @@ class VideoWatcher:
         self._thread.join()
 
 
-def kill_mid_job(data: Path, port: int, token: str, avatar: str, speech: Path, log: Path, timeout: float = 240) -> dict:
-    """Start, submit, SIGKILL while the job runs, restart, wait: what happened, as a dict."""
+def kill_mid_job(data: Path, port: int, token: str, avatar: str, speech: Path, log: Path, timeout: float = 240,
+                 at_step: int = 0) -> dict:
+    """Start, submit, SIGKILL while the job runs (once its worker reports a phase, or ``at_step`` denoising
+    steps), restart, wait: what happened, as a dict."""
     url = f"http://127.0.0.1:{port}"
     proc = start_server(data, port, log=log)
     job = submit(url, token, avatar, speech).json()["id"]
@@ -191,18 +193,20 @@ def kill_mid_job(data: Path, port: int, token: str, avatar: str, speech: Path, l
     row = None
     while time.time() < end:
         row = httpx.get(f"{url}/api/jobs/{job}", headers={"Authorization": f"Bearer {token}"}).json()
-        if row["state"] == "running" and (row["progress"] or {}).get("phase") not in (None, "starting"):
+        p = row["progress"] or {}
+        if row["state"] == "running" and p.get("phase") not in (None, "starting") and p.get("step", 0) >= at_step:
             break
         time.sleep(0.2)
     workers = children(proc.pid)
     phase = (row["progress"] or {}).get("phase")
+    step = (row["progress"] or {}).get("step")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(1.5)  # the workers' watchdog polls the parent every 0.5 s
     orphans = [p for p in workers if alive(p)]
     for p in orphans:
         os.kill(p, signal.SIGKILL)
-    had_video = (data / "users").exists() and any(data.glob("users/*/jobs/*/video.mp4"))
+    had_video = any(data.glob(f"users/*/jobs/{job}/video.mp4"))
     t0 = time.time()
     proc = start_server(data, port, log=log)
     try:
@@ -220,7 +224,7 @@ def kill_mid_job(data: Path, port: int, token: str, avatar: str, speech: Path, l
     finishes = store.one("SELECT COUNT(*) AS n FROM audit WHERE action = 'job.finish' AND subject = ?", job)["n"]
     requeues = store.one("SELECT COUNT(*) AS n FROM audit WHERE action = 'job.requeue' AND subject = ?", job)["n"]
     store.close()
-    return {"job": job, "killed_in_phase": phase, "workers_before_kill": len(workers), "orphans": len(orphans),
+    return {"job": job, "killed_in_phase": phase, "killed_at_step": step, "workers_before_kill": len(workers), "orphans": len(orphans),
             "video_before_restart": had_video, "state": done["state"], "attempts": done["attempts"],
             "finishes": finishes, "requeues": requeues, "recovered_s": round(recovered_s, 1),
             "served_bodies": len(watcher.bodies), "partial_served": any(b != final for b in watcher.bodies),
@@ -299,7 +303,7 @@ def main() -> None:
                                                          "'job.finish' GROUP BY subject")}
     rows = store.one("SELECT COUNT(*) AS n FROM jobs")["n"]
     store.close()
-    kill = kill_mid_job(data, port, token, avatar, speech, log)
+    kill = kill_mid_job(data, port, token, avatar, speech, log, at_step=1)
 
     result = {
         "bench": "serve_load", "cpu": cpu_name(), "cores": os.cpu_count(), "workers": args.workers,
@@ -339,7 +343,7 @@ worker processes.
 | burst answered in / queue drained in | {r['burst_s']} s / {r['drain_s']} s |
 | peak RSS, server + workers | {r['peak_rss_mb']} MB |
 
-SIGKILL of the server mid-job (phase {k['killed_in_phase']!r}): {k['workers_before_kill']} worker processes
+SIGKILL of the server mid-job (phase {k['killed_in_phase']!r}, after {k['killed_at_step']} of 2 steps): {k['workers_before_kill']} worker processes
 before, {k['orphans']} left alive after (the workers watch their parent); video present before the restart:
 {k['video_before_restart']}; after the restart the job is {k['state']} in {k['recovered_s']} s with
 {k['attempts']} attempts, {k['finishes']} finish and {k['requeues']} requeue in the audit log;

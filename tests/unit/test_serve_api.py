@@ -301,6 +301,8 @@ def test_revoked_consent_deletes_the_data_and_refuses_generation(harness):
     assert [a["action"] for a in store.all("SELECT action FROM audit WHERE subject = ?", avatar)][-1] == "consent.revoke"
     assert h.job(alice, avatar).status_code == 404
     assert h.client.get(f"/api/jobs/{job}", headers=alice).status_code == 404
+    found = h.client.get(f"/api/admin/watermarks/{job}", headers=h.user("root", "admin")).json()
+    assert found["deleted"] and found["user_id"] == h.client.get("/api/me", headers=alice).json()["id"]
 
 
 # --- moderation -----------------------------------------------------------------------------------------------------

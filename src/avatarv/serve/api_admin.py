@@ -94,8 +94,13 @@ def audit(request: Request, limit: int = 100, admin: User = Depends(admin_user))
 @router.get("/watermarks/{payload}")
 def watermark(payload: str, request: Request, admin: User = Depends(admin_user)):
     """The job a detected watermark payload (16 hex digits, ``avatarv watermark detect``) belongs to."""
-    row = server_of(request).store.one("SELECT id, user_id, avatar_id, created, finished FROM jobs "
-                                       "WHERE watermark = ?", payload.lower())
-    if row is None:
+    store = server_of(request).store
+    row = store.one("SELECT id, user_id, avatar_id, created, finished FROM jobs WHERE watermark = ?", payload.lower())
+    if row is not None:
+        return {**row, "deleted": False}
+    record = store.one("SELECT subject, user_id, at, detail FROM audit WHERE action = 'job.create' AND "
+                       "json_extract(detail, '$.watermark') = ?", payload.lower())
+    if record is None:
         raise not_found("job with watermark", payload)
-    return row
+    return {"id": record["subject"], "user_id": record["user_id"], "avatar_id": record["detail"].get("avatar"),
+            "created": record["at"], "deleted": True}

@@ -124,7 +124,8 @@ def create_job(request: Request, avatar_id: str = Form(...), audio: UploadFile |
     except BaseException:
         server.data.remove_tree(job_dir)
         raise
-    server.store.audit(user.id, "job.create", job_id, avatar=avatar_id, state=state, reasons=decision.reasons)
+    server.store.audit(user.id, "job.create", job_id, avatar=avatar_id, state=state, reasons=decision.reasons,
+                       watermark=payload_for_job(job_id).hex())  # outlives the job: who made a found video
     server.scheduler.wake()
     return public_job(server, owned_job(server, user, job_id))
 

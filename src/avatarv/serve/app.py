@@ -92,6 +92,25 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class QueueGate:
+    """``POST /api/jobs`` while the queue is full: 429 + Retry-After before the upload is read (cheap under a
+    burst; the per-user limits are checked after authentication, in the endpoint)."""
+
+    def __init__(self, app, server: Server):
+        self.app, self.server = app, server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/api/jobs":
+            scheduler = self.server.scheduler
+            queued = scheduler.queue_length()
+            if queued >= self.server.config.queue_size:
+                err = ApiError(429, f"the job queue is full ({queued} jobs): try again later",
+                               retry_after=scheduler.retry_after())
+                await JSONResponse({"detail": err.detail}, status_code=429, headers=err.headers())(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(config: ServerConfig | None = None, server: Server | None = None, **server_kwargs) -> FastAPI:
     from avatarv.serve import api_accounts, api_admin, api_avatars, api_jobs
 
@@ -141,4 +160,5 @@ def create_app(config: ServerConfig | None = None, server: Server | None = None,
         return FileResponse(path, headers={"Cache-Control": "no-cache"})
 
     app.add_middleware(BodyLimit, limit=2 * server.config.limits.upload_bytes + (1 << 20))
+    app.add_middleware(QueueGate, server=server)
     return app
