@@ -4,10 +4,11 @@ PIP := $(PY) -m pip
 
 .PHONY: install sysdeps test demo lint info clean
 
-# Debian tools the project relies on (espeak-ng for speech, ffmpeg/sox for media checks).
+# Debian tools the project relies on (espeak-ng for speech, ffmpeg/sox for media checks, tesseract for OCR,
+# chromium + chromedriver for the web page's browser test).
 sysdeps:
-	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v sox >/dev/null && command -v tesseract >/dev/null || \
-	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox tesseract-ocr >/dev/null)
+	@command -v espeak-ng >/dev/null && command -v ffmpeg >/dev/null && command -v sox >/dev/null && command -v tesseract >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng ffmpeg sox tesseract-ocr chromium chromium-driver >/dev/null)
 
 # CPU torch first and pinned (an unpinned install pulls GBs of CUDA), then the package.
 install: sysdeps
