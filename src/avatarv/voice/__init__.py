@@ -7,9 +7,12 @@ Public API::
 - ``profile(sample) -> VoiceProfile``: measure ≥ 5 s of someone's speech (pitch, rate, loudness,
   spectral envelope, speaker embedding); ``VoiceProfile.save/load`` as JSON.
 - ``speak(text, voice_profile=None) -> [N] float32 16 kHz``: piper (default) or espeak-ng (fallback),
-  matched to the profile by WORLD analysis/synthesis.
+  matched to the profile by WORLD analysis/synthesis
+  (formant scaling, tilt, breathiness, residual EQ, F0 median/range, rate, pauses).
 - ``prepare(audio) -> [N] float32 16 kHz``: pass-through of user speech at -23 LUFS.
-- ``avatarv.voice.cloning.PocketTTSCloner``: zero-shot neural cloning from local weights.
+- ``avatarv.voice.cloning.PocketTTSCloner``: zero-shot neural cloning from local weights;
+  ``avatarv.voice.engines.engine_status()``: which engines run here and why the others do not.
+- ``avatarv.voice.protocol``: the tuning and held-out speakers of ``benchmarks/voice.py`` (issue #34).
 """
 
 from avatarv.voice.audio import SAMPLE_RATE, TARGET_LUFS, loudness, prepare, write_wav
