@@ -46,30 +46,31 @@ def test_one_and_two_speakers_to_mp4_with_sound(weights, tmp_path):
     calls = []
     hook = pipe.dit.register_forward_hook(lambda m, a, kw, out: calls.append(kw.get("audio")), with_kwargs=True)
     out1 = tmp_path / "one.mp4"
-    summary = pipe.generate(_reference(), [_speech(0.6, 200)], out1, InfiniteTalkOptions(**OPTS))
-    # 15 frames: chunk 0 gives 9, chunks 1 and 2 four new frames each (9 − 5 motion frames) → 3 chunks,
+    summary = pipe.generate(_reference(), [_speech(0.48, 200)], out1, InfiniteTalkOptions(**OPTS))
+    # 12 frames: chunk 0 gives 9, chunk 1 four new frames (9 − 5 motion frames), cut to 12 → 2 chunks,
     # each step 3 passes (cond, drop text, uncond); the unconditional-audio passes get audio None
-    assert summary["frames"] == 15 and summary["chunks"] == 3 and summary["passes_per_step"] == 3
-    assert len(calls) == 3 * 3 and sum(a is None for a in calls) == 3
+    assert summary["frames"] == 12 and summary["chunks"] == 2 and summary["passes_per_step"] == 3
+    assert len(calls) == 2 * 3 and sum(a is None for a in calls) == 2
     video = read_video(out1)
-    assert video.frames.shape[1:3] == (32, 48) and abs(len(video.frames) - 15) <= 1
+    assert video.frames.shape[1:3] == (32, 48) and abs(len(video.frames) - 12) <= 1
     assert video.audio is not None and np.abs(video.audio).max() > 0.05
 
     calls.clear()
     out2 = tmp_path / "two.mp4"
-    summary = pipe.generate(_reference(), [_speech(0.6, 200), _speech(0.5, 330)], out2,
+    summary = pipe.generate(_reference(), [_speech(0.36, 200), _speech(0.3, 330)], out2,
                             InfiniteTalkOptions(**OPTS, text_scale=1.0))
     hook.remove()
     assert summary["speakers"] == 2 and summary["passes_per_step"] == 2  # text scale 1: cond, drop audio
     assert all(a is None or a.shape[1] == 2 for a in calls)
     two = read_video(out2).frames.astype(float)
-    assert np.abs(two[:15] - video.frames[:15].astype(float)).mean() > 0.5  # the second speaker changes it
+    assert np.abs(two[:9] - video.frames[:9].astype(float)).mean() > 0.5  # the second speaker changes it
 
 
 def test_same_seed_same_frames_with_and_without_offload(weights, tmp_path):
-    """The same seed gives the same frames, and offloading (whole models, or the DiT's blocks streamed) is exact."""
+    """The same seed gives the same frames in separate runs, with offloading (whole models, or the DiT's blocks
+    streamed) or without: offloading is exact."""
     runs = []
-    for name, offload in (("a.mp4", "none"), ("b.mp4", "none"), ("c.mp4", "blocks"), ("d.mp4", "model")):
+    for name, offload in (("a.mp4", "none"), ("c.mp4", "blocks"), ("d.mp4", "model")):
         pipe = _pipeline(weights, offload)
         pipe.generate(_reference(), [_speech(0.36, 200)], tmp_path / name,
                       InfiniteTalkOptions(**OPTS, video_ref=True, anchor=True))
