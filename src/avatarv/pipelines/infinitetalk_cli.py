@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,11 +93,12 @@ def process_group(device: str):
 
 
 def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts, dtype: str | None = None,
-                     offload: str = "none", device: str | None = None, fsdp: bool = False, fp8: bool = False) -> dict:
+                     offload: str = "none", device: str | None = None, fsdp: bool = False, fp8: bool = False,
+                     on_step: Callable[[int, int, int], None] | None = None) -> dict:
     """Load the parts (one line per missing one, before anything is written), then generate with a progress bar.
     ``device``: None → CUDA when present, else the CPU. Under ``torchrun`` every rank runs the same job on the same
     inputs with Ulysses sequence parallelism over the DiT (``fsdp``: FSDP2 shards its weights too); rank 0 writes
-    ``out``."""
+    ``out``. ``on_step(chunk, step, total_steps)`` after every denoising step (beside the progress bar)."""
     import torch
 
     from avatarv.pipelines.infinitetalk import OFFLOAD_MODES
@@ -119,11 +121,11 @@ def run_infinitetalk(ref: Path, out: Path, speeches, weights: WeightsArgs, opts,
     with process_group(device) as (rank, world, device), tempfile.TemporaryDirectory() as scratch:
         target = out if rank == 0 else Path(scratch) / f"rank{rank}.mp4"  # one file, written by rank 0
         return _generate(reference, target, speeches, parts, loras, opts, dtype, offload, device, world, fsdp,
-                         show=rank == 0, fp8=fp8)
+                         show=rank == 0, fp8=fp8, on_step=on_step)
 
 
 def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, device, world, fsdp, show,
-              fp8: bool = False) -> dict:
+              fp8: bool = False, on_step=None) -> dict:
     from tqdm import tqdm
 
     from avatarv.pipelines.infinitetalk import InfiniteTalkPipeline
@@ -150,6 +152,8 @@ def _generate(reference, out, speeches, parts, loras, opts, dtype, offload, devi
         def progress(chunk, step):
             bar.set_postfix(chunk=chunk + 1)
             bar.update(1)
+            if on_step is not None:
+                on_step(chunk, step, bar.total)
 
         return pipe.generate(reference, speeches, out, opts, progress=progress)
     finally:

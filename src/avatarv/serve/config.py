@@ -39,6 +39,7 @@ class ServerConfig:
     checkpoint: Path | None = None
     preset: str | None = None
     weights: Path | None = None
+    infinitetalk: dict | None = None  # InfiniteTalk mode: InfiniteTalkOptions fields for every job (size, ...)
     steps: int | None = None  # None: the pipeline's default (24; InfiniteTalk 40)
     max_steps: int = 50
     max_seconds: float = 120.0  # longest speech accepted for one job

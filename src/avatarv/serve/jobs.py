@@ -42,6 +42,8 @@ class JobSpec:
     checkpoint: str | None = None
     preset: str | None = None
     weights: str | None = None  # InfiniteTalk mode
+    # InfiniteTalk mode: InfiniteTalkOptions fields the server sets (e.g. resolution, frame_num, offload-free sizes)
+    infinitetalk: dict | None = None
     user: str = ""
 
     def to_dict(self) -> dict:
@@ -106,9 +108,18 @@ def _generate_infinitetalk(spec: JobSpec, speech, live: Path, progress: Progress
     from avatarv.pipelines.infinitetalk import InfiniteTalkOptions
     from avatarv.pipelines.infinitetalk_cli import WeightsArgs, run_infinitetalk
 
-    progress(phase="generating (InfiniteTalk weights)", force=True)
-    opts = InfiniteTalkOptions(steps=spec.steps or 40, seed=spec.seed, prompt=spec.prompt, seconds=spec.seconds)
-    return run_infinitetalk(Path(spec.reference), live, [speech], WeightsArgs(weights=Path(spec.weights)), opts)
+    progress(phase="loading the InfiniteTalk weights", force=True)
+    extra = dict(spec.infinitetalk or {})
+    if extra.get("resolution") is not None:
+        extra["resolution"] = tuple(extra["resolution"])
+    opts = InfiniteTalkOptions(**{"steps": spec.steps or 40, "seed": spec.seed, "prompt": spec.prompt,
+                                  "seconds": spec.seconds, **extra})
+
+    def on_step(chunk, step, total):
+        progress(phase="generating", step=progress.state["step"] + 1, chunk=chunk + 1, total=total)
+
+    return run_infinitetalk(Path(spec.reference), live, [speech], WeightsArgs(weights=Path(spec.weights)), opts,
+                            on_step=on_step)
 
 
 def run_job(spec: JobSpec | dict) -> dict:

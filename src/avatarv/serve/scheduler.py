@@ -135,7 +135,8 @@ class Scheduler:
             text=params.get("text"), voice=params.get("voice") and str(self.data.path(params["voice"])),
             prompt=params.get("prompt", ""), seconds=params.get("seconds"), steps=params.get("steps") or cfg.steps,
             seed=params.get("seed", 0), checkpoint=None if cfg.checkpoint is None else str(cfg.checkpoint),
-            preset=cfg.preset, weights=None if cfg.weights is None else str(cfg.weights), user=job["user_id"])
+            preset=cfg.preset, weights=None if cfg.weights is None else str(cfg.weights),
+            infinitetalk=cfg.infinitetalk, user=job["user_id"])
 
     def _done(self, job: dict, future) -> None:
         try:
