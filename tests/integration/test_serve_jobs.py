@@ -1,6 +1,6 @@
 """The worker's job function on the paths the API tests do not run: speech from text (the voice engine) on the
 world pipeline, and the InfiniteTalk mode (``--weights``) on a tiny weights folder; both end watermarked with the
-job's payload and signed."""
+job's payload and signed, and the live stream carries the watermark while it is written."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ def test_text_job_on_the_world_pipeline(tmp_path):
     _check(result, spec.watermark)
     assert result["summary"]["frames"] >= 10
     assert (tmp_path / "work" / "progress.json").is_file()
+    # the live stream was marked chunk by chunk as it was written: the same frames as the published file
+    live = tmp_path / "work" / "live.mp4"
+    assert detect_file(live).hex == spec.watermark == detect_file(result["file"]).hex
+    assert np.array_equal(read_video(live).frames, read_video(result["file"]).frames)  # no second encode
 
 
 def test_infinitetalk_job_from_a_weights_folder(tmp_path):

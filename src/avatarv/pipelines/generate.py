@@ -10,6 +10,7 @@ chunk's exact audio samples.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -56,6 +57,9 @@ class GenerationOptions:
     # a chunk's known leading frames get the previous chunk's motion, noised to each step's level as in
     # training (``known_motion``); off: their motion is sampled afresh and jumps at every seam
     motion_continuity: bool = True
+    # applied to each chunk's frames ``[n, H, W, 3]`` uint8 right before they are written (e.g. the server's
+    # watermark, so the live stream carries it too); None: written as generated
+    frame_filter: Callable[[np.ndarray], np.ndarray] | None = None
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
@@ -227,7 +231,7 @@ class AvatarPipeline:
 
     @staticmethod
     def _emit(writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
-              speech: np.ndarray) -> int:
+              speech: np.ndarray, frame_filter: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """Cross-fade the seam with the previous chunk's tail, append everything but this chunk's own tail
         (the next chunk blends it), with the exact audio samples of those frames. Returns frames appended."""
         frames = frames.copy()
@@ -237,7 +241,7 @@ class AvatarPipeline:
         new = frames[: len(frames) - tail][: max(0, plan.total_frames - written)]
         if len(new):
             a, b = plan.sample_range(written, len(new))
-            writer.append(new, speech[a:b].astype(np.float32))
+            writer.append(new if frame_filter is None else frame_filter(new), speech[a:b].astype(np.float32))
         return len(new)
 
     # ------------------------------------------------------------------ the job
@@ -279,11 +283,11 @@ class AvatarPipeline:
                                            time_offset=cfg.dit.ref_time_offset + 2048)
                 frames, lr_frames = self._decode(job, latents, tokens, preview is not None)
                 last = chunk.index == len(chunks) - 1
-                n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech)
+                n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)
                 if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
                     job.track.add(job.codec.signals(motion, len(frames)), last, known=4 * (known.shape[2] - 1) + 1)
                 if preview is not None:
-                    self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech)
+                    self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech, opts.frame_filter)
                     pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
                 written += n_new
                 pending = None if last else frames[len(frames) - job.plan.overlap_frames :]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,8 @@ class InfiniteTalkOptions:
     ref_latents: int = 4  # latent frames of the reference video to keep (video_ref)
     anchor: bool = False  # avatarv: the first chunk's last latents as a second reference stream
     anchor_latents: int = 2
-    extra: dict = field(default_factory=dict)
+    # applied to each chunk's new frames [n, H, W, 3] uint8 right before they are written (the server's watermark)
+    frame_filter: Callable[[np.ndarray], np.ndarray] | None = None
 
     def sampling(self) -> SamplingOptions:
         shift = self.shift if self.shift is not None else DEFAULT_SHIFT.get(self.size, 7.0)
@@ -272,7 +273,10 @@ class InfiniteTalkPipeline:
                 new = new[: max(0, total - written)]
                 if len(new):
                     a, b = written * SAMPLE_RATE // FPS, (written + len(new)) * SAMPLE_RATE // FPS
-                    writer.append(np.round(new * 255).astype(np.uint8), mix[a:b].astype(np.float32))
+                    pixels = np.round(new * 255).astype(np.uint8)
+                    if opts.frame_filter is not None:
+                        pixels = opts.frame_filter(pixels)
+                    writer.append(pixels, mix[a:b].astype(np.float32))
                     written += len(new)
                 chunk += 1
                 if written >= total or end >= total:

@@ -176,6 +176,30 @@ def embed_file(src: str | Path, dst: str | Path, payload: bytes, key: bytes | No
     return rewrite_mp4(src, dst, tags, frame_fn=embedder.mark, crf=crf)
 
 
+def chunk_marker(payload: bytes, key: bytes | None = None):
+    """A frame filter for streamed outputs: each written chunk ``[n, H, W, 3]`` uint8 is marked on its own
+    (:func:`embed_frames`, gains from that chunk), so the file is watermarked while it is being written — the
+    live stream included — and needs no second encode. Chunks below the minimum height pass unmarked."""
+    payload = bytes(payload)
+
+    def mark(frames: np.ndarray) -> np.ndarray:
+        if frames.shape[1] < MIN_HEIGHT:
+            return frames
+        return embed_frames(frames, payload, key)
+
+    return mark
+
+
+def tag_marked(src: str | Path, dst: str | Path, payload: bytes, metadata: dict[str, str] | None = None) -> Path:
+    """Copy a file marked while it was written (:func:`chunk_marker`) to ``dst`` with the
+    ``avatarv_watermark=<hex>`` metadata (streams copied, no re-encode; temp file + rename). ``InputError`` if its
+    frames are too small to have carried the mark."""
+    height = next(iter_frames(src, 1), np.zeros((0, 0, 3))).shape[0]
+    if height < MIN_HEIGHT:
+        raise InputError(f"{height} px high is too small to carry the watermark (at least {MIN_HEIGHT} px)", src)
+    return rewrite_mp4(src, dst, {METADATA_KEY: bytes(payload).hex(), **(metadata or {})})
+
+
 def mark_output(out: str | Path, payload: bytes | None = None, enabled: bool = True) -> str:
     """``avatarv generate``'s hook: watermark ``out`` in place with ``payload`` (default: a random 64-bit
     id) and record it as ``avatarv_watermark=<hex>`` in the metadata; ``enabled=False`` (``--no-watermark``)

@@ -4,9 +4,10 @@
 in a local worker process and on a Ray worker (``executors.py``; Ray needs the data folder on a shared file
 system). Everything it writes lands in the attempt's own folder ``work/attempt-<n>/``:
 
-    live.mp4       the streaming fMP4 the pipeline writes chunk by chunk (``/api/jobs/{id}/live``)
+    live.mp4       the streaming fMP4 the pipeline writes chunk by chunk (``/api/jobs/{id}/live``), each chunk
+                   watermarked with the job's payload as it is written (``chunk_marker``)
     progress.json  phase, step / total (atomic rewrites; the server's event stream reads it)
-    signed.mp4     the finished video: watermarked with the job's payload (``embed_file``), then signed
+    signed.mp4     the finished video: live.mp4 with the watermark's metadata (``tag_marked``, no re-encode), signed
                    (``sign_mp4``): the only file the server ever moves to ``video.mp4``
 
 Moving it into place and marking the job finished is the server's job (``scheduler.py``), so a worker that
@@ -84,12 +85,13 @@ def _pipeline(spec: JobSpec):
     return _PIPELINES[key]
 
 
-def _generate_world(spec: JobSpec, speech, live: Path, progress: Progress) -> dict:
+def _generate_world(spec: JobSpec, speech, live: Path, progress: Progress, frame_filter=None) -> dict:
     """What ``avatarv generate`` does (``pipelines.cli.run_generation``), with progress to a file."""
     from avatarv.media import read_video
     from avatarv.pipelines.generate import GenerationOptions
 
-    opts = GenerationOptions(seconds=spec.seconds, steps=spec.steps or 24, seed=spec.seed, prompt=spec.prompt)
+    opts = GenerationOptions(seconds=spec.seconds, steps=spec.steps or 24, seed=spec.seed, prompt=spec.prompt,
+                             frame_filter=frame_filter)
     reference = read_video(spec.reference)
     progress(phase="loading the model", force=True)
     pipe = _pipeline(spec)
@@ -104,7 +106,7 @@ def _generate_world(spec: JobSpec, speech, live: Path, progress: Progress) -> di
                          on_phase=lambda p: progress(phase=p, force=True), plan=plan)
 
 
-def _generate_infinitetalk(spec: JobSpec, speech, live: Path, progress: Progress) -> dict:
+def _generate_infinitetalk(spec: JobSpec, speech, live: Path, progress: Progress, frame_filter=None) -> dict:
     from avatarv.pipelines.infinitetalk import InfiniteTalkOptions
     from avatarv.pipelines.infinitetalk_cli import WeightsArgs, run_infinitetalk
 
@@ -113,7 +115,7 @@ def _generate_infinitetalk(spec: JobSpec, speech, live: Path, progress: Progress
     if extra.get("resolution") is not None:
         extra["resolution"] = tuple(extra["resolution"])
     opts = InfiniteTalkOptions(**{"steps": spec.steps or 40, "seed": spec.seed, "prompt": spec.prompt,
-                                  "seconds": spec.seconds, **extra})
+                                  "seconds": spec.seconds, "frame_filter": frame_filter, **extra})
 
     def on_step(chunk, step, total):
         progress(phase="generating", step=progress.state["step"] + 1, chunk=chunk + 1, total=total)
@@ -125,7 +127,7 @@ def _generate_infinitetalk(spec: JobSpec, speech, live: Path, progress: Progress
 def run_job(spec: JobSpec | dict) -> dict:
     """Generate, watermark, sign; returns ``{"file": signed mp4, "summary": ..., "watermark": hex}``."""
     from avatarv.provenance.c2pa import sign_mp4
-    from avatarv.provenance.watermark import embed_file
+    from avatarv.provenance.watermark import chunk_marker, tag_marked
 
     spec = spec if isinstance(spec, JobSpec) else JobSpec(**spec)
     work = Path(spec.work_dir)
@@ -135,10 +137,11 @@ def run_job(spec: JobSpec | dict) -> dict:
     speech = _speech(spec)
     live = work / "live.mp4"
     generate = _generate_infinitetalk if spec.weights else _generate_world
-    summary = generate(spec, speech, live, progress)
+    payload = bytes.fromhex(spec.watermark)
+    # every chunk is watermarked as it is written: the live stream carries the mark too, no second encode
+    summary = generate(spec, speech, live, progress, chunk_marker(payload))
     progress(phase="watermarking", force=True)
-    marked = embed_file(live, work / "marked.mp4", bytes.fromhex(spec.watermark),
-                        metadata={"avatarv_job": spec.job_id})
+    marked = tag_marked(live, work / "marked.mp4", payload, metadata={"avatarv_job": spec.job_id})
     progress(phase="signing", force=True)
     claim = {"title": f"avatarv job {spec.job_id}", "software_agent": "avatarv serve",
              "assertions": [{"label": "org.avatarv.job", "data": {"job": spec.job_id, "watermark": spec.watermark}}]}
