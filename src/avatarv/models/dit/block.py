@@ -100,7 +100,7 @@ class VideoRefBlock(nn.Module):
             with torch.no_grad():  # the reference-frame attention map decides the L-RoPE positions
                 amap = self.speaker_map(q, k[:, :, : layout.video_per_frame], audio.masks)
                 valid = None
-                if gen_key_mask is not None:  # video tokens only, as the map (no motion tokens in the adapter)
+                if gen_key_mask is not None:  # padding tokens (sequence parallelism) stay out of the min / max
                     valid = gen_key_mask.expand(x.shape[0], -1)
                 positions = self.speaker_positions(amap, valid)
         x = (x.float() + attn * gate).type_as(x)
