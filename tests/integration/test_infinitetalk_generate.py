@@ -98,9 +98,14 @@ def test_cli_weights_folder(weights, tmp_path):
     out = tmp_path / "out.mp4"
     common = ["--ref", str(ref), "--audio", str(speech), "--resolution", "32x48", "--frame-num", "9",
               "--motion-frames", "5", "--steps", "1"]
-    done = _cli("--weights", str(weights), "--out", str(out), "--audio2", str(speech2), *common)
+    # the memory options go through to the pipeline (on the CPU: exact offload, weight-only fp8)
+    done = _cli("--weights", str(weights), "--out", str(out), "--audio2", str(speech2), "--offload", "model",
+                "--device", "cpu", "--fp8", *common)
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"speakers": 2' in done.stdout
+    bad = _cli("--weights", str(weights), "--out", str(tmp_path / "bad.mp4"), "--offload", "disk", *common)
+    assert bad.returncode == 2 and "--offload" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "bad.mp4").exists()
     assert read_video(out).audio is not None
 
     for part in ("clip", "audio"):  # each missing part: one line naming it, exit 2, nothing written

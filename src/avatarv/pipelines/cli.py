@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,6 +151,15 @@ def generate(
     audio_scale: float = typer.Option(4.0, "--audio-scale", help="InfiniteTalk mode: audio guidance."),
     video_ref: bool = typer.Option(False, "--video-ref/--no-video-ref", help="InfiniteTalk mode: also attend to "
                                    "the whole reference video (avatarv's sparse reference attention)."),
+    offload: str = typer.Option("none", "--offload", help="InfiniteTalk mode: none | model (each model on the "
+                                "device only while it runs) | blocks (also the DiT's blocks streamed from host "
+                                "memory: 14B at 480p in ~11 GiB of GPU memory; python -m "
+                                "avatarv.distributed.memory_plan)."),
+    device: str = typer.Option(None, "--device", help="InfiniteTalk mode: cuda | cpu (default: cuda if present)."),
+    fsdp: bool = typer.Option(False, "--fsdp", help="InfiniteTalk mode under torchrun: FSDP2-shard the DiT's "
+                              "weights over the GPUs (Ulysses sequence parallelism is always on there)."),
+    fp8: bool = typer.Option(False, "--fp8", help="InfiniteTalk mode: the DiT blocks' weights in FP8 e4m3 (FP8 "
+                             "matmuls on Ada/Hopper GPUs; elsewhere weight-only: half the memory of bf16)."),
     watermark: bool = typer.Option(True, "--watermark/--no-watermark", help="Embed an invisible watermark (a random "
                                    "64-bit id; `avatarv watermark detect OUT`); recorded in the mp4's metadata."),
 ) -> None:
@@ -171,8 +181,10 @@ def generate(
                                  motion_frames=motion_frames, steps=steps or 40, seed=seed,
                                  prompt=prompt or "", seconds=seconds, text_scale=text_scale, audio_scale=audio_scale,
                                  sampler=sampler or "euler", video_ref=video_ref)
-        summary = run_infinitetalk(ref, out, speeches, parts, it, None if dtype is None else _dtype(dtype))
-        typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
+        summary = run_infinitetalk(ref, out, speeches, parts, it, None if dtype is None else _dtype(dtype),
+                                   offload=offload, device=device, fsdp=fsdp, fp8=fp8)
+        if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 wrote the video
+            typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
         return
 
     opts = GenerationOptions(seconds=seconds, steps=steps or 24, sampler=sampler or "overshoot", seed=seed,
