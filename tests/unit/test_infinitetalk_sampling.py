@@ -18,7 +18,6 @@ from avatarv.pipelines.infinitetalk_sampling import (
     pick_bucket,
     resize_and_centercrop,
     speaker_masks,
-    window_indices,
 )
 
 
@@ -64,8 +63,11 @@ def test_dropped_text_is_the_negative_prompt_and_dropped_speakers_one_silence():
     assert gated.audio.abs().sum() == 0
 
 
-def test_window_indices_and_reversed_tail():
-    idx = window_indices(3, 4, total=5)
+def test_window_gather_and_reversed_tail():
+    from avatarv.models.encoders.infinitetalk_audio import audio_windows
+
+    emb = torch.arange(5.0)[:, None, None]  # row t holds t: the gathered values are the indices
+    idx = audio_windows(emb, range(3, 7), window=5)[..., 0, 0]
     want = [[min(max(f + o, 0), 4) for o in range(-2, 3)] for f in range(3, 7)]
     assert idx.tolist() == want
     emb = torch.arange(10.0)

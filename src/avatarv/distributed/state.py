@@ -31,17 +31,17 @@ class WorldInfo:
         return self.size > 1
 
 
-def init_distributed() -> WorldInfo:
+def init_distributed(cuda: bool | None = None) -> WorldInfo:
     """Join the process group that ``torchrun`` describes in the environment (no-op for one process).
 
-    NCCL with one GPU per local rank when CUDA is present, gloo on CPU.
+    NCCL with one GPU per local rank when running on CUDA (``cuda``; default: when CUDA is present), gloo on CPU.
     """
     if dist.is_available() and dist.is_initialized():
         return WorldInfo(dist.get_rank(), dist.get_world_size())
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return WorldInfo()
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() if cuda is None else cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl")
     else:

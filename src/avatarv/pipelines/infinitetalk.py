@@ -31,6 +31,7 @@ from avatarv.media import StreamingMp4Writer, Video
 from avatarv.models.dit import RefInputs, RefKVCache, VideoRefDiT
 from avatarv.models.dit.conditions import Conditions
 from avatarv.models.dit.infinitetalk import TEXT_LEN
+from avatarv.models.encoders.infinitetalk_audio import audio_windows
 from avatarv.pipelines.infinitetalk_sampling import (
     DEFAULT_SHIFT,
     NEGATIVE_PROMPT,
@@ -41,7 +42,6 @@ from avatarv.pipelines.infinitetalk_sampling import (
     pick_bucket,
     resize_and_centercrop,
     speaker_masks,
-    window_indices,
 )
 from avatarv.pipelines.sampling import DiTVelocity, SamplingOptions
 from avatarv.precision import autocast
@@ -139,7 +139,7 @@ class InfiniteTalkPipeline:
         DiT blocks' linear weights in e4m3 (``models/fp8.py``: FP8 matmuls on sm_89+, weight-only elsewhere)."""
         from avatarv.models.dit.infinitetalk import load_infinitetalk
         from avatarv.models.encoders.clip_vision import load_clip_vision
-        from avatarv.models.encoders.infinitetalk_audio import InfiniteTalkAudioEncoder
+        from avatarv.models.encoders.infinitetalk_audio import InfiniteTalkAudioEncoder, wav2vec_width
         from avatarv.models.encoders.umt5 import load_umt5_encoder
         from avatarv.precision import compute_dtype
 
@@ -254,8 +254,9 @@ class InfiniteTalkPipeline:
                 cond_image = self.cond_frame(frames, start, target)
                 end = start + opts.frame_num
                 embs = [pad_reversed_tail(e, end) for e in embs]
-                idx = window_indices(start, opts.frame_num, len(embs[0]), window=self.dit.cfg.audio_frame_window)
-                audio = torch.stack([e[idx] for e in embs])[None]  # [1, S, frame_num, 5, layers, C]
+                frames_now = range(start, end)
+                window = self.dit.cfg.audio_frame_window
+                audio = torch.stack([audio_windows(e, frames_now, window) for e in embs])[None]  # [1, S, F, 5, L, C]
                 if motion_latents is None:
                     motion_latents = self.encode(cond_image[None])  # the first chunk: the reference frame
                 conditions = Conditions(cond=self.i2v_condition(cond_image, opts.frame_num), audio=audio, text=text,
@@ -314,21 +315,6 @@ class InfiniteTalkPipeline:
         idx = np.linspace(0, len(frames) - 1, n).round().astype(int)
         clip = np.stack([resize_and_centercrop(frames[i], target) for i in idx])
         return [RefInputs(self.encode(torch.from_numpy(clip).float()).to(self.device))], [RefKVCache()]
-
-
-def wav2vec_width(folder: str | Path) -> int:
-    """The hidden width of a local Wav2Vec2 folder (its config.json), without loading it."""
-    import json
-
-    from avatarv.errors import CheckpointError
-
-    cfg = Path(folder) / "config.json"
-    if not cfg.is_file():
-        raise CheckpointError("not a wav2vec2 folder (config.json missing)", folder)
-    try:
-        return int(json.loads(cfg.read_text())["hidden_size"])
-    except (ValueError, KeyError) as err:
-        raise CheckpointError(f"unreadable wav2vec2 config ({err!r})", cfg) from None
 
 
 def load_vae(path: str | Path):

@@ -70,23 +70,22 @@ def resolve_parts(args: WeightsArgs) -> dict[str, Path]:
 
 @contextlib.contextmanager
 def process_group(device: str):
-    """Under ``torchrun`` (``WORLD_SIZE`` > 1): the default process group (NCCL on CUDA, each rank its
-    ``LOCAL_RANK`` GPU; gloo on the CPU) → (rank, world, device); otherwise (0, 1, device)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        yield 0, 1, device
-        return
-    import torch
-    import torch.distributed as dist
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1): the default process group (``distributed.state.init_distributed``:
+    NCCL on CUDA, each rank its ``LOCAL_RANK`` GPU; gloo on the CPU) → (rank, world, device), left at the end;
+    otherwise (0, 1, device)."""
+    from avatarv.distributed.state import init_distributed
 
     cuda = device.startswith("cuda")
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank = dist.get_rank()
+    info = init_distributed(cuda=cuda)
+    if not info.distributed:
+        yield 0, 1, device
+        return
+    import torch.distributed as dist
+
     if cuda:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-        torch.cuda.set_device(device)
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', info.rank))}"
     try:
-        yield rank, world, device
+        yield info.rank, info.size, device
     finally:
         dist.barrier()
         dist.destroy_process_group()

@@ -1,6 +1,7 @@
 """InfiniteTalk's long-video recipe, piece by piece (MeiGen-AI/InfiniteTalk ``wan/multitalk.py: generate``,
 ``wan/utils/multitalk_utils.py``, ``generate_infinitetalk.py``), written as small functions the pipeline composes:
-aspect buckets, resize-and-centre-crop, the per-frame wav2vec window gather, the reversed-tail audio padding,
+aspect buckets, resize-and-centre-crop, the reversed-tail audio padding (the per-frame wav2vec window gather is
+``models/encoders/infinitetalk_audio.audio_windows``),
 the speaker masks, the guidance passes, the known-head velocity and colour matching.
 """
 
@@ -58,14 +59,6 @@ def resize_and_centercrop(frame: np.ndarray, target: tuple[int, int], nearest: b
     resized = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
     top, left = int(round((fh - th) / 2.0)), int(round((fw - tw) / 2.0))
     return np.ascontiguousarray(resized[top: top + th, left: left + tw])
-
-
-def window_indices(start: int, length: int, total: int, window: int = 5) -> torch.Tensor:
-    """``[length, window]`` indices of each frame's centred window, clamped to ``[0, total − 1]``
-    (``center_indices`` in multitalk.py)."""
-    half = window // 2
-    idx = torch.arange(start, start + length)[:, None] + (torch.arange(window) - half)[None]
-    return idx.clamp(0, total - 1)
 
 
 def pad_reversed_tail(emb: torch.Tensor, end: int) -> torch.Tensor:
@@ -153,4 +146,4 @@ def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float) -> 
 
 
 __all__ = ["BUCKETS", "DEFAULT_SHIFT", "NEGATIVE_PROMPT", "KnownHead", "infinitetalk_guidance", "match_colors",
-           "pad_reversed_tail", "pick_bucket", "resize_and_centercrop", "speaker_masks", "window_indices"]
+           "pad_reversed_tail", "pick_bucket", "resize_and_centercrop", "speaker_masks"]

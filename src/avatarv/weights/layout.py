@@ -297,11 +297,13 @@ def _inspect(part: PartReport) -> dict | None:
 
 def _wav2vec_width(wav2vec: PartReport) -> int:
     """The wav2vec hidden width (its config.json), which the adapter's shapes cannot tell from its layer count."""
-    import json
+    from avatarv.models.encoders.infinitetalk_audio import wav2vec_width
 
+    if wav2vec.path is None:
+        return 768  # chinese-wav2vec2-base
     try:
-        return int(json.loads((wav2vec.path / "config.json").read_text())["hidden_size"])
-    except (TypeError, OSError, ValueError, KeyError):
+        return wav2vec_width(wav2vec.path)
+    except CheckpointError:
         return 768  # chinese-wav2vec2-base
 
 

@@ -100,6 +100,20 @@ def audio_windows(emb: torch.Tensor, frame_indices: torch.Tensor | Sequence[int]
     return emb[idx]
 
 
+def wav2vec_width(folder: str | Path) -> int:
+    """The hidden width of a local Wav2Vec2 folder, from its config.json without loading the model (the
+    InfiniteTalk adapter's input is layers × width, which its shapes alone cannot split)."""
+    import json
+
+    cfg = Path(folder) / "config.json"
+    if not cfg.is_file():
+        raise CheckpointError("not a wav2vec2 folder (config.json missing)", folder)
+    try:
+        return int(json.loads(cfg.read_text())["hidden_size"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"unreadable wav2vec2 config ({err!r})", cfg) from None
+
+
 class InfiniteTalkAudioEncoder:
     """``prepare`` → ``embed`` → ``windows``: the audio condition of InfiniteTalk."""
 
