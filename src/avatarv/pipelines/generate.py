@@ -33,6 +33,7 @@ from avatarv.pipelines.motion_track import save_motion_track
 from avatarv.pipelines.reference import resize_square
 from avatarv.pipelines.refiner import SRRefiner
 from avatarv.pipelines.sampling import SamplingOptions, sample_chunk
+from avatarv.pipelines.step_cache import StepCacheStats
 from avatarv.precision import autocast, compute_dtype, parse_dtype, requested
 
 
@@ -60,10 +61,13 @@ class GenerationOptions:
     # applied to each chunk's frames ``[n, H, W, 3]`` uint8 right before they are written (e.g. the server's
     # watermark, so the live stream carries it too); None: written as generated
     frame_filter: Callable[[np.ndarray], np.ndarray] | None = None
+    step_cache: float = 0.0  # step caching threshold (pipelines/step_cache.py); 0 = off
+    step_cache_max_skips: int = 2
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
-                               guidance=self.guidance)
+                               guidance=self.guidance, step_cache=self.step_cache,
+                               step_cache_max_skips=self.step_cache_max_skips)
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -204,7 +208,7 @@ class AvatarPipeline:
     def sample_chunk(
         self, chunk: Chunk, known: torch.Tensor | None, audio_tokens: torch.Tensor, ref: list[RefInputs],
         cache: list[RefKVCache], opts: SamplingOptions, generator: torch.Generator, on_step=None,
-        text: torch.Tensor | None = None, known_motion: torch.Tensor | None = None,
+        text: torch.Tensor | None = None, known_motion: torch.Tensor | None = None, cache_stats=None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One chunk of this pipeline (``pipelines.sampling.sample_chunk`` with its DiT, geometry and precision):
         latents ``[1, z, c, h, w]`` with the known frames ``known`` ``[1, z, k, h, w]`` put back, and the raw
@@ -221,7 +225,7 @@ class AvatarPipeline:
         if known_motion is not None and cfg.dit.motion_dim:
             km = codec.normalize(known_motion[None].float())  # [1, k, motion_dim], the stream's space
         latents, motion = sample_chunk(self.dit, conditions, c, (s, s), opts, generator, known=known, known_motion=km,
-                                       on_step=on_step, precision=self.autocast)
+                                       on_step=on_step, precision=self.autocast, cache_stats=cache_stats)
         if motion is None:
             return latents, None
         motion = codec.denormalize(motion)  # raw features
@@ -261,6 +265,7 @@ class AvatarPipeline:
         chunks = job.plan.chunks()
         pending = pending_lr = None  # decoded frames of the last overlap, not yet written (output, preview)
         written, motion = 0, None
+        cache_stats = StepCacheStats()
         with ExitStack() as stack:
             writer = stack.enter_context(StreamingMp4Writer(out_path, cfg.fps, job.out_res, job.out_res, sample_rate=sr))
             preview = None if not opts.preview_path else stack.enter_context(
@@ -272,7 +277,7 @@ class AvatarPipeline:
                 carried = job.codec.carry(motion, known.shape[2]) if opts.motion_continuity and motion is not None else None
                 refs, caches = job.refs()
                 latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, opts.sampling(), job.generator,
-                                                    text=job.text, known_motion=carried,
+                                                    text=job.text, known_motion=carried, cache_stats=cache_stats,
                                                     on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if on_chunk is not None:
                     on_chunk(chunk, carried, motion)
@@ -295,7 +300,10 @@ class AvatarPipeline:
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
         if job.track is not None:
             save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
-        return self._summary(job, out_path, written, len(chunks))
+        summary = self._summary(job, out_path, written, len(chunks))
+        if opts.step_cache > 0:
+            summary.update(step_cache_computed=cache_stats.computed, step_cache_skipped=cache_stats.skipped)
+        return summary
 
     def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool):
         """A chunk's frames ``[4(c−1)+1, R, R, 3]`` (through the SR refiner when the job refines) and its

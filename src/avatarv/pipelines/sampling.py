@@ -43,6 +43,10 @@ class SamplingOptions:
     # "avatarv": σ = shift(linspace(1, 0, steps + 1)); "wan": Wan2.1's / InfiniteTalk's timesteps
     # (diffusion.wan_sigma_schedule: linspace(1000, 1, steps) then 0, shifted)
     schedule_kind: str = "avatarv"
+    # step caching (pipelines/step_cache.py): skip the block stack while its first block's residual changes by
+    # less than this (accumulated relative L1); 0 = off, bit-identical to no caching
+    step_cache: float = 0.0
+    step_cache_max_skips: int = 2  # at most this many skipped evaluations in a row per guidance pass
 
     def make_sampler(self):
         return make_sampler(self.sampler, **({"overshoot": self.overshoot} if self.sampler == "overshoot" else {}))
@@ -62,15 +66,22 @@ class DiTVelocity:
 
     ``known_motion`` ``[1, k, motion_dim]`` (normalised): the first k frames' motion, given; ``motion_noise``
     ``[1, k, motion_dim]``: the initial noise of those frames, so the model sees (1 − σ)·m + σ·ε at each step.
-    ``precision``: a context the DiT runs under (the pipeline's autocast; default none)."""
+    ``precision``: a context the DiT runs under (the pipeline's autocast; default none).
+    ``step_cache``: a :class:`~avatarv.pipelines.step_cache.StepCache` attached to ``dit`` (each guidance pass
+    gets its own cache state).
+
+    A CFG-distilled student (``dit.cfg.num_guidance_scales`` > 0, ``training/methods/cfg_distill.py``) takes the
+    scales as an input: one pass with every condition on and ``guidance = [s_ref, s_audio, s_text]``."""
 
     def __init__(self, dit: VideoRefDiT, conditions: Conditions, guidance: GuidanceScales | None = None,
                  known_motion: torch.Tensor | None = None, motion_noise: torch.Tensor | None = None,
-                 precision: Callable[[], contextlib.AbstractContextManager] | None = None):
+                 precision: Callable[[], contextlib.AbstractContextManager] | None = None, step_cache=None):
         self.dit, self.conditions = dit, conditions
         self.guidance = guidance or GuidanceScales()
         self.known_motion, self.motion_noise = known_motion, motion_noise
         self.precision = precision or contextlib.nullcontext
+        self.step_cache = step_cache
+        self.distilled = bool(getattr(getattr(dit, "cfg", None), "num_guidance_scales", 0))
 
     def motion_input(self, motion: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor | None:
         if motion is None or self.known_motion is None:
@@ -81,15 +92,23 @@ class DiTVelocity:
     def predict(self, video: torch.Tensor, t: torch.Tensor, motion: torch.Tensor | None,
                 kept: frozenset[str]) -> torch.Tensor:
         """One DiT pass with the conditions in ``kept``: the flat velocity (video, then motion) in fp32."""
-        with self.precision():
-            out = self.dit(video, t, motion=motion, **self.conditions.select(kept).dit_kwargs())
+        extra = {}
+        if self.distilled:
+            g = [float(self.guidance.scales.get(name, 1.0)) for name in self.guidance.order]
+            extra["guidance"] = torch.tensor([g], dtype=torch.float32, device=video.device)
+        keyed = self.step_cache.pass_key(kept) if self.step_cache is not None else contextlib.nullcontext()
+        with self.precision(), keyed:
+            out = self.dit(video, t, motion=motion, **self.conditions.select(kept).dit_kwargs(), **extra)
         v = out.video.float()
         return torch.cat([v.flatten(), out.motion.float().flatten()]) if motion is not None else v
 
     def __call__(self, x: State, sigma: torch.Tensor) -> State:
         t = sigma.reshape(1).float()
         motion = self.motion_input(x[1] if len(x) > 1 else None, t)
-        v = self.guidance.combine({p: self.predict(x[0], t, motion, p) for p in self.guidance.passes()})
+        if self.distilled:  # the scales are the student's input: one pass, every condition on
+            v = self.predict(x[0], t, motion, frozenset(self.guidance.order))
+        else:
+            v = self.guidance.combine({p: self.predict(x[0], t, motion, p) for p in self.guidance.passes()})
         if motion is None:
             return (v.view_as(x[0]),)
         n = x[0].numel()
@@ -112,16 +131,24 @@ def sample_chunk(
     generator: torch.Generator, known: torch.Tensor | None = None, known_motion: torch.Tensor | None = None,
     on_step: Callable[[int, State], None] | None = None,
     precision: Callable[[], contextlib.AbstractContextManager] | None = None,
+    cache_stats=None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One chunk from noise: (latents ``[1, z, F, h, w]`` with the ``known`` leading latents ``[1, z, k, h, w]``
     put back, motion ``[F, motion_dim]`` in the DiT's normalised space with ``known_motion`` ``[1, k, dim]``
-    put back, or None). ``conditions.cond`` should hold the same known latents (``i2v_condition``)."""
+    put back, or None). ``conditions.cond`` should hold the same known latents (``i2v_condition``).
+    ``cache_stats``: a :class:`~avatarv.pipelines.step_cache.StepCacheStats` the step cache counts into."""
+    from avatarv.pipelines.step_cache import StepCache
+
     state = initial_state(dit, num_latents, latent_hw, generator)
     noise = state[1][:, : known_motion.shape[1]].clone() if known_motion is not None and len(state) > 1 else None
+    cache = None
+    if options.step_cache > 0:
+        cache = StepCache(dit, options.step_cache, options.step_cache_max_skips, stats=cache_stats)
     velocity = DiTVelocity(dit, conditions, options.guidance, known_motion if noise is not None else None, noise,
-                           precision)
+                           precision, step_cache=cache)
     tokens = num_latents * (latent_hw[0] // 2) * (latent_hw[1] // 2)
-    out = options.make_sampler()(velocity, state, options.schedule(tokens), generator=generator, callback=on_step)
+    with cache if cache is not None else contextlib.nullcontext():
+        out = options.make_sampler()(velocity, state, options.schedule(tokens), generator=generator, callback=on_step)
     latents = out[0]
     if known is not None:
         latents[:, :, : known.shape[2]] = known  # known frames are given, not generated
