@@ -14,8 +14,20 @@ runs on every frame inside the held box, and from the landmarks:
 - no person: no face detected; second speaker: two or more faces.
 
 Eligible intervals: runs with exactly one face, at least ``min_face_frac`` of the frame height, for at least
-``min_eligible`` frames. Gaze and hands need iris landmarks / a hand model (mediapipe's are not installed
-here): they are reported ``unavailable`` in ``values["unavailable"]``, not guessed.
+``min_eligible`` frames.
+
+mediapipe 0.10.14 (models shipped in the wheel) adds, on real faces:
+
+- face mesh with irises (``avatarv.media.face_mesh``, every frame): gaze per eye (:func:`iris_gaze`), the
+  eye aspect ratio from mesh points and blink events against the clip's own open-eye level
+  (:func:`blink_events`); dlib's EAR is the fallback when the mesh finds no face (world faces);
+- pose (``avatarv.media.body``, every ``body_every`` frames, held in between): ``person`` runs (nose and
+  shoulders visible: a person, not only a face), ``no_human`` (neither a face nor a body), shoulder tilt;
+- hands (same stride): hand presence runs and a hand quality per frame (``body.hand_quality``: detection
+  confidence x landmarks inside the frame x plausible finger proportions).
+
+Costs measured on the five real clips (458-512 px, AMD EPYC, one thread): face mesh 5-6 ms a frame, pose
+35-80 ms, hands 25-40 ms, dlib HOG + 68 points ~25 ms; hence pose and hands on a stride.
 """
 
 from __future__ import annotations
@@ -83,6 +95,61 @@ def teeth_fraction(frame: np.ndarray, lm: np.ndarray) -> float:
     return float(teeth[m].mean())
 
 
+# mediapipe face-mesh eye points for the eye aspect ratio (p1..p6 of Soukupova & Cech 2016, in their order:
+# outer corner, two upper-lid points, inner corner, two lower-lid points; the usual mediapipe EAR set)
+MESH_EAR = {"right": (33, 160, 158, 133, 153, 144), "left": (263, 387, 385, 362, 380, 373)}
+
+
+def mesh_eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
+    """``[T, 478, >=2]`` mesh landmarks -> ``[T]`` mean eye aspect ratio of both eyes,
+    ``(|p2-p6| + |p3-p5|) / (2 |p1-p4|)``; NaN where no face."""
+    p = np.asarray(points, np.float64)[..., :2]
+    out = []
+    for idx in MESH_EAR.values():
+        e = p[:, list(idx)]
+        d = lambda a, b: np.linalg.norm(e[:, a] - e[:, b], axis=-1)  # noqa: E731
+        out.append((d(1, 5) + d(2, 4)) / np.maximum(2 * d(0, 3), 1e-9))
+    return (out[0] + out[1]) / 2
+
+
+def blink_events(ear: np.ndarray, ratio: float, min_frames: int = 1, max_frames: int = 15) -> list[list[int]]:
+    """Blinks as ``[start, end)`` frame runs where the eye aspect ratio drops below ``ratio`` x the clip's
+    open-eye level (its 75th percentile: eyes are open most of the time), at least ``min_frames`` and at most
+    ``max_frames`` long (a longer closure, 0.6 s at 25 fps, is eyes shut, not a blink: a human blink lasts
+    0.1-0.4 s, Caffier et al. 2003). A per-clip level, not a fixed EAR, because the open EAR differs
+    between people and with yaw (0.25-0.35 on the real clips)."""
+    ear = np.asarray(ear, np.float64)
+    if not np.isfinite(ear).any():
+        return []
+    level = float(np.nanpercentile(ear, 75))
+    closed = np.nan_to_num(ear, nan=level) < ratio * level
+    return [r for r in runs(closed, min_frames) if r[1] - r[0] <= max_frames]
+
+
+def iris_gaze(points: np.ndarray) -> np.ndarray:
+    """``[T, 478, >=2]`` mesh landmarks (with irises) -> ``[T, 2, 2]`` gaze ``(x, y)`` of the image-left and the
+    image-right eye: the iris centre's offset from the middle of the eye's corners, along and across the
+    corner-to-corner axis, over half the eye's width. x > 0: towards the image's right; y > 0: down; the iris
+    reaches a corner near |x| = 0.6; straight ahead reads x ~ 0, y ~ -0.1 (the iris centre sits a little
+    above the corner line). Per eye, because crossed or wall eyes cancel in a mean. The eye's own axis makes it
+    independent of head roll and face size; head yaw still shifts it a little (gaze within the eye, not in the
+    world)."""
+    from avatarv.media.face_mesh import LEFT_EYE_CORNERS, LEFT_IRIS, RIGHT_EYE_CORNERS, RIGHT_IRIS
+
+    p = np.asarray(points, np.float64)[..., :2]
+    out = []
+    # image-left to image-right corner: subject's right eye outer->inner, subject's left eye inner->outer
+    for (a, b), iris in (((RIGHT_EYE_CORNERS[0], RIGHT_EYE_CORNERS[1]), RIGHT_IRIS[0]),
+                         ((LEFT_EYE_CORNERS[1], LEFT_EYE_CORNERS[0]), LEFT_IRIS[0])):
+        axis = p[:, b] - p[:, a]  # [T, 2]
+        half = np.linalg.norm(axis, axis=-1, keepdims=True) / 2  # [T, 1]
+        u = axis / np.maximum(2 * half, 1e-9)
+        n = np.stack([-u[:, 1], u[:, 0]], -1)  # u turned +90 deg in image coordinates (y down): points down
+        off = p[:, iris] - (p[:, a] + p[:, b]) / 2
+        out.append(np.stack([(off * u).sum(-1), (off * n).sum(-1)], -1) / np.maximum(half, 1e-9))
+    return np.stack(out, 1).astype(np.float32)  # [T, 2, 2]
+
+
 def unsharp(frame: np.ndarray, amount: float = 1.5, sigma: float = 2.0) -> np.ndarray:
     """Unsharp mask of a uint8 RGB frame: ``(1 + amount) * f - amount * gaussian(f, sigma)``, clipped."""
     import cv2
@@ -91,52 +158,113 @@ def unsharp(frame: np.ndarray, amount: float = 1.5, sigma: float = 2.0) -> np.nd
     return np.clip(frame.astype(np.float32) * (1 + amount) - soft * amount, 0, 255).astype(np.uint8)
 
 
+def pose_range(pose: np.ndarray, lo: float = 5.0, hi: float = 95.0) -> list[float]:
+    """``[T, 3]`` (yaw, pitch, roll) degrees -> the 5th-95th percentile spread of each angle. Angles are taken
+    about their circular median first (a roll near +-180 does not read as a 360 degree turn) and percentiles
+    keep single mis-fitted frames out."""
+    out = []
+    for k in range(3):
+        a = pose[:, k][np.isfinite(pose[:, k])].astype(np.float64)
+        if a.size == 0:
+            out.append(float("nan"))
+            continue
+        centre = np.degrees(np.arctan2(np.sin(np.radians(a)).mean(), np.cos(np.radians(a)).mean()))
+        d = (a - centre + 180.0) % 360.0 - 180.0
+        out.append(float(np.percentile(d, hi) - np.percentile(d, lo)))
+    return out
+
+
+def hold(sampled: np.ndarray, every: int) -> np.ndarray:
+    """A per-frame signal measured every ``every`` frames, held until the next sample: ``[T, ...] -> [T, ...]``."""
+    return sampled[(np.arange(len(sampled)) // every) * every]
+
+
 class Faces(Stage):
     name = "faces"
-    version = "3"
+    version = "4"
     inputs = ("normalise",)
-    outputs = ("n_faces.npy", "box.npy", "landmarks.npy", "pose.npy")
-    resources = Resources(cpu=1.0, memory_mb=1024)
+    outputs = ("n_faces.npy", "box.npy", "landmarks.npy", "pose.npy", "mesh.npy", "gaze.npy", "body_pose.npy",
+               "hand_landmarks.npy")
+    resources = Resources(cpu=1.0, memory_mb=1536)
 
     @dataclass(frozen=True)
     class Config:
         detect_every: int = 3
         min_face_frac: float = 0.12
         min_eligible: int = 25
-        blink_ear: float = 0.2
+        blink_ear: float = 0.2  # dlib EAR cut, used when the face mesh finds no face
+        mesh: bool = True  # mediapipe face mesh with irises: gaze and blinks (every frame: a blink lasts 3-10)
+        blink_ratio: float = 0.65  # mesh EAR below this x the clip's open-eye level = eyes closed
+        gaze_central: float = 0.3  # |x| and |y + 0.1| below this (half eye widths) on both eyes = looking ahead
+        body_every: int = 10  # mediapipe pose and hands on every 10th frame (2.5 Hz): ~35 + ~30 ms a frame
+        person_visibility: float = 0.5  # mean visibility of nose and shoulders for "a person is there"
 
     def process(self, item: Item) -> Output:
-        import cv2
-
-        from avatarv.eval.faces import dlib_shape
-        from avatarv.media import detect_faces
-
         c = self.config
         video = load_video(item)
         n, h, w = video.num_frames, video.frames.shape[1], video.frames.shape[2]
+        n_faces, boxes = self._detect(video.frames)
+        lms, pose, sig = self._dlib_signals(video.frames, n_faces, boxes)
+        face_h = (boxes[:, 3] - boxes[:, 1]) / h
+        single = (n_faces == 1) & (np.nan_to_num(face_h) >= c.min_face_frac)
+        eligible_mask = close_gaps(single, c.detect_every + 1)
+        eligible = runs(eligible_mask, c.min_eligible)
+        has = n_faces > 0
+
+        def mean(x):
+            return float(np.nanmean(x)) if np.isfinite(x).any() else None
+
+        values = {
+            "frames": n, "width": w, "height": h, "eligible": eligible, "no_person": runs(n_faces == 0, 3), "second_speaker": runs(n_faces >= 2, 3),
+            "face_fraction": float(has.mean()), "eligible_fraction": float(sum(b - a for a, b in eligible) / max(n, 1)),
+            "mouth_open_mean": mean(sig["mouth_open"]), "mouth_open_std": float(np.nanstd(sig["mouth_open"]))
+            if has.any() else None, "teeth_mean": mean(sig["teeth"]), "clarity_mean": mean(sig["clarity"]),
+            "face_luma_mean": mean(sig["face_luma"]), "light_imbalance_mean": mean(sig["light_imbalance"]),
+            "yaw_abs_mean": mean(np.abs(pose[:, 0])), "pitch_abs_mean": mean(np.abs(pose[:, 1])),
+            "head_pose_range_deg": pose_range(pose) if has.any() else None,
+            "unavailable": {},
+        }
+        arrays = {"n_faces": n_faces, "box": boxes, "landmarks": lms, "pose": pose, **sig}
+        self._eyes(video.frames, has, sig["ear"], values, arrays)
+        self._body(video.frames, has, eligible_mask, values, arrays)
+        return Output(values=values, arrays=arrays)
+
+    # -- dlib: faces, 68 landmarks, head pose, mouth, teeth, clarity, lighting --------------------------------------
+    def _detect(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from avatarv.media import detect_faces
+
+        n = len(frames)
         n_faces = np.zeros(n, np.int64)
         boxes = np.full((n, 4), np.nan, np.float32)
         held: list = []
         for t in range(n):
-            if t % c.detect_every == 0:
-                held = detect_faces(video.frames[t])
+            if t % self.config.detect_every == 0:
+                held = detect_faces(frames[t])
                 if not held:  # an under-exposed frame: try again with its exposure stretched
-                    f = video.frames[t]
+                    f = frames[t]
                     gain = 110.0 / max(float(f.mean()), 1.0)
                     if gain > 1.5:
                         held = detect_faces(np.clip(f.astype(np.float32) * gain, 0, 255).astype(np.uint8))
                 if not held:  # a defocused frame: try again unsharp-masked
-                    held = detect_faces(unsharp(video.frames[t]))
+                    held = detect_faces(unsharp(frames[t]))
             n_faces[t] = len(held)
             if held:
                 b = held[0]
                 boxes[t] = (b.left, b.top, b.right, b.bottom)
+        return n_faces, boxes
+
+    def _dlib_signals(self, frames: np.ndarray, n_faces: np.ndarray, boxes: np.ndarray):
+        import cv2
+
+        from avatarv.eval.faces import dlib_shape
+
+        n, h, w = frames.shape[:3]
         lms = np.full((n, 68, 2), np.nan, np.float32)
         pose = np.full((n, 3), np.nan, np.float32)
         sig = {k: np.full(n, np.nan, np.float32) for k in ("mouth_open", "ear", "clarity", "face_luma",
                                                            "light_imbalance", "teeth")}
         for t in np.flatnonzero(n_faces > 0):
-            f = video.frames[t]
+            f = frames[t]
             if f.mean() < 50:  # landmarks and colour tests on the exposure-stretched frame
                 f = np.clip(f.astype(np.float32) * (110.0 / max(float(f.mean()), 1.0)), 0, 255).astype(np.uint8)
             shape = dlib_shape(f, boxes[t], 68)
@@ -153,24 +281,72 @@ class Faces(Stage):
                 sig["face_luma"][t] = crop.mean()
                 half = crop.shape[1] // 2
                 sig["light_imbalance"][t] = abs(crop[:, :half].mean() - crop[:, half:].mean()) / (crop.mean() + 1.0)
-        face_h = (boxes[:, 3] - boxes[:, 1]) / h
-        single = (n_faces == 1) & (np.nan_to_num(face_h) >= c.min_face_frac)
-        eligible = runs(close_gaps(single, c.detect_every + 1), c.min_eligible)
-        blink = runs(np.nan_to_num(sig["ear"], nan=1.0) < c.blink_ear, 1)
-        has = n_faces > 0
+        return lms, pose, sig
 
-        def mean(x):
-            return float(np.nanmean(x)) if np.isfinite(x).any() else None
+    # -- mediapipe face mesh: gaze and blinks ------------------------------------------------------------------
+    def _eyes(self, frames: np.ndarray, has_face: np.ndarray, dlib_ear: np.ndarray, values: dict, arrays: dict):
+        c = self.config
+        n = len(frames)
+        seconds = max(n / 25.0, 1e-6)
+        points = np.full((n, 478, 3), np.nan, np.float32)
+        if c.mesh:
+            from avatarv.media.face_mesh import face_mesh
 
-        values = {
-            "frames": n, "width": w, "height": h, "eligible": eligible, "no_person": runs(n_faces == 0, 3), "second_speaker": runs(n_faces >= 2, 3),
-            "face_fraction": float(has.mean()), "eligible_fraction": float(sum(b - a for a, b in eligible) / max(n, 1)),
-            "blinks": len(blink), "blink_rate_hz": len(blink) / max(n / 25.0, 1e-6),
-            "mouth_open_mean": mean(sig["mouth_open"]), "mouth_open_std": float(np.nanstd(sig["mouth_open"]))
-            if has.any() else None, "teeth_mean": mean(sig["teeth"]), "clarity_mean": mean(sig["clarity"]),
-            "face_luma_mean": mean(sig["face_luma"]), "light_imbalance_mean": mean(sig["light_imbalance"]),
-            "yaw_abs_mean": mean(np.abs(pose[:, 0])), "pitch_abs_mean": mean(np.abs(pose[:, 1])),
-            "unavailable": {"gaze": "needs iris landmarks (mediapipe face mesh, not installed here)",
-                            "hands": "needs a hand model (mediapipe hands, not installed here)"},
-        }
-        return Output(values=values, arrays={"n_faces": n_faces, "box": boxes, "landmarks": lms, "pose": pose, **sig})
+            points = face_mesh(frames).points  # [T, 478, 3]
+        meshed = np.isfinite(points[:, 0, 0])
+        gaze = iris_gaze(points)  # [T, 2, 2]
+        ear = mesh_eye_aspect_ratio(points)
+        # the mesh when it found the face on at least half the frames dlib did, else dlib's EAR (world faces)
+        use_mesh = c.mesh and meshed.sum() >= 0.5 * max(int(has_face.sum()), 1) and meshed.any()
+        blinks = (blink_events(ear, c.blink_ratio) if use_mesh
+                  else runs(np.nan_to_num(dlib_ear, nan=1.0) < c.blink_ear, 1))
+        central = np.all((np.abs(gaze[..., 0]) < c.gaze_central) & (np.abs(gaze[..., 1] + 0.1) < c.gaze_central), 1)
+        values.update({
+            "blinks": len(blinks), "blink_events": blinks, "blink_rate_hz": len(blinks) / seconds,
+            "blink_rate_per_min": 60.0 * len(blinks) / seconds, "blink_source": "mesh" if use_mesh else "dlib",
+            "mesh_fraction": float(meshed.mean()),
+        })
+        if meshed.any():
+            values.update({
+                "gaze_central_fraction": float(central[meshed].mean()),
+                "gaze_x_mean": float(np.nanmean(gaze[..., 0])), "gaze_y_mean": float(np.nanmean(gaze[..., 1])),
+                "gaze_x_std": float(np.nanstd(gaze[..., 0].mean(1))),
+                "gaze_away": runs(meshed & ~central, 12),  # off-centre for 0.5 s or more
+            })
+        else:
+            values["unavailable"]["gaze"] = ("face mesh disabled (config mesh=false)" if not c.mesh
+                                             else "mediapipe face mesh found no face")
+        arrays.update(mesh=points, gaze=gaze, mesh_ear=ear.astype(np.float32))
+
+    # -- mediapipe pose and hands: a person (not only a face), body pose, hands --------------------------------------
+    def _body(self, frames: np.ndarray, has_face: np.ndarray, eligible_mask: np.ndarray, values: dict, arrays: dict):
+        from avatarv.media.body import L_SHOULDER, R_SHOULDER, body_pose, hand_landmarks, hand_quality, person_present
+
+        c = self.config
+        n, h, w = frames.shape[:3]
+        every = c.body_every
+        body = body_pose(frames, every)  # [T, 33, 4], NaN off the stride
+        person = hold(person_present(body, c.person_visibility), every)  # [T]
+        hands = hand_landmarks(frames, every)
+        count = hold(hands.count, every)  # [T]
+        quality = np.full(n, np.nan, np.float32)
+        for t in range(0, n, every):
+            q = [hand_quality(hands.landmarks[t, k], hands.world[t, k], hands.score[t, k], w, h)
+                 for k in range(hands.score.shape[1]) if np.isfinite(hands.score[t, k])]
+            if q:
+                quality[t] = max(q)
+        shoulder = body[:, L_SHOULDER, :2] - body[:, R_SHOULDER, :2]  # subject's right (image-left) -> left
+        tilt = np.degrees(np.arctan2(shoulder[:, 1], shoulder[:, 0]))  # 0 = level shoulders
+        seen = np.isfinite(tilt)
+        sampled = np.arange(0, n, every)
+        values.update({
+            "person": runs(person, 3), "person_fraction": float(person.mean()),
+            "no_human": runs(~person & ~has_face, 3),
+            "eligible_person": runs(eligible_mask & person, c.min_eligible),
+            "body_every": every,
+            "shoulder_tilt_abs_mean": float(np.mean(np.abs(tilt[seen]))) if seen.any() else None,
+            "hands": runs(count > 0, 3), "hands_fraction": float((hands.count[sampled] > 0).mean()),
+            "hand_quality_mean": float(np.nanmean(quality)) if np.isfinite(quality).any() else None,
+        })
+        arrays.update(body_pose=body, person=person, hand_count=count.astype(np.int64),
+                      hand_landmarks=hands.landmarks, hand_quality=quality)
