@@ -24,7 +24,7 @@ from avatarv.media.face_mesh import LEFT_EYE_CORNERS, LEFT_IRIS, RIGHT_EYE_CORNE
 def _eye_points(ear: float, width: float = 30.0) -> np.ndarray:
     """[1, 478, 3] with both eyes' six EAR points placed so that each eye's EAR is exactly ``ear``."""
     p = np.zeros((1, 478, 3))
-    for k, (side, idx) in enumerate(MESH_EAR.items()):
+    for k, idx in enumerate(MESH_EAR.values()):
         x0 = 100.0 * k
         half = ear * width / 2  # (|p2-p6| + |p3-p5|) / (2 |p1-p4|) = 2 * (2 half) / (2 width) = ear
         pts = [(x0, 50), (x0 + 10, 50 - half), (x0 + 20, 50 - half), (x0 + width, 50), (x0 + 20, 50 + half),

@@ -106,9 +106,9 @@ def mesh_eye_aspect_ratio(points: np.ndarray) -> np.ndarray:
     p = np.asarray(points, np.float64)[..., :2]
     out = []
     for idx in MESH_EAR.values():
-        e = p[:, list(idx)]
-        d = lambda a, b: np.linalg.norm(e[:, a] - e[:, b], axis=-1)  # noqa: E731
-        out.append((d(1, 5) + d(2, 4)) / np.maximum(2 * d(0, 3), 1e-9))
+        e = p[:, list(idx)]  # [T, 6, 2]
+        vertical = np.linalg.norm(e[:, 1] - e[:, 5], axis=-1) + np.linalg.norm(e[:, 2] - e[:, 4], axis=-1)
+        out.append(vertical / np.maximum(2 * np.linalg.norm(e[:, 0] - e[:, 3], axis=-1), 1e-9))
     return (out[0] + out[1]) / 2
 
 
@@ -320,7 +320,14 @@ class Faces(Stage):
 
     # -- mediapipe pose and hands: a person (not only a face), body pose, hands --------------------------------------
     def _body(self, frames: np.ndarray, has_face: np.ndarray, eligible_mask: np.ndarray, values: dict, arrays: dict):
-        from avatarv.media.body import L_SHOULDER, R_SHOULDER, body_pose, hand_landmarks, hand_quality, person_present
+        from avatarv.media.body import (
+            L_SHOULDER,
+            R_SHOULDER,
+            body_pose,
+            hand_landmarks,
+            hand_quality,
+            person_present,
+        )
 
         c = self.config
         n, h, w = frames.shape[:3]
