@@ -73,6 +73,20 @@ class GuidanceScales:
         return v
 
 
+def combine_nested(preds: list[torch.Tensor], scales: torch.Tensor) -> torch.Tensor:
+    """Guided velocity with a scale per sample: ``preds[k]`` is the prediction with the first k conditions kept
+    (k = 0..K, each ``[B, ...]``), ``scales`` ``[B, K]``:
+
+        v = preds[0] + Σ_k s_k · (preds[k] − preds[k−1])
+
+    the formula of the module docstring, batched (CFG distillation draws the scales per sample)."""
+    v = preds[0]
+    for k in range(1, len(preds)):
+        s = scales[:, k - 1].reshape(-1, *([1] * (preds[k].dim() - 1))).to(preds[k].dtype)
+        v = v + s * (preds[k] - preds[k - 1])
+    return v
+
+
 def guided(predict: Callable[[frozenset[str]], torch.Tensor], scales: GuidanceScales) -> torch.Tensor:
     """Evaluate ``predict(kept_conditions)`` for every needed pass and combine."""
     return scales.combine({p: predict(p) for p in scales.passes()})

@@ -83,6 +83,15 @@ class EulerSampler(OvershootEulerSampler):
     overshoot: float = 0.0
 
 
+@dataclass
+class X0RenoiseSampler(OvershootEulerSampler):
+    """The few-step sampler of DMD2 / consistency models: each step jumps to the clean estimate
+    x̂0 = x − σ·v(x, σ), then noises it afresh to the next level, x' = (1 − σ')·x̂0 + σ'·ε. It is the overshoot
+    sampler with an unbounded overshoot (σ_o = 0 on every step; ``renoise`` from 0 is exactly that)."""
+
+    overshoot: float = float("inf")
+
+
 def refine_one_step(
     velocity: VelocityFn, x_clean: State, sigma: float = 0.6, generator: torch.Generator | None = None,
     noise: State | None = None,
@@ -98,7 +107,8 @@ def refine_one_step(
     return _map(lambda a, b: a - sigma * b, x_sigma, v)
 
 
-SAMPLERS: dict[str, Callable[..., object]] = {"euler": EulerSampler, "overshoot": OvershootEulerSampler}
+SAMPLERS: dict[str, Callable[..., object]] = {"euler": EulerSampler, "overshoot": OvershootEulerSampler,
+                                               "x0": X0RenoiseSampler}
 
 
 def make_sampler(name: str, **kwargs):
@@ -110,4 +120,4 @@ def make_sampler(name: str, **kwargs):
         raise ConfigError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
-__all__: Sequence[str] = ["EulerSampler", "OvershootEulerSampler", "refine_one_step", "renoise", "make_sampler"]
+__all__: Sequence[str] = ["EulerSampler", "OvershootEulerSampler", "X0RenoiseSampler", "refine_one_step", "renoise", "make_sampler"]

@@ -50,6 +50,10 @@ class TrainConfig:
     # add the reference-behaviour condition (DiTConfig.ref_behaviour, zero at the start) to a starting DiT
     # without it; its standardisation comes from the training references (models/dit/behaviour.py)
     ref_behaviour: bool = False
+    # train a LoRA of the DiT's blocks instead of all weights (peft; training/lora_train.py): its rank (0 = off)
+    # and alpha (None: the rank, a scale of 1)
+    lora_rank: int = 0
+    lora_alpha: float | None = None
 
     def __post_init__(self):
         self.precision = parse_dtype(self.precision, "precision")

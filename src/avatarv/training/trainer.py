@@ -75,6 +75,12 @@ class Trainer:
             # the references as the method feeds them: an image-reference stage pools its one frame
             mean, std = dataset_behaviour_statistics(self.dataset, cfg.method.ref_latent_frames, model.cfg)
             model = model.with_ref_behaviour(mean, std)
+        self.method = method or make_method(cfg.method, aux_losses)
+        model = self.method.prepare_model(model)  # stage 4: the student (and critic), the frozen teacher
+        if cfg.lora_rank:
+            from avatarv.training.lora_train import add_lora
+
+            model = add_lora(model, cfg.lora_rank, cfg.lora_alpha)
         if self.world.distributed:
             from avatarv.distributed.fsdp import apply_fsdp
             from avatarv.errors import ConfigError
@@ -84,9 +90,8 @@ class Trainer:
                                   f"({self.world.size}): each step's micro-batches are dealt out to the ranks")
             if torch.cuda.is_available():
                 model = model.to(torch.device("cuda", torch.cuda.current_device()))
-            model = apply_fsdp(model)
+            model = self.method.shard(model, apply_fsdp)
         self.model = model.train()
-        self.method = method or make_method(cfg.method, aux_losses)
         self.optim = MuonAdamW(self.model, cfg.optim)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.cursor = DataCursor(len(self.dataset), seed=cfg.seed)
@@ -118,12 +123,15 @@ class Trainer:
             self._barrier()
             return None
         path = save_checkpoint(self.ckpt_root, self.step, parts, keep=self.cfg.keep_checkpoints)
-        if self.world.distributed:  # the latest weights, loadable by the pipeline
-            plain = VideoRefDiT(self.model.cfg)
-            plain.load_state_dict(parts["model"])
-            plain.save_pretrained(self.out / "model")
-        else:
-            self.model.save_pretrained(self.out / "model")
+        # the latest weights, loadable by the pipeline: the exported DiT (a DMD run's generator), LoRA merged
+        state = self.method.exported_state(parts["model"])
+        if self.cfg.lora_rank:
+            from avatarv.training.lora_train import merged_state
+
+            state = merged_state(state, self.cfg.lora_rank, self.cfg.lora_alpha)
+        plain = VideoRefDiT(self.model.cfg)
+        plain.load_state_dict(state)
+        plain.save_pretrained(self.out / "model")
         self._barrier()
         return path
 

@@ -25,7 +25,7 @@ from avatarv.training.batch import Batch
 
 @dataclass
 class MethodConfig:
-    name: str = "t2v"  # t2v | a2v | personality
+    name: str = "t2v"  # t2v | a2v | personality | cfg_distill | dmd
     logit_mean: float = 0.0
     logit_std: float = 1.0
     # known leading latent frames: each entry is a choice (0 = pure generation, 1 = scene image, k = prefix)
@@ -48,6 +48,22 @@ class MethodConfig:
     curriculum: tuple[tuple[int, int, int], ...] = ()
     # auxiliary losses: list of (name, weight, start_step, ramp_steps) — see methods/aux_losses.py
     aux: tuple[tuple[str, float, int, int], ...] = field(default_factory=tuple)
+    # --- stage 4 (cfg_distill, dmd): the frozen teacher, a DiT folder; None: a frozen copy of the starting weights
+    teacher: str | None = None
+    # CFG distillation: each condition's (low, high) guidance scale, drawn uniformly per sample (ref, audio, text)
+    guidance_range: tuple[tuple[float, float], ...] = ((1.0, 2.0), (1.0, 3.0), (1.0, 2.0))
+    # DMD (methods/dmd.py): the student's sampling steps, the teacher's guidance for the real score (ref, audio,
+    # text), critic updates per generator update (two time scales), DMD gradient normalisation, t range of the
+    # score evaluations, and the ODE-pair regression that starts the generator (weight, generator updates it
+    # lasts, teacher Euler steps per pair)
+    dmd_steps: int = 4
+    dmd_guidance: tuple[float, ...] = (1.5, 2.0, 1.0)
+    critic_steps: int = 4
+    dmd_normalize: bool = True
+    dmd_t_range: tuple[float, float] = (0.02, 0.98)
+    dmd_regression: float = 1.0
+    dmd_regression_steps: int = 50
+    ode_steps: int = 8
 
 
 class TrainingMethod:
@@ -87,7 +103,22 @@ class TrainingMethod:
         )
 
     # ------------------------------------------------------------------ the loss
-    def loss(self, model: VideoRefDiT, batch: Batch, step: int, generator: torch.Generator):
+    def prepare_model(self, model: VideoRefDiT) -> VideoRefDiT:
+        """The model this method trains, made from the starting one (before any sharding): itself here; a
+        distillation method grows what its student needs and keeps a frozen copy as its teacher."""
+        return model
+
+    def shard(self, model, apply_fsdp):
+        """FSDP2 over the trained module (``distributed/fsdp.py``); a method with several networks shards each."""
+        return apply_fsdp(model)
+
+    def exported_state(self, state: dict) -> dict:
+        """The state dict of the DiT a checkpoint exports (``model/``), from the trained module's full state."""
+        return state
+
+    def draw(self, model: VideoRefDiT, batch: Batch, step: int, generator: torch.Generator) -> FlowDraw:
+        """Every random choice of one training sample, in a fixed order (timestep, noise, known frames, their
+        noise, the dropped conditions, motion noise), and what follows from them."""
         cfg = self.cfg
         batch = self.crop(batch, step)
         x0 = batch.latents
@@ -132,38 +163,70 @@ class TrainingMethod:
             if self.uses_motion and cfg.use_ref_motion and batch.ref_motion is not None:
                 ref_motion = normalize_motion(batch.ref_motion[:, :n_ref], model.cfg)
             ref = [RefInputs(batch.ref_latents[:, :, :n_ref], ref_motion, ref_mask[:, :n_ref])]
-        # a dropped condition is fed as guidance at inference feeds it: one definition, Conditions.kept
-        conditions = Conditions(cond=cond, audio=audio, text=text, ref=ref).kept(
-            {"ref": keep_ref, "audio": keep_audio, "text": keep_text})
         motion_t = motion_target = None
         if self.uses_motion and batch.motion is not None and model.cfg.motion_dim:
             m0 = normalize_motion(batch.motion, model.cfg)  # the flow runs in the normalised space
             m_noise = torch.randn(m0.shape, generator=generator).to(dev)
             motion_t = add_noise(m0, m_noise, t)
             motion_target = velocity_target(m0, m_noise)
+        return FlowDraw(batch=batch, x0=x0, t=t, x_t=x_t, v_target=v_target, known_mask=known_mask,
+                        conditions=Conditions(cond=cond, audio=audio, text=text, ref=ref),
+                        keep={"ref": keep_ref, "audio": keep_audio, "text": keep_text},
+                        motion_t=motion_t, motion_target=motion_target)
 
-        out = model(x_t, t, motion=motion_t, **conditions.dit_kwargs())
-        gen_mask = (~known_mask)[:, None, :, None, None].to(x0.dtype)  # loss on generated frames only
+    def regression(self, draw: FlowDraw, video: torch.Tensor, motion: torch.Tensor | None,
+                   video_target: torch.Tensor, motion_target: torch.Tensor | None) -> tuple[torch.Tensor, dict]:
+        """MSE of predicted velocities against targets on the generated frames (known frames excluded); the
+        motion stream's weighted by ``motion_weight``. Returns (total, logs)."""
+        b, z, f, h, w = draw.x0.shape
+        gen_mask = (~draw.known_mask)[:, None, :, None, None].to(draw.x0.dtype)  # loss on generated frames only
         denom = gen_mask.sum() * z * h * w
-        video_loss = ((out.video.float() - v_target) ** 2 * gen_mask).sum() / denom.clamp(min=1)
+        video_loss = ((video.float() - video_target) ** 2 * gen_mask).sum() / denom.clamp(min=1)
         total = video_loss
         logs = {"loss_video": video_loss.item()}
         if motion_target is not None:
-            fm = (~known_mask)[:, :, None].to(x0.dtype)
-            motion_loss = ((out.motion.float() - motion_target) ** 2 * fm).sum() / (fm.sum() * batch.motion.shape[-1]).clamp(min=1)
-            total = total + cfg.motion_weight * motion_loss
+            fm = (~draw.known_mask)[:, :, None].to(draw.x0.dtype)
+            motion_loss = ((motion.float() - motion_target) ** 2 * fm).sum() / (fm.sum() * motion_target.shape[-1]).clamp(min=1)
+            total = total + self.cfg.motion_weight * motion_loss
             logs["loss_motion"] = motion_loss.item()
+        return total, logs
+
+    def loss(self, model: VideoRefDiT, batch: Batch, step: int, generator: torch.Generator):
+        cfg = self.cfg
+        d = self.draw(model, batch, step, generator)
+        # a dropped condition is fed as guidance at inference feeds it: one definition, Conditions.kept
+        conditions = d.conditions.kept(d.keep)
+        out = model(d.x_t, d.t, motion=d.motion_t, **conditions.dit_kwargs())
+        total, logs = self.regression(d, out.video, out.motion, d.v_target, d.motion_target)
         if self.aux_losses:
-            x0_hat = x_t - t.view(-1, 1, 1, 1, 1) * out.video.float()  # the model's clean estimate
+            x0_hat = d.x_t - d.t.view(-1, 1, 1, 1, 1) * out.video.float()  # the model's clean estimate
             for name, weight, start, ramp in cfg.aux:
                 scale = weight * min(1.0, max(0.0, (step - start) / max(ramp, 1))) if step >= start else 0.0
                 if scale > 0:
-                    value = self.aux_losses[name](x0_hat, x0, batch)
+                    value = self.aux_losses[name](x0_hat, d.x0, d.batch)
                     total = total + scale * value
                     logs[f"aux_{name}"] = value.item()
                 logs[f"aux_{name}_weight"] = scale
         logs["loss"] = total.item()
         return total, logs
+
+
+@dataclass
+class FlowDraw:
+    """One drawn training sample (``TrainingMethod.draw``): latents ``x0`` ``[B, z, F, h, w]``, time ``t``
+    ``[B]``, noisy ``x_t`` and the velocity target; ``known_mask`` ``[B, F]``; every condition (``conditions``,
+    none dropped) and the per-sample dropout ``keep`` (``Conditions.kept``); noisy motion and its target."""
+
+    batch: Batch
+    x0: torch.Tensor
+    t: torch.Tensor
+    x_t: torch.Tensor
+    v_target: torch.Tensor
+    known_mask: torch.Tensor
+    conditions: Conditions
+    keep: dict
+    motion_t: torch.Tensor | None
+    motion_target: torch.Tensor | None
 
 
 class FlowPretraining(TrainingMethod):
@@ -192,11 +255,20 @@ class PersonalitySFT(TrainingMethod):
 METHODS = {m.name: m for m in (FlowPretraining, AudioToVideo, PersonalitySFT)}
 
 
+def all_methods() -> dict[str, type[TrainingMethod]]:
+    """Stages 1–3 and stage 4's distillation methods (imported here: they build on this module)."""
+    from avatarv.training.methods.cfg_distill import CFGDistillation
+    from avatarv.training.methods.dmd import DMD
+
+    return {**METHODS, CFGDistillation.name: CFGDistillation, DMD.name: DMD}
+
+
 def make_method(cfg: MethodConfig, aux_losses: dict | None = None) -> TrainingMethod:
+    methods = all_methods()
     try:
-        cls = METHODS[cfg.name]
+        cls = methods[cfg.name]
     except KeyError:
-        raise ConfigError(f"unknown training method {cfg.name!r}; choose one of {', '.join(METHODS)}") from None
+        raise ConfigError(f"unknown training method {cfg.name!r}; choose one of {', '.join(methods)}") from None
     missing = [a[0] for a in cfg.aux if a[0] not in (aux_losses or {})]
     if missing:
         raise ConfigError(f"auxiliary losses {missing} are configured but not provided")
