@@ -65,3 +65,19 @@ def test_index_sets_are_distinct_and_in_range():
     flat = [i for s in sets for i in s]
     assert len(flat) == len(set(flat)) and max(flat) == fm.N_LANDMARKS - 1 and min(flat) >= 0
     assert set(fm.MOUTH_CORNERS) <= set(fm.LIPS_OUTER) and set(fm.INNER_LIP_MIDS) <= set(fm.LIPS_INNER)
+
+
+def test_world_faces_are_found_and_their_mouths_read_like_the_labels():
+    """The landmark SyncNet trains on face mesh run on world renders: the painted faces must be found and their
+    inner-lip opening must follow the world's ground truth (68-point labels: inner lips 62/66, corners 48/54)."""
+    from avatarv.world import make_clip
+
+    clip = make_clip(1_000_001, 100_003, 3.0, 192, 0)
+    track = fm.face_mesh(clip.frames)
+    assert track.detected_fraction >= 0.95
+    lm = clip.labels.landmarks
+    truth = np.linalg.norm(lm[:, 62] - lm[:, 66], axis=-1) / np.linalg.norm(lm[:, 48] - lm[:, 54], axis=-1)
+    ok = track.detected
+    assert np.corrcoef(fm.mouth_opening(track.points)[ok], truth[ok])[0, 1] > 0.9
+    corner_err = np.linalg.norm(track.points[ok][:, fm.MOUTH_CORNERS[0], :2] - lm[ok][:, 48], axis=-1)
+    assert np.median(corner_err) < 3.0  # px, at 192 px
