@@ -138,3 +138,142 @@ def test_toml_pipeline_and_errors(tmp_path):
     p.write_text('[[stage]]\nuse = "nosuch"\n')
     with pytest.raises(ConfigError, match="unknown stage"):
         load_pipeline(p)
+
+
+class Nap(Stage):
+    """Sleeps, then returns the item's content hash (the capacity test watches how many nap at once)."""
+
+    name = "nap"
+
+    @dataclass(frozen=True)
+    class Config:
+        seconds: float = 0.3
+
+    def process(self, item: Item) -> Output:
+        import time
+
+        time.sleep(self.config.seconds)
+        return Output(values={"hash": item.content_hash}, arrays={"n": np.arange(3)})
+
+
+class Total(Stage):
+    """A collection stage that reads every upstream array (through the artifact store's local copies)."""
+
+    name = "total"
+    inputs = ("nap",)
+    scope = "collection"
+
+    def process(self, items: list[Item]) -> Output:
+        return Output(values={"sum": int(sum(i.upstream["nap"].array("n").sum() for i in items)),
+                              "items": sorted(i.item_id for i in items)})
+
+
+def _dummy_inputs(d, n):
+    d.mkdir()
+    for i in range(n):  # nap never decodes: any bytes make an input
+        (d / f"v{i}.mp4").write_bytes(bytes([i]) * 64)
+    return d
+
+
+class Elastic:
+    """A thread-pool executor whose capacity grows from 1 to 3 CPUs on the third ``refresh`` (a node joins)."""
+
+    def __init__(self):
+        import concurrent.futures as cf
+        import threading
+
+        from avatarv.data.curation.executors import run_task
+
+        self._run, self._pool, self._lock = run_task, cf.ThreadPoolExecutor(4), threading.Lock()
+        self.capacity, self.refreshes, self.now, self.peak_before = 1.0, 0, 0, 0
+        self.peak = 0
+
+    def _task(self, spec, root, payload):
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            if self.capacity == 1.0:
+                self.peak_before = max(self.peak_before, self.now)
+        try:
+            return self._run(spec, root, payload)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+    def submit(self, spec, root, payload, resources):
+        return self._pool.submit(self._task, spec, root, payload)
+
+    def wait(self, handles, timeout=None):
+        import concurrent.futures as cf
+
+        return list(cf.wait(handles, timeout=timeout, return_when=cf.FIRST_COMPLETED)[0])
+
+    def result(self, handle):
+        return handle.result()
+
+    def progress(self, handles):
+        return [(None, None)] * len(handles)
+
+    def cancel(self, handle):
+        handle.cancel()
+
+    def refresh(self):
+        self.refreshes += 1
+        if self.refreshes >= 3:
+            self.capacity = 3.0
+        return self.capacity
+
+    def shutdown(self):
+        self._pool.shutdown()
+
+
+def test_capacity_is_reread_during_the_run(tmp_path):
+    inp = _dummy_inputs(tmp_path / "in", 9)
+    ex = Elastic()
+    engine = Engine(Pipeline([Nap(seconds=0.3)]), inp, tmp_path / "out", refresh_s=0.1, poll_s=0.05)
+    r = engine.run(ex)
+    ex.shutdown()
+    assert r.failures == [] and r.counts["nap"]["done"] == 9
+    assert r.capacity == [1.0, 3.0]  # re-read, and the change recorded
+    assert ex.peak_before == 1 and ex.peak == 3 and r.max_running == 3  # it filled what joined, never more
+
+
+def test_artifacts_on_an_fsspec_url(tmp_path):
+    """The store writes and reads through fsspec (memory:// here; s3:// on a cluster): nothing lands in the
+    local output folder but the task records, and a later StateStore finds the URL again."""
+    import fsspec
+
+    from avatarv.data.curation.store import StateStore
+
+    url = f"memory://curation-{tmp_path.name}"
+    inp = _dummy_inputs(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    engine = Engine(Pipeline([Nap(seconds=0.0), Total()]), inp, out, artifacts=url)
+    r = engine.run("inline")
+    assert r.failures == [] and len(r.executed) == 4
+    fs = fsspec.filesystem("memory")
+    committed = engine.store.artifacts.committed()
+    assert {(s, i) for s, i, _ in committed} == {("nap", "v0.mp4"), ("nap", "v1.mp4"), ("nap", "v2.mp4"),
+                                                 ("total", "_all")}
+    for s, i, k in committed:  # values.json is the commit marker; the arrays beside it
+        assert fs.isfile(f"/curation-{tmp_path.name}/artifacts/{s}/{i}/{k}/values.json")
+    assert not (out / "artifacts").exists() and (out / "state.sqlite").is_file()
+    engine.close()
+    store = StateStore(out)
+    assert store.artifacts_url == url
+    total = next(k for s, _, k in committed if s == "total")
+    assert store.load_artifact("total", "_all", total).values == {"sum": 9, "items": ["v0.mp4", "v1.mp4", "v2.mp4"]}
+    store.close()
+    assert Engine(Pipeline([Nap(seconds=0.0), Total()]), inp, out).run("inline").executed == []  # all observed
+    fs.rm(f"/curation-{tmp_path.name}", recursive=True)
+
+
+def test_cli_address_needs_ray(tmp_path, capsys):
+    from avatarv.cli import main
+
+    inp = _dummy_inputs(tmp_path / "in", 1)
+    rc = main(["curate", "run", "prefilter", "--input", str(inp), "--out", str(tmp_path / "out"),
+               "--address", "10.0.0.1:6379", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--address is for --executor ray" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # refused before anything was written

@@ -1,4 +1,13 @@
-"""``avatarv curate``: run a pipeline (reconcile), show what a run would do (diff), show the state (status)."""
+"""``avatarv curate``: run a pipeline (reconcile), show what a run would do (diff), show the state (status).
+
+On a Ray cluster::
+
+    avatarv curate run full --input /shared/raw --out runs/c1 --executor ray --address HEAD:6379 --artifacts s3://bucket/c1
+
+``--out`` holds the engine's task records (SQLite, local to the machine running the command); ``--artifacts``
+is where workers write and read artifacts: a shared mount or an fsspec URL every node reaches (default:
+``--out``, right for one machine). The input folder must be at the same path on every node.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +29,17 @@ PIPELINE_HELP = "pipeline TOML file, or a preset name (prefilter, filters, full)
 def run(
     pipeline: str = typer.Argument(..., help=PIPELINE_HELP),
     input: Path = typer.Option(..., "--input", help="folder of raw videos"),
-    out: Path = typer.Option(..., "--out", help="output folder (artifacts + state.sqlite)"),
+    out: Path = typer.Option(..., "--out", help="output folder (state.sqlite; the artifacts too unless --artifacts)"),
     executor: str = typer.Option("local", help="local (process pool), ray, or inline"),
-    workers: int = typer.Option(0, help="worker processes / Ray CPUs (0: all cores)"),
+    address: str = typer.Option("", help="ray: the cluster to connect to (HOST:PORT or 'auto'); default: "
+                                "start a local Ray for this run"),
+    artifacts: str = typer.Option("", help="artifact root: a folder or fsspec URL (s3://...) that every worker "
+                                  "reaches (default: --out)"),
+    workers: int = typer.Option(0, help="worker processes / local Ray CPUs (0: all cores)"),
+    task_timeout: float = typer.Option(3600.0, help="seconds before a running task counts as hung and is "
+                                       "cancelled and retried (0: never)"),
+    heartbeat_timeout: float = typer.Option(120.0, help="seconds without a heartbeat before a task counts as "
+                                            "lost and is cancelled and retried (0: never)"),
     max_attempts: int = typer.Option(2, help="attempts per task before it is recorded as failed"),
     retry_failed: bool = typer.Option(False, help="forget recorded failures and try them again"),
     progress: bool = typer.Option(True, help="progress bars"),
@@ -32,8 +49,14 @@ def run(
 
     from avatarv.data.curation.engine import Engine
     from avatarv.data.curation.pipeline import load_pipeline
+    from avatarv.errors import ConfigError
 
-    engine = Engine(load_pipeline(pipeline), input, out, max_attempts=max_attempts)
+    if address and executor != "ray":
+        raise ConfigError(f"--address is for --executor ray (got --executor {executor})")
+    if task_timeout < 0 or heartbeat_timeout < 0:
+        raise ConfigError("--task-timeout and --heartbeat-timeout must be >= 0")
+    engine = Engine(load_pipeline(pipeline), input, out, max_attempts=max_attempts, artifacts=artifacts or None,
+                    task_timeout=task_timeout, heartbeat_timeout=heartbeat_timeout)
     if retry_failed:
         engine.store.reset_failed()
     bars = Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -50,10 +73,12 @@ def run(
             bars.update(ids[task.stage], advance=1)
 
     with bars:
-        report = engine.run(executor, workers or None, progress=on_event)
+        report = engine.run(executor, workers or None, progress=on_event, address=address or None)
     engine.close()
     for f in report.failures:
         typer.echo(f"failed: {f.stage} {f.item}: {f.error}", err=True)
+    for stage, item, why in report.cancelled:
+        typer.echo(f"retried: {stage} {item}: {why}", err=True)
     typer.echo(json.dumps(report.to_json()))
 
 

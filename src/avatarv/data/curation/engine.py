@@ -7,6 +7,13 @@ failed). ``Engine.run()`` reconciles: it submits ready tasks to the executor whi
 its capacity, records each result, retries failures up to ``max_attempts`` and unblocks dependants. A run
 killed at any point resumes from the artifacts: a task is either committed (kept, never repeated) or not
 (run again). A task committed just before the kill but not yet recorded is adopted, not recomputed.
+
+While tasks run, the engine watches them (``_watch``) every ``poll_s``: a task running longer than its
+timeout (``task_timeout``, or the stage's ``timeout_s`` class attribute) is hung, one whose heartbeats
+stopped for ``heartbeat_timeout`` is lost (a frozen process, a partitioned node); either is cancelled (its
+worker killed) and counted as a failed attempt, so it runs again. Every ``refresh_s`` the executor's capacity
+is re-read (``Executor.refresh``: Ray's cluster resources as nodes join and leave) and the engine fills it.
+A cancelled task that still commits later does no harm: the commit is idempotent (``store.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avatarv.data.curation.executors import Executor, make_executor
+from avatarv.data.curation.executors import HEARTBEAT_S, Executor, make_executor
 from avatarv.data.curation.pipeline import InputItem, Pipeline, discover_inputs
 from avatarv.data.curation.store import COLLECTION_ITEM, StateStore
 
@@ -43,10 +50,15 @@ class RunReport:
     seconds: float = 0.0
     counts: dict[str, Counter] = field(default_factory=dict)  # stage -> Counter(status)
     failures: list[Task] = field(default_factory=list)
+    cancelled: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, item, why) hung or lost
+    capacity: list[float] = field(default_factory=list)  # every capacity the executor reported, in order
+    max_running: int = 0  # most tasks in flight at once
 
     def to_json(self) -> dict:
         return {"executed": len(self.executed), "adopted": self.adopted, "seconds": round(self.seconds, 3),
                 "counts": {s: dict(c) for s, c in self.counts.items()},
+                "cancelled": [list(c) for c in self.cancelled], "capacity": self.capacity,
+                "max_running": self.max_running,
                 "failures": [{"stage": t.stage, "item": t.item, "error": t.error} for t in self.failures]}
 
 
@@ -54,11 +66,21 @@ ProgressFn = Callable[[str, Task], None]  # event ("plan" | "start" | "finish"),
 
 
 class Engine:
-    def __init__(self, pipeline: Pipeline, input_dir: str | Path, out_dir: str | Path, max_attempts: int = 2):
+    """``out_dir``: the local folder of the task records; ``artifacts``: the artifact root (a folder or an
+    fsspec URL every worker reaches; default ``out_dir``). ``task_timeout`` / ``heartbeat_timeout``: seconds
+    (0: off) after which a running task is cancelled and retried (module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, input_dir: str | Path, out_dir: str | Path, max_attempts: int = 2,
+                 artifacts: str | None = None, task_timeout: float = 3600.0, heartbeat_timeout: float = 120.0,
+                 poll_s: float = 0.5, refresh_s: float = 5.0):
         self.pipeline = pipeline
         self.input_dir = Path(input_dir)
-        self.store = StateStore(out_dir)
+        self.store = StateStore(out_dir, artifacts)
         self.max_attempts = max_attempts
+        self.task_timeout = task_timeout
+        self.heartbeat_timeout = heartbeat_timeout
+        self.poll_s = poll_s
+        self.refresh_s = refresh_s
         self.items: list[InputItem] = discover_inputs(input_dir)
 
     def close(self) -> None:
@@ -68,12 +90,13 @@ class Engine:
     def _observe(self, stage: str, item: str, key: str) -> Task:
         rec = self.store.get(stage, item, key)
         if self.store.has_artifact(stage, item, key):
-            art = self.store.load_artifact(stage, item, key)
-            status = "done" if art.status == "ok" else art.status
-            if rec is None or rec["status"] not in USABLE:  # committed, then killed before the record
-                self.store.record(stage, item, key, status, reason=art.reason, count_attempt=False)
-                self._adopted += 1
-            return Task(stage, item, key, status, rec["attempts"] if rec else 0, reason=art.reason)
+            if rec is not None and rec["status"] in USABLE:  # the record says what values.json says
+                return Task(stage, item, key, rec["status"], rec["attempts"], reason=rec["reason"])
+            status, reason = self.store.artifact_status(stage, item, key)  # committed, killed before the record
+            status = "done" if status == "ok" else status
+            self.store.record(stage, item, key, status, reason=reason, count_attempt=False)
+            self._adopted += 1
+            return Task(stage, item, key, status, rec["attempts"] if rec else 0, reason=reason)
         if rec is not None and rec["status"] == "failed":
             status = "failed" if rec["attempts"] >= self.max_attempts else "pending"
             return Task(stage, item, key, status, rec["attempts"], rec["error"])
@@ -138,45 +161,66 @@ class Engine:
         return {"item_id": item_id, "key": key, "items": items}
 
     def run(self, executor: Executor | str = "local", workers: int | None = None,
-            progress: ProgressFn | None = None) -> RunReport:
+            progress: ProgressFn | None = None, address: str | None = None) -> RunReport:
+        """Reconcile. ``executor``: an ``Executor`` or a name for ``make_executor`` (``workers``, ``address``:
+        the Ray cluster to connect to)."""
         t0 = time.perf_counter()
         report = RunReport()
         self.store.put("pipeline", self.pipeline.specs())  # what `status` lists (a diff does not change it)
         self.store.put("input_dir", str(self.input_dir.resolve()))
         self.store.clear_tmp()
         own = isinstance(executor, str)
-        ex = make_executor(executor, workers) if isinstance(executor, str) else executor
-        running: dict = {}  # handle -> (task, cpu)
+        ex = make_executor(executor, workers, address=address) if isinstance(executor, str) else executor
+        running: dict = {}  # id(handle) -> (handle, task, cpu)
         used = 0.0
         try:
+            report.capacity.append(ex.refresh())
+            last_refresh = time.monotonic()
             tasks = self.plan()
             report.adopted = self._adopted
             if progress:
                 for t in tasks.values():
                     progress("plan", t)
+            changed = True
             while True:
-                ready = self._ready(tasks, running)
-                for task in ready:
-                    stage = self.pipeline.by_name[task.stage]
-                    cpu = stage.resources.cpu
-                    if running and used + cpu > ex.capacity:
-                        break
-                    payload = self._payload(stage, task.item, task.key, tasks)
-                    handle = ex.submit(stage.spec(), str(self.store.root), payload, stage.resources)
-                    task.status = "running"
-                    running[id(handle)] = (handle, task, cpu)
-                    used += cpu
-                    report.executed.append((task.stage, task.item))
-                    if progress:
-                        progress("start", task)
+                if changed:
+                    for task in self._ready(tasks, running):
+                        stage = self.pipeline.by_name[task.stage]
+                        cpu = stage.resources.cpu
+                        if running and used + cpu > ex.capacity:
+                            break
+                        payload = self._payload(stage, task.item, task.key, tasks)
+                        handle = ex.submit(stage.spec(), self.store.artifacts_url, payload, stage.resources)
+                        task.status = "running"
+                        running[id(handle)] = (handle, task, cpu)
+                        used += cpu
+                        report.executed.append((task.stage, task.item))
+                        if progress:
+                            progress("start", task)
+                    report.max_running = max(report.max_running, len(running))
                 if not running:
                     break
-                for handle in ex.wait([h for h, _, _ in running.values()]):
+                changed = False
+                for handle in ex.wait([h for h, _, _ in running.values()], timeout=self.poll_s):
                     _, task, cpu = running.pop(id(handle))
                     used -= cpu
                     self._finish(task, ex.result(handle), tasks)
+                    changed = True
                     if progress:
                         progress("finish", task)
+                for handle, task, cpu, why in self._watch(ex, running):
+                    running.pop(id(handle))
+                    used -= cpu
+                    report.cancelled.append((task.stage, task.item, why))
+                    self._finish(task, {"status": "failed", "error": why, "seconds": None}, tasks)
+                    changed = True
+                    if progress:
+                        progress("finish", task)
+                if time.monotonic() - last_refresh >= self.refresh_s:
+                    cap, last_refresh = ex.refresh(), time.monotonic()
+                    if cap != report.capacity[-1]:
+                        report.capacity.append(cap)
+                        changed = True
             tasks = self.plan()  # final observed state (collection keys are known now)
         finally:
             if own:
@@ -188,6 +232,29 @@ class Engine:
                 report.failures.append(t)
         self.store.put("last_run", {**report.to_json(), "finished": time.time()})
         return report
+
+    def _watch(self, ex: Executor, running: dict) -> list[tuple]:
+        """Running tasks past their timeout (hung) or whose heartbeats stopped (lost): cancelled here, returned
+        as (handle, task, cpu, why) for the caller to record as failed attempts."""
+        if not running or not (self.task_timeout or self.heartbeat_timeout):
+            return []
+        entries = list(running.values())
+        out = []
+        # a task is hung when it runs past its limit while still beating; a task without fresh beats is dead
+        # (Ray may be retrying it: the retry restarts the clock) or frozen, and the heartbeat rule judges it
+        fresh = 3 * (getattr(ex, "heartbeat_s", None) or HEARTBEAT_S)
+        for (handle, task, cpu), (age, beat_age) in zip(entries, ex.progress([h for h, _, _ in entries]),
+                                                         strict=True):
+            limit = getattr(self.pipeline.by_name[task.stage], "timeout_s", None) or self.task_timeout
+            why = None
+            if limit and age is not None and age > limit and (beat_age is None or beat_age < fresh):
+                why = f"timed out: still running after {age:.0f} s (limit {limit:g} s); cancelled"
+            elif self.heartbeat_timeout and beat_age is not None and beat_age > self.heartbeat_timeout:
+                why = f"lost: no heartbeat for {beat_age:.0f} s (limit {self.heartbeat_timeout:g} s); cancelled"
+            if why:
+                ex.cancel(handle)
+                out.append((handle, task, cpu, why))
+        return out
 
     def _ready(self, tasks, running) -> list[Task]:
         ready = []
