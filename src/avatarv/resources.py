@@ -18,7 +18,8 @@ from pathlib import Path
 
 from avatarv.errors import CheckpointError
 
-DEFAULT_CHECKPOINT = "world-small"  # the bundled world model, the demo's and ``generate``'s default
+DEFAULT_CHECKPOINT = "world-small"  # the bundled world model, ``generate``'s default
+DISTILLED_CHECKPOINT = "world-small-distilled"  # its stage-4 student (training/distill_recipe.py), the demo's default
 
 
 def asset(*parts: str) -> Path:
@@ -50,4 +51,4 @@ def find_checkpoint(name: str = DEFAULT_CHECKPOINT) -> Path:
                           "AVATARV_CHECKPOINTS, pass --checkpoint DIR, or --preset NAME for untrained random weights)")
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "asset", "checkpoint_search_path", "example", "find_checkpoint"]
+__all__ = ["DEFAULT_CHECKPOINT", "DISTILLED_CHECKPOINT", "asset", "checkpoint_search_path", "example", "find_checkpoint"]

@@ -58,6 +58,35 @@ class PipelineSource:
             return AvatarPipeline.random(self.preset, seed=seed, dtype=self.dtype)
         return AvatarPipeline.from_checkpoint(self.checkpoint or find_checkpoint(), dtype=self.dtype)
 
+    def sampling_defaults(self) -> dict:
+        """The sampling a checkpoint was made for (``pipeline.json``'s ``sampling``: steps, sampler, guidance; a
+        distilled student's), or {} (random weights, or a checkpoint without one)."""
+        from avatarv.resources import find_checkpoint
+
+        if self.preset is not None:
+            return {}
+        try:
+            folder = self.checkpoint or find_checkpoint()
+        except CheckpointError:
+            return {}
+        meta = Path(folder) / "pipeline.json"
+        try:
+            return dict(json.loads(meta.read_text()).get("sampling") or {}) if meta.is_file() else {}
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{meta}: not valid JSON ({err})") from None
+
+
+def sampling_options(defaults: dict, steps: int | None, sampler: str | None, guidance: str | None,
+                     fallback_steps: int = 24) -> dict:
+    """Steps, sampler and guidance of a job: what the command line says, else the checkpoint's sampling
+    (``PipelineSource.sampling_defaults``), else the pipeline's defaults."""
+    out = {"steps": steps or int(defaults.get("steps", fallback_steps)),
+           "sampler": sampler or str(defaults.get("sampler", "overshoot"))}
+    scales = parse_guidance(guidance if guidance is not None else defaults.get("guidance"))
+    if scales is not None:
+        out["guidance"] = scales
+    return out
+
 
 def run_generation(ref: Path, out: Path, speech, opts, source: PipelineSource) -> dict:
     """The main job: reference video ``ref`` + ``speech`` (float32 mono at 16 kHz) → ``out`` (mp4), with
@@ -113,8 +142,8 @@ def generate(
                                "checkpoint (tests and smoke runs: the video shows noise)."),
     seconds: float = typer.Option(None, "--seconds", help="Duration (default: the speech's)."),
     steps: int = typer.Option(None, "--steps", min=1, help="Denoising steps (default 24; InfiniteTalk mode 40)."),
-    sampler: str = typer.Option(None, "--sampler", help="overshoot | euler (default overshoot; InfiniteTalk mode "
-                                "euler, as InfiniteTalk)."),
+    sampler: str = typer.Option(None, "--sampler", help="overshoot | euler | x0 (default: the checkpoint's, else "
+                                "overshoot; InfiniteTalk mode euler, as InfiniteTalk)."),
     seed: int = typer.Option(0, "--seed"),
     scene: Path = typer.Option(None, "--scene", help="Scene image for the first frame (bypasses the image engine)."),
     scene_engine: bool = typer.Option(False, "--scene-engine", help="Generate the scene image from diverse "
@@ -128,6 +157,9 @@ def generate(
                                     "pose, mouth, blink, smile per frame) to this .npz."),
     motion_continuity: bool = typer.Option(True, "--motion-continuity/--no-motion-continuity",
                                            help="Start each chunk's motion from the previous chunk's."),
+    step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching: skip the DiT's block stack "
+                                     "while its first block's residual changes by less than this (accumulated "
+                                     "relative L1; e.g. 0.1). 0 (default): off."),
     guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
                                  "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; "
                                  "audio=3 alone costs three, scales that differ everywhere four)."),
@@ -187,19 +219,29 @@ def generate(
             typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
         return
 
-    opts = GenerationOptions(seconds=seconds, steps=steps or 24, sampler=sampler or "overshoot", seed=seed,
+    source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype))
+    opts = GenerationOptions(seconds=seconds, seed=seed,
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
                              preview_path=None if preview is None else str(preview), refine=refine,
                              prompt=prompt or "", scene_prompt=scene_prompt,
                              motion_path=None if motion_out is None else str(motion_out),
-                             motion_continuity=motion_continuity)
-    scales = parse_guidance(guidance)
-    if scales is not None:
-        opts.guidance = scales
+                             motion_continuity=motion_continuity, step_cache=step_cache,
+                             **sampling_options(source.sampling_defaults(), steps, sampler, guidance))
     speech = _speech_from_args(audio, text, voice)
-    source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype))
     summary = run_generation(ref, out, speech, opts, source)
     typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
+
+
+def _demo_checkpoint(teacher: bool) -> Path:
+    """The demo's weights: ``world-small-distilled`` when found (unless ``teacher``), else ``world-small``."""
+    from avatarv.resources import DEFAULT_CHECKPOINT, DISTILLED_CHECKPOINT, find_checkpoint
+
+    if not teacher:
+        try:
+            return find_checkpoint(DISTILLED_CHECKPOINT)
+        except CheckpointError:
+            pass
+    return find_checkpoint(DEFAULT_CHECKPOINT)
 
 
 def _dtype(name: str) -> str:
@@ -212,22 +254,27 @@ def demo(
     out: Path = typer.Option(Path("out") / "demo.mp4", "--out"),
     steps: int = typer.Option(None, "--steps", help="Default: 24 with a trained checkpoint, 4 with random weights."),
     dtype: str = typer.Option(None, "--dtype", help="auto (default) | bf16 | fp32; see generate --help."),
+    teacher: bool = typer.Option(False, "--teacher", help="The undistilled world model (24 steps) instead of the "
+                                 "distilled one."),
+    step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching threshold (0: off)."),
 ) -> None:
-    """Run generate on the bundled examples (ref.mp4 + speech.wav) with the bundled checkpoint."""
+    """Run generate on the bundled examples (ref.mp4 + speech.wav) with the bundled checkpoint: the distilled
+    world model (its own steps and sampler) when it is there, else the teacher."""
     from avatarv.media import read_audio
     from avatarv.pipelines.generate import GenerationOptions
-    from avatarv.resources import example, find_checkpoint
+    from avatarv.resources import example
 
     ref, speech = example("ref.mp4"), example("speech.wav")
     for path in (ref, speech):
         if not path.is_file():
             raise InputError("demo input missing (make examples writes it)", path)
     try:
-        source = PipelineSource(find_checkpoint(), dtype=None if dtype is None else _dtype(dtype))
+        source = PipelineSource(_demo_checkpoint(teacher), dtype=None if dtype is None else _dtype(dtype))
     except CheckpointError as err:
         typer.echo(f"avatarv demo: {err}; using tiny RANDOM weights", err=True)
         source = PipelineSource(preset="tiny", dtype=None if dtype is None else _dtype(dtype))
-    opts = GenerationOptions(steps=steps or (4 if source.preset else 24))
+    opts = GenerationOptions(step_cache=step_cache, **sampling_options(
+        source.sampling_defaults(), steps, None, None, fallback_steps=4 if source.preset else 24))
     summary = run_generation(ref, out, read_audio(speech), opts, source)
     typer.echo(json.dumps(summary))
     typer.echo(f"avatarv demo: wrote {summary['out']} ({summary['seconds']:.2f} s, {summary['chunks']} chunks)")

@@ -278,6 +278,50 @@ def train_world(
         typer.echo(f"avatarv train world: {name} → {path}")
 
 
+@app.command("distill")
+def train_distill(
+    teacher: Path = typer.Option(Path("checkpoints") / "world-small", "--teacher",
+                                 help="The trained pipeline to distil (pipeline.json + dit/ + vae/)."),
+    variant: str = typer.Option("video", "--variant", help="video | image (which world recipe variant's shards)."),
+    out: Path = typer.Option(Path("runs") / "distill", "--out", help="Work directory (checkpoints, logs, shards)."),
+    export: Path = typer.Option(None, "--export", help="The distilled pipeline folder (default <teacher>-distilled)."),
+    guidance: str = typer.Option(None, "--guidance", help="The teacher's CFG, e.g. ref=1.5,audio=2.5,text=2.5."),
+    cfg_steps: int = typer.Option(None, "--cfg-steps", min=1, help="CFG-distillation steps (default 200)."),
+    dmd_steps: int = typer.Option(None, "--dmd-steps", min=1, help="DMD trainer steps, critic and generator "
+                                  "updates together (default 240)."),
+    student_steps: int = typer.Option(None, "--student-steps", min=1, help="The student's sampling steps (default 4)."),
+    smoke: bool = typer.Option(False, "--smoke", help="Tiny sizes (tests)."),
+) -> None:
+    """Stage 4 on a trained world pipeline: CFG distillation, then DMD, then the distilled pipeline (its sampling
+    in pipeline.json). Resumable: run it again after a kill."""
+    from dataclasses import replace
+
+    from avatarv.diffusion import GuidanceScales
+    from avatarv.errors import ConfigError
+    from avatarv.training.distill_recipe import DistillRecipe, run
+
+    if variant not in ("video", "image"):
+        raise ConfigError(f"--variant: {variant!r} is not video or image")
+    r = DistillRecipe(teacher=str(teacher), variant=variant, out=str(out), export=str(export) if export else None,
+                      smoke=smoke)
+    if smoke:
+        r = replace(r, cfg_steps=2, dmd_train_steps=3, critic_steps=1, regression_steps=1, ode_steps=2,
+                    ckpt_every=2)
+    if guidance is not None:
+        try:
+            g = GuidanceScales.parse(guidance)
+        except ValueError as err:
+            raise ConfigError(f"--guidance: {err}") from None
+        r = replace(r, guidance=tuple(float(g.scales[n]) for n in g.order))
+    if cfg_steps is not None:
+        r = replace(r, cfg_steps=cfg_steps)
+    if dmd_steps is not None:
+        r = replace(r, dmd_train_steps=dmd_steps)
+    if student_steps is not None:
+        r = replace(r, student_steps=student_steps)
+    typer.echo(f"avatarv train distill: {run(r)}")
+
+
 @app.command("analyzer")
 def train_analyzer(
     out: Path = typer.Option(None, "--out", help="Weights to write (default: the shipped "
