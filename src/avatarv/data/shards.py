@@ -9,7 +9,10 @@ stores its tensors under ``"{i}/{field}"`` (fields of ``avatarv.training.batch.B
   ``avatarv.models.dit.motion_codec``);
 - ``text`` ``[L, text_dim]`` — text-encoder outputs (optional);
 - ``ref_latents`` ``[z, F_ref, h, w]``, ``ref_motion`` ``[F_ref, motion_dim]``, ``ref_mask`` ``[F_ref]`` bool —
-  the reference clip: the same identity in another scene (a cross-scene pair of the identity graph).
+  the reference clip: the same identity in another scene (a cross-scene pair of the identity graph);
+- ``latents@NAME`` / ``ref_latents@NAME`` (optional) — the same frames encoded by a further VAE ``NAME``
+  (the data engine's multiple VAE encodings); ``ShardDataset(dir, vae=NAME)`` reads them as ``latents`` /
+  ``ref_latents``.
 
 ``index.json``: ``{"format": "avatarv-shards-v1", "items": [{"shard": name, "index": i, "identity": id,
 "scene": id, "ref_scene": id, "clip": str}, ...]}``. Shards are written to a temp name and renamed, then the
@@ -60,8 +63,9 @@ def write_shard(directory: str | Path, name: str, items: list[dict], meta: list[
 class ShardDataset:
     """Random access to the items of a shard directory (tensors read lazily, one item at a time)."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, vae: str | None = None):
         self.directory = Path(directory)
+        self.vae = vae  # read ``latents@vae`` as ``latents`` (None: the primary VAE's ``latents``)
         index_path = self.directory / "index.json"
         if not index_path.is_file():
             raise InputError("not a shard directory (no index.json)", self.directory)
@@ -71,6 +75,9 @@ class ShardDataset:
         self.items = index["items"]
         if not self.items:
             raise InputError("the shard index lists no items", index_path)
+        if vae is not None and vae != self.items[0].get("vae") and vae not in self.items[0].get("vaes", {}):
+            known = [self.items[0].get("vae"), *self.items[0].get("vaes", {})]
+            raise InputError(f"no latents of VAE {vae!r} here (known: {sorted({k for k in known if k})})", index_path)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -83,10 +90,22 @@ class ShardDataset:
         the motion rows need not load every latent)."""
         entry = self.items[i]
         prefix = f"{entry['index']}/"
-        wanted = None if fields is None else {prefix + name for name in fields}
+        alt = None if self.vae is None or self.vae == entry.get("vae") else self.vae
+
+        def field(k: str) -> str | None:  # the stored key -> the field it is read as (None: skipped)
+            name = k[len(prefix) :]
+            base, _, v = name.partition("@")
+            if alt is None:
+                return None if v else name
+            return base if v == alt else None if v or base in ("latents", "ref_latents") else name
+
         with safe_open(str(self.directory / f"{entry['shard']}.safetensors"), framework="pt") as f:
-            return {k[len(prefix) :]: f.get_tensor(k) for k in f.keys()
-                    if k.startswith(prefix) and (wanted is None or k in wanted)}
+            out = {}
+            for k in f.keys():
+                name = field(k) if k.startswith(prefix) else None
+                if name is not None and (fields is None or name in fields):
+                    out[name] = f.get_tensor(k)
+            return out
 
 
 def read_fields(dataset, i: int, fields: Iterable[str]) -> dict[str, torch.Tensor]:

@@ -49,7 +49,8 @@ def _full():
     from avatarv.data.curation.stages.speech import Captions, Speech
     from avatarv.data.curation.stages.tiers import Tiers
 
-    return [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), ClipIdentity(), IdentityGraph(), Shards()]
+    stages = [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), ClipIdentity(), IdentityGraph()]
+    return [*stages, Shards.after(stages)]  # reads speech, captions and categories when they are upstream
 
 
 def _identity():
