@@ -12,10 +12,12 @@ video (its first frame), what an image-conditioned avatar model sees.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 
+from avatarv.diffusion import GuidanceScales
 from avatarv.eval.benchmark import BenchmarkCase
 from avatarv.media import Video, read_video
 from avatarv.media.read import read_audio
@@ -42,7 +44,9 @@ def weights_digest(checkpoint: str | Path) -> str:
 class PipelineSystem:
     def __init__(self, checkpoint: str | Path | None = None, preset: str = "tiny", steps: int | None = None,
                  reference_mode: str = "video", seed: int = 0, max_seconds: float | None = None,
-                 motion_continuity: bool = True):
+                 motion_continuity: bool = True, options: dict | None = None, name: str | None = None):
+        """``options``: ``GenerationOptions`` fields of every case (``guidance`` as text, e.g. "audio=2"); ``name``:
+        the system's name in tables (default avatarv / avatarv-image-ref)."""
         from avatarv.pipelines.generate import AvatarPipeline
 
         if reference_mode not in ("video", "image"):
@@ -51,13 +55,16 @@ class PipelineSystem:
         self.reference_mode = reference_mode
         self.steps, self.seed, self.max_seconds = steps, seed, max_seconds
         self.motion_continuity = motion_continuity
-        self.name = "avatarv" + ("-image-ref" if reference_mode == "image" else "")
+        self.name = name or "avatarv" + ("-image-ref" if reference_mode == "image" else "")
+        self.options = dict(options or {})
+        self.timings: list[dict] = []  # per generated case: wall seconds, output seconds, first frames
         self.weights = str(checkpoint) if checkpoint else f"random {preset} (untrained: scores mean nothing)"
         self.last_meta: dict = {}
         # what a finished case of an earlier run must match to be kept (``run_benchmark(resume=True)``)
         self.fingerprint = json.dumps({"system": self.name, "weights": self.weights, "steps": steps, "seed": seed,
                                        "weights_sha256": weights_digest(checkpoint) if checkpoint else None,
-                                       "max_seconds": max_seconds, "motion_continuity": motion_continuity},
+                                       "max_seconds": max_seconds, "motion_continuity": motion_continuity,
+                                       **({"options": self.options} if self.options else {})},
                                       sort_keys=True)
 
     def generate(self, case: BenchmarkCase, out_dir: Path) -> Path:
@@ -73,14 +80,32 @@ class PipelineSystem:
                                  motion_continuity=self.motion_continuity)
         if self.steps is not None:
             opts.steps = self.steps
+        for key, value in self.options.items():
+            if not hasattr(opts, key):
+                raise ValueError(f"system option {key!r} is not a GenerationOptions field")
+            setattr(opts, key, GuidanceScales.parse(value) if key == "guidance" else value)
         out = Path(out_dir) / f"{case.case_id}.mp4"
         opts.scene_image = self.scene_image(case, Path(out_dir))
         if self.pipeline.cfg.dit.motion_dim:  # the generated motion stream, for behaviour read without the VAE
             from avatarv.pipelines.motion_track import motion_track_path
 
             opts.motion_path = str(motion_track_path(out))
-        summary = self.pipeline.generate(reference, speech, out, opts)
+        marks = {"start": time.perf_counter()}
+
+        def phase(name: str) -> None:  # the last preparation phase ends where sampling starts
+            marks["prepared"] = time.perf_counter()
+
+        def first_frames(frames):
+            marks.setdefault("first_frames", time.perf_counter())
+            return frames if user_filter is None else user_filter(frames)
+
+        user_filter, opts.frame_filter = opts.frame_filter, first_frames
+        summary = self.pipeline.generate(reference, speech, out, opts, on_phase=phase)
+        end = time.perf_counter()
+        self.timings.append({"case": case.case_id, "wall_s": end - marks["start"], "output_s": summary.get("seconds"),
+                             "first_frames_after_sampling_start_s": marks["first_frames"] - marks.get("prepared", marks["start"])})
         self.last_meta = {"scene_image_used": opts.scene_image is not None, "weights": self.weights,
+                          "timing": self.timings[-1],
                           "reference_frames": reference.num_frames, "generated_seconds": summary.get("seconds")}
         return out
 

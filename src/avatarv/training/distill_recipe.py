@@ -48,6 +48,7 @@ class DistillRecipe:
     # world identities whose shards the stages read (the teacher recipe's first ones; 2 scenes each): distillation
     # matches the teacher on its own inputs and needs far fewer than training it (240 took ~1 h to render on 2 cores)
     shard_identities: int = 60
+    ablation_unstable: bool = False  # also train DMD without its stability measures (the ablation row)
     smoke: bool = False  # tiny sizes for tests: a few steps, few shards
 
     def export_dir(self) -> Path:
@@ -106,14 +107,15 @@ def configs(r: DistillRecipe, ref_shards: Path):
     return replace(cfg_stage, **off), replace(dmd_stage, **off)
 
 
-def export_pipeline(r: DistillRecipe, dit_dir: Path) -> Path:
-    """The teacher's pipeline folder with the student's DiT (bf16) and its sampling in ``pipeline.json``."""
+def export_pipeline(r: DistillRecipe, dit_dir: Path, dest: Path | None = None, sampling: dict | None = None) -> Path:
+    """The teacher's pipeline folder with the student's DiT (bf16) and its sampling in ``pipeline.json`` (default:
+    ``r.export_dir()`` and the student's own steps with the ``x0`` sampler)."""
     import torch
 
     from avatarv.fsutil import atomic_directory
     from avatarv.models.dit import VideoRefDiT
 
-    dest = r.export_dir()
+    dest = dest or r.export_dir()
     teacher = Path(r.teacher)
     meta = json.loads((teacher / "pipeline.json").read_text())
     with atomic_directory(dest) as tmp:
@@ -127,7 +129,7 @@ def export_pipeline(r: DistillRecipe, dit_dir: Path) -> Path:
             done = Path(r.out) / name / "DONE"
             if done.is_file():
                 stages[name] = json.loads(done.read_text())
-        meta.update(sampling={"steps": r.student_steps, "sampler": "x0", "guidance": r.guidance_text()},
+        meta.update(sampling=sampling or {"steps": r.student_steps, "sampler": "x0", "guidance": r.guidance_text()},
                     distilled={"teacher": str(teacher), "recipe": asdict(r), "stages": stages})
         (tmp / "pipeline.json").write_text(json.dumps(meta, indent=2))
     return dest
@@ -142,8 +144,15 @@ def run(r: DistillRecipe, progress: bool = True) -> Path:
     vae_dir = adopt_init(wr)
     shards = make_ref_shards(wr, vae_dir, progress) if wr.ref_stride > 1 else make_shards(wr, vae_dir, progress)
     cfg_stage, dmd_stage = configs(r, shards)
-    run_stage(cfg_stage, vae_dir, progress)
+    cfg_student = run_stage(cfg_stage, vae_dir, progress)
+    # stage 4a alone, for the ablation: one pass per step at the teacher's steps
+    export_pipeline(r, cfg_student, Path(r.out) / "pipelines" / f"cfg-{r.variant}",
+                    {"steps": 50, "sampler": "overshoot", "guidance": r.guidance_text()})
     student = run_stage(dmd_stage, vae_dir, progress)
+    if r.ablation_unstable:  # DMD without its stability measures, same budget (benchmarks/distill.py)
+        bare = replace(dmd_stage, out_dir=str(Path(r.out) / f"dmd-nostab-{r.variant}"), method=replace(
+            dmd_stage.method, critic_steps=1, dmd_normalize=False, dmd_regression=0.0))
+        export_pipeline(r, run_stage(bare, vae_dir, progress), Path(r.out) / "pipelines" / f"dmd-nostab-{r.variant}")
     return export_pipeline(r, student)
 
 
