@@ -121,7 +121,7 @@ def test_local_pool_killed_hung_and_frozen_workers(tmp_path):
     faults = {"v_000.mp4": "kill", "v_001.mp4": "hang", "v_002.mp4": "freeze"}
     ex = LocalExecutor(2, heartbeat_s=0.2)
     try:
-        engine, report, markers = _run(tmp_path, ex, faults, task_timeout=4.0, heartbeat_timeout=1.5)
+        engine, report, markers = _run(tmp_path, ex, faults, task_timeout=3.0, heartbeat_timeout=2.0)
     finally:
         ex.shutdown()
     # each fault cost the engine one failed attempt; the retry succeeded
@@ -145,7 +145,7 @@ def test_ray_worker_sigkilled_and_hung_task(tmp_path):
     try:
         ex = RayExecutor(heartbeat_s=0.5, max_retries=2)
         assert ex.capacity == 2.0
-        engine, report, markers = _run(tmp_path, ex, {"v_000.mp4": "kill", "v_001.mp4": "hang"}, task_timeout=4.0)
+        engine, report, markers = _run(tmp_path, ex, {"v_000.mp4": "kill", "v_001.mp4": "hang"}, task_timeout=3.0)
     finally:
         ray.shutdown()
     # the lost worker is retried by Ray itself (max_retries): the engine saw one attempt, which succeeded;
