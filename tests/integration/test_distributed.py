@@ -244,23 +244,24 @@ def _offload_worker(rank: int, port: int, out_path: str):
 # ------------------------------------------------------------------ the trainer under FSDP2
 
 
-def _trainer_cfg(out_dir: str):
+def _trainer_cfg(out_dir: str, method: str = "personality"):
     from avatarv.training.config import DataConfig, TrainConfig
     from avatarv.training.methods.base import MethodConfig
     from avatarv.training.optim import OptimConfig
 
+    extra = {"critic_steps": 1, "dmd_regression_steps": 1, "ode_steps": 2} if method == "dmd" else {}
     # 2 micro-batches per step: one per rank under FSDP, accumulated in one process
     return TrainConfig(preset="tiny", steps=3, batch_size=1, grad_accum=2, data=DataConfig(size=6),
-                       method=MethodConfig(name="personality"), optim=OptimConfig(lr=1e-3), precision="fp32",
+                       method=MethodConfig(name=method, **extra), optim=OptimConfig(lr=1e-3), precision="fp32",
                        ema_decay=0.9, ckpt_every=2, out_dir=out_dir)
 
 
-def _trainer_worker(rank: int, port: int, out_dir: str):
+def _trainer_worker(rank: int, port: int, out_dir: str, method: str = "personality"):
     from avatarv.training.trainer import Trainer
 
     _init(rank, port)
     try:
-        trainer = Trainer(_trainer_cfg(out_dir))
+        trainer = Trainer(_trainer_cfg(out_dir, method))
         assert trainer.world.size == WORLD
         trainer.fit(progress=False)
     finally:
@@ -323,3 +324,23 @@ def test_trainer_fsdp2_equals_single_process(tmp_path):
     resumed.fit(resume=True, progress=False)
     assert resumed.step == 3
     _assert_same_training(resumed.model.state_dict(), want["model"], init, muon, "resumed")
+
+
+@pytest.mark.parametrize("method", ["cfg_distill", "dmd"])
+def test_stage4_under_fsdp2_equals_single_process(tmp_path, method):
+    """Stage 4 under ``torchrun``-style FSDP2 (the student, and DMD's critic, each sharded; the frozen teacher
+    replicated) gives the single process's losses and weights; the exported model is the student."""
+    from avatarv.models.dit import VideoRefDiT
+    from avatarv.training.trainer import Trainer
+
+    dist_dir, single_dir = str(tmp_path / "dist"), str(tmp_path / "single")
+    mp.spawn(_trainer_worker, args=(free_port(), dist_dir, method), nprocs=WORLD, join=True)
+    single = Trainer(_trainer_cfg(single_dir, method))
+    single.fit(progress=False)
+    np.testing.assert_allclose(_losses(dist_dir), _losses(single_dir), rtol=1e-4)
+    got, want = _final_state(dist_dir), _final_state(single_dir)
+    assert set(got["model"]) == set(want["model"])
+    for name, w in want["model"].items():  # all AdamW here (no "blocks." prefix for DMD's pair) or Muon-tolerant
+        assert (got["model"][name] - w).abs().max().item() < 0.05 * (w.abs().max().item() + 1e-3), name
+    exported = VideoRefDiT.from_pretrained(Path(dist_dir) / "model")
+    assert exported.cfg.num_guidance_scales == 3 if method == "cfg_distill" else True

@@ -68,6 +68,13 @@ class GeneratorCritic(nn.Module):
         self.generator.save_pretrained(directory)
 
 
+def reshard(module: nn.Module) -> None:
+    """Free an FSDP2 root's gathered parameters after a forward without backward (the root is not resharded
+    after its forward, ``distributed/fsdp.py``; a backward would do it). No-op without FSDP."""
+    if hasattr(module, "reshard"):
+        module.reshard()
+
+
 def dmd_gradient(x0_hat: torch.Tensor, x0_real: torch.Tensor, x0_fake: torch.Tensor, normalize: bool,
                  mask: torch.Tensor | None = None) -> torch.Tensor:
     """The DMD update direction g (see the module docstring), ``[B, ...]``; zero where ``mask`` is 0. The
@@ -117,11 +124,9 @@ class DMD(PersonalitySFT):
         return GeneratorCritic(model, critic)
 
     def shard(self, model: GeneratorCritic, apply_fsdp):
-        from torch.distributed.fsdp import fully_shard
-
+        """Each network is its own FSDP2 root (they run separately, never through the pair's forward)."""
         apply_fsdp(model.generator)
         apply_fsdp(model.critic)
-        fully_shard(model)
         return model
 
     def exported_state(self, state: dict) -> dict:
@@ -210,6 +215,7 @@ class DMD(PersonalitySFT):
     def _critic_loss(self, model: GeneratorCritic, d, gen_mask, generator):
         with torch.no_grad():
             x0_hat, m0_hat, _ = self._generate(model.generator, d, generator)
+        reshard(model.generator)
         t, eps, x_t, m_eps, m_t = self._noised(x0_hat, m0_hat, generator)
         out = model.critic(x_t, t, motion=m_t, **d.conditions.dit_kwargs())
         v = velocity_target(x0_hat, eps)
@@ -234,6 +240,8 @@ class DMD(PersonalitySFT):
             scales = torch.tensor([list(cfg.dmd_guidance)], device=d.x0.device).expand(b, -1)
             v_real, mv_real = teacher_guided(self.teacher, x_t, t, d.conditions, scales, m_t)
             fake = model.critic(x_t, t, motion=m_t, **d.conditions.dit_kwargs())
+        reshard(model.critic)
+        with torch.no_grad():
             tv = t.view(-1, 1, 1, 1, 1)
             g = dmd_gradient(x0_hat.detach(), x_t - tv * v_real, x_t - tv * fake.video.float(), cfg.dmd_normalize,
                              gen_mask)
