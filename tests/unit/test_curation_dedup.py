@@ -115,3 +115,59 @@ def test_unlabelled_same_content_pairs_are_left_out_of_the_score(tmp_path):
                                                                       frozenset(("raw_a_dup0.mp4", "raw_b.mp4"))}
     assert unlabelled_content_pairs([other_sentence, via], truth, labelled) == set()
     assert unlabelled_content_pairs([same], {frozenset(("raw_a.mp4", "raw_b.mp4"))}, labelled) == set()
+
+
+def test_without_sound_the_phash_decides(tmp_path):
+    """Two silent items whose thumbnails match exactly: kept as copies when their aligned pHashes agree, rejected
+    when they are 20+ bits apart, and a pair matched at a crop scale is not held to the pHash."""
+    from pathlib import Path
+
+    from avatarv.data.curation.stage import Artifact, Item
+    from avatarv.data.curation.stages.dedup import Dedup, frame_vectors, hamming64
+
+    assert hamming64(np.array([0b1011], np.uint64), np.array([0b0001], np.uint64)) == 2
+    rng = np.random.default_rng(5)
+    picture = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    base = rng.integers(0, 2**63, 12, dtype=np.uint64)
+    flip = np.uint64((1 << 24) - 1)  # 24 bits
+
+    def item(name: str, hashes, crop: bool = False) -> Item:
+        d = tmp_path / name
+        d.mkdir()
+        v = np.stack([frame_vectors(picture)] * 12)  # [12, S, 256]
+        if crop:  # the picture only matches at the scale-0.8 crop
+            v = np.roll(v, 4, axis=1)
+        np.save(d / "vectors.npy", v)
+        np.save(d / "frame_index.npy", np.arange(0, 60, 5))
+        np.save(d / "phash.npy", hashes)
+        it = Item(name, Path(name), "0")
+        it.upstream["fingerprint"] = Artifact("fingerprint", d, {"frames": 60, "samples": 12, "every": 5,
+                                                                  "size": [64, 64], "audio": False})
+        return it
+
+    out = Dedup().process([item("a.mp4", base), item("copy.mp4", base ^ np.uint64(3))]).values
+    assert [(p["a"], p["b"], p["phash_hamming"]) for p in out["pairs"]] == [("a.mp4", "copy.mp4", 2.0)]
+    out = Dedup().process([item("b.mp4", base), item("other.mp4", base ^ flip)]).values
+    assert out["pairs"] == [] and out["rejected_by_phash"][0]["phash_hamming"] == 24.0
+    out = Dedup().process([item("c.mp4", base), item("cropped.mp4", base ^ flip, crop=True)]).values
+    assert len(out["pairs"]) == 1  # a crop changes the pHash: not held to it
+
+
+def test_fingerprint_takes_the_prefilters_phash(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from avatarv.data.curation.stage import Artifact, Item
+    from avatarv.data.curation.stages import dedup
+    from avatarv.data.curation.stages.common import grey_small
+    from avatarv.data.curation.stages.prefilter import frame_statistics
+    from avatarv.media.read import Video
+
+    rng = np.random.default_rng(1)
+    frames = (rng.random((30, 64, 64, 3)) * 255).astype(np.uint8)
+    monkeypatch.setattr(dedup, "load_video", lambda item: Video(frames, 25.0, None, 16000, Path("x.mp4")))
+    _, hashes, _ = frame_statistics(frames, grey_small(frames))
+    own = dedup.Fingerprint().process(Item("x.mp4", Path("x.mp4"), "0")).arrays["phash"]
+    assert (own == hashes[::5]).all()  # hashed itself: the prefilter's function on the same frames
+    np.save(tmp_path / "phash.npy", hashes ^ np.uint64(1))  # marked, to see which one is used
+    it = Item("x.mp4", Path("x.mp4"), "0", {"prefilter": Artifact("prefilter", tmp_path, {})})
+    assert (dedup.Fingerprint().process(it).arrays["phash"] == (hashes ^ np.uint64(1))[::5]).all()

@@ -22,6 +22,15 @@ carries the same sound (0.9999 measured after AAC re-encoding); another take of 
 sentences reached 0.93 (trying every candidate diagonal, the pause patterns of two stretches can line up).
 Items without sound, and silent stretches, are judged on pictures alone.
 
+Where sound cannot decide (either item silent), the perceptual hash does: the prefilter's per-frame 64-bit pHash
+(imagehash: 32 x 32 DCT, top-left 8 x 8 against their median) of the aligned samples must agree to a median
+Hamming distance of at most ``phash_max`` bits. pHash keeps mid-frequency structure the 16 x 16 thumbnails
+average away, so a re-encoded or resized copy stays within a few bits while a look-alike picture does not; it
+is not crop-invariant, so a pair matched at a crop scale (best scale < 1) is not held to it. Every pair
+reports its median Hamming distance (``phash_hamming``) when both items carry hashes. ``fingerprint`` takes
+the hashes of its samples from the prefilter's ``phash`` array when a prefilter ran upstream (the same
+frames, 64 px grey), and hashes them itself otherwise.
+
 Copies of one source are also copies of each other even where their own frames match too weakly (a crop
 against a resize): two items whose matched stretches cover at least ``min_shared_frames`` common frames of a
 third item pair up (``shared_pairs``). The pair list and, per pair, the item to drop (the shorter, else the
@@ -134,10 +143,16 @@ def shared_pairs(spans: dict[tuple[int, int], tuple[int, int, int]], min_shared:
     return out
 
 
+def hamming64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bitwise Hamming distance of two uint64 arrays (broadcast)."""
+    x = np.bitwise_xor(np.asarray(a, np.uint64), np.asarray(b, np.uint64))
+    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(-1)
+
+
 class Fingerprint(Stage):
     name = "fingerprint"
-    version = "3"
-    inputs = ("normalise",)
+    version = "4"
+    inputs = ("normalise", "prefilter")
     resources = Resources(cpu=1.0, memory_mb=512)
 
     @dataclass(frozen=True)
@@ -148,7 +163,15 @@ class Fingerprint(Stage):
         video = load_video(item)
         idx = np.arange(0, video.num_frames, self.config.every)
         vecs = np.stack([frame_vectors(video.frames[t]) for t in idx])  # [K, S, 256]
-        arrays = {"vectors": vecs, "frame_index": idx}
+        pre = item.upstream.get("prefilter")
+        if pre is not None and pre.ok and (pre.path / "phash.npy").is_file():
+            hashes = pre.array("phash")[idx]  # [K] uint64, the prefilter's per-frame pHash
+        else:
+            from avatarv.data.curation.stages.common import grey_small
+            from avatarv.data.curation.stages.prefilter import phash64
+
+            hashes = np.array([phash64(g) for g in grey_small(video.frames[idx])], np.uint64)
+        arrays = {"vectors": vecs, "frame_index": idx, "phash": hashes}
         if video.audio is not None and len(video.audio):
             from avatarv.data.curation.stages.sync import loudness_envelope
 
@@ -162,7 +185,7 @@ class Fingerprint(Stage):
 
 class Dedup(Stage):
     name = "dedup"
-    version = "8"
+    version = "9"
     inputs = ("fingerprint",)
     scope = "collection"
     resources = Resources(cpu=1.0, memory_mb=2048)
@@ -173,6 +196,7 @@ class Dedup(Stage):
         min_matches: int = 7  # samples in one run (1.4 s at every = 5)
         min_shared_frames: int = 25  # two items whose matched stretches share >= 1 s of a third item pair up
         audio_min_corr: float = 0.97  # loudness correlation over the matched stretch that confirms a copy
+        phash_max: int = 10  # median pHash Hamming bits of aligned samples that confirm a copy without sound
 
     def process(self, items: list[Item]) -> Output:
         import faiss
@@ -189,9 +213,13 @@ class Dedup(Stage):
         every = int(items[0].upstream["fingerprint"].values.get("every", 5))
         loud = [it.upstream["fingerprint"].array("loudness") if it.upstream["fingerprint"].values.get("audio")
                 else None for it in items]
+        hashes = [it.upstream["fingerprint"].array("phash") if (it.upstream["fingerprint"].path / "phash.npy").is_file()
+                  else None for it in items]
+        hamming: dict[tuple[int, int], float] = {}
         found: dict[tuple[int, int], int] = {}
         spans: dict[tuple[int, int], tuple[int, int, int]] = {}
         rejected: list[dict] = []
+        by_phash: list[dict] = []
         for a, v in enumerate(vecs):
             sims, ids = index.search(np.ascontiguousarray(v[:, 0]), min(64, len(base)))  # scale 1 of each sample
             hits: dict[int, set[int]] = {}  # candidate item b -> query samples with a match in b
@@ -204,23 +232,39 @@ class Dedup(Stage):
                     continue
                 # align in time: [Ka, Kb] cosine at the best scale of b, thresholded; every diagonal with a long
                 # enough run is a candidate offset (a near-still picture matches along many of them)
-                match = np.einsum("id,jsd->ijs", v[:, 0], vecs[b]).max(-1) >= c.threshold
+                sims_ab = np.einsum("id,jsd->ijs", v[:, 0], vecs[b])  # [Ka, Kb, scales]
+                match = sims_ab.max(-1) >= c.threshold
                 cands = diagonal_runs(match, min_len=c.min_matches)
                 if not cands:
                     continue
-                chosen, best_r = None, np.nan
+                chosen, best_r, worst_ham = None, np.nan, None
                 for run, o, first, last in cands:
                     start, end = int(times[a][first]), int(times[a][last]) + every
                     j0 = int(np.clip(first + o, 0, len(times[b]) - 1))
                     off = int(times[b][j0]) - int(times[a][first])  # frame t of a is frame t + off of b
-                    if loud[a] is None or loud[b] is None:
-                        chosen = (run, start, end, off)  # no sound on one side: the pictures decide
+                    ham = None
+                    if hashes[a] is not None and hashes[b] is not None:
+                        rows = np.arange(first, last + 1)
+                        cols = np.clip(rows + o, 0, len(times[b]) - 1)
+                        ham = float(np.median(hamming64(hashes[a][rows], hashes[b][cols])))
+                        cropped = bool(np.median(sims_ab[rows, cols].argmax(-1)) > 0)  # matched at a crop scale
+                    if loud[a] is None or loud[b] is None:  # no sound on one side: the pictures decide
+                        if ham is not None and not cropped and ham > c.phash_max:
+                            worst_ham = ham if worst_ham is None else min(worst_ham, ham)
+                            continue
+                        chosen = (run, start, end, off)
+                        hamming[(min(a, b), max(a, b))] = ham
                         break
                     r = best_lag_corr(loud[a][start:end], loud[b], range(start + off - every, start + off + every + 1))
                     if not np.isfinite(r) or r >= c.audio_min_corr:  # the same sound (or silence: no evidence)
                         chosen = (run, start, end, off)
+                        hamming[(min(a, b), max(a, b))] = ham
                         break
                     best_r = r if not np.isfinite(best_r) else max(best_r, r)
+                if chosen is None and worst_ham is not None and not np.isfinite(best_r):
+                    by_phash.append({"a": items[a].item_id, "b": items[b].item_id, "matches": cands[0][0],
+                                     "phash_hamming": worst_ham})
+                    continue
                 if chosen is None:
                     rejected.append({"a": items[a].item_id, "b": items[b].item_id, "matches": cands[0][0],
                                      "audio_corr": round(float(best_r), 3)})
@@ -245,7 +289,7 @@ class Dedup(Stage):
             key_b = (fb["frames"], fb["size"][0] * fb["size"][1], [-ord(ch) for ch in ib.item_id])
             drop = ib.item_id if key_a >= key_b else ia.item_id
             pair = {"a": ia.item_id, "b": ib.item_id, "matches": count, "drop": drop,
-                    "via_shared_partner": bool(via.get((a, b)))}
+                    "via_shared_partner": bool(via.get((a, b))), "phash_hamming": hamming.get((a, b))}
             if (a, b) in spans:  # the matched stretches, for inspection: frames [start, end) of a and of b
                 start, end, off = spans[(a, b)]
                 pair.update(a_frames=[start, end], b_frames=[start + off, end + off])
@@ -256,4 +300,4 @@ class Dedup(Stage):
                 pair["partner"] = items[y].item_id
             out.append(pair)
         return Output(values={"items": len(items), "pairs": out, "drop": sorted({p["drop"] for p in out}),
-                              "rejected_by_sound": rejected})
+                              "rejected_by_sound": rejected, "rejected_by_phash": by_phash})
