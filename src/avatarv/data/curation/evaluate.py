@@ -7,6 +7,12 @@ transition (a fade is dark and a dissolve shows two people for a moment: not a d
 window is detected when at least half of its frames are flagged. Windows in "dropped frame" stretches are left
 out for choppy (isolated single repeats, a different defect the table does not score).
 
+Content filters (screencast, game, photo from ``content``; synthetic voice from ``synthetic_speech``) are
+scored the same way against the world's whole-shot content kinds (``world/raw.py`` ``CONTENT_DEFECTS``). Those
+shots are what the older filters are not about (a screencast has no person and is full of text, a photo's
+mouth never moves with the voice-over): windows touching a content shot are left out of the older rows, as
+windows touching a transition are.
+
 Cuts are events: a detected boundary matches a labelled cut, fade or dissolve when it falls within
 ``CUT_TOLERANCE`` frames of its interval. Duplicates are item pairs: (copy, source video) from the labels, and
 (copy, copy) when the two copied stretches share at least ``DUP_MIN_OVERLAP`` frames (a shorter overlap
@@ -42,7 +48,12 @@ INTERVAL_FILTERS = {
     "shake": ("visual", "shake", "shake"),
     "dark": ("visual", "dark", "dark"),
     "desync": ("lipsync", "desync", "desync"),
+    "screencast": ("content", "screencast", "screencast"),
+    "game": ("content", "game", "game"),
+    "photo": ("content", "photo", "photo"),
+    "synthetic voice": ("synthetic_speech", "synthetic", "synthetic_voice"),
 }
+CONTENT_LABELS = ("screencast", "game", "photo", "synthetic_voice")
 
 
 def _mask(intervals, n: int) -> np.ndarray:
@@ -90,7 +101,7 @@ def filter_scores(out_dir: str | Path, input_dir: str | Path, keys: dict[tuple[s
     of ``keys`` when given, see ``latest_artifacts``)."""
     store = StateStore(out_dir)
     arts = {s: latest_artifacts(store, s, keys) for s in ("prefilter", "faces", "ocr", "visual", "lipsync", "scenes",
-                                                           "dedup")}
+                                                           "dedup", "content", "synthetic_speech")}
     store.close()
     tallies = {name: Tally() for name in [*INTERVAL_FILTERS, "cuts", "duplicates"]}
     labelled = sorted(Path(input_dir).glob("raw_*.json"))
@@ -102,6 +113,8 @@ def filter_scores(out_dir: str | Path, input_dir: str | Path, keys: dict[tuple[s
         near_transition = _mask([(i["start"] - CUT_TOLERANCE, i["end"] + CUT_TOLERANCE) for i in ivs
                                  if i["type"] in TRANSITIONS], n)
         dropped = _mask([(i["start"], i["end"]) for i in ivs if i["type"] == "dropped"], n)
+        content = _mask([(i["start"] - CUT_TOLERANCE, i["end"] + CUT_TOLERANCE) for i in ivs
+                         if i["type"] in CONTENT_LABELS], n)
         for name, (stage, key, label) in INTERVAL_FILTERS.items():
             vals = arts[stage].get(item)
             if vals is None or key not in vals:
@@ -111,6 +124,8 @@ def filter_scores(out_dir: str | Path, input_dir: str | Path, keys: dict[tuple[s
             for a in range(0, n - WINDOW + 1, WINDOW):
                 w = slice(a, a + WINDOW)
                 if near_transition[w].any() or (name == "choppy" and dropped[w].any()):
+                    continue
+                if label not in CONTENT_LABELS and content[w].any():
                     continue
                 frac = truth[w].mean()
                 if 0 < frac < 0.5:

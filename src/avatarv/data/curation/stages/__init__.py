@@ -21,6 +21,9 @@ REGISTRY: dict[str, str] = {
     "identity": f"{_P}.identity:ClipIdentity",
     "identity_graph": f"{_P}.identity:IdentityGraph",
     "shards": f"{_P}.shards:Shards",
+    "content": f"{_P}.content:Content",
+    "synthetic_speech": f"{_P}.synthetic_speech:SyntheticSpeech",
+    "categories": f"{_P}.categories:Categories",
 }
 
 
@@ -39,7 +42,11 @@ def _filters():
     from avatarv.data.curation.stages.sync import LipSync
     from avatarv.data.curation.stages.visual import Visual
 
-    return [*_prefilter(), Scenes(), Visual(), Faces(), Ocr(), LipSync(), Fingerprint(), Dedup()]
+    from avatarv.data.curation.stages.content import Content
+    from avatarv.data.curation.stages.synthetic_speech import SyntheticSpeech
+
+    return [*_prefilter(), Scenes(), Visual(), Faces(), Ocr(), LipSync(), Fingerprint(), Dedup(), Content(),
+            SyntheticSpeech()]
 
 
 def _full():
@@ -49,7 +56,10 @@ def _full():
     from avatarv.data.curation.stages.speech import Captions, Speech
     from avatarv.data.curation.stages.tiers import Tiers
 
-    stages = [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), ClipIdentity(), IdentityGraph()]
+    from avatarv.data.curation.stages.categories import Categories
+
+    stages = [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), Categories(), ClipIdentity(),
+              IdentityGraph()]
     return [*stages, Shards.after(stages)]  # reads speech, captions and categories when they are upstream
 
 
