@@ -51,6 +51,13 @@ train-analyzer: install
 train-syncnet: install
 	$(PY) -m avatarv.eval.train_syncnet --out runs/syncnet --threads 1 --steps 1400
 
+# Retrain the landmark SyncNet (mediapipe lip geometry vs MFCC, the real-footage lip-sync scorer) on world clips,
+# ONE CPU thread, checkpointed every 2 minutes, resumable: ~12 min of data, ~10 min of training; writes
+# src/avatarv/assets/eval/landmark_sync.safetensors and its .json (held-out world figures).
+.PHONY: train-landmark-sync
+train-landmark-sync: install
+	$(PY) -m avatarv.eval.train_landmark_sync --out runs/landmark_sync --threads 1
+
 # Retrain the world identity embedder (ArcFace loss, 400 world identities) on ONE CPU thread, ~20 minutes;
 # writes src/avatarv/assets/eval/world_identity.safetensors (held-out verification AUC per backend in its metadata).
 .PHONY: train-identity

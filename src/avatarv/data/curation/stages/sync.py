@@ -1,8 +1,27 @@
 """Lip sync (seed: lip-sync score and desync filter).
 
-Two scorers of the desync filter (``Config.scorer``):
+Which scorer runs (``Config.scorer``, default ``auto``) depends on what the footage is (``Config.footage``):
 
-- ``syncnet`` (default): the eval suite's SyncNet, in sliding windows. Face tracks come from the ``faces``
+- ``footage="world"``: the synthetic world's footage. ``auto`` = ``syncnet`` with the shipped world SyncNet
+  (trained on the world's painted faces: meaningful there and nowhere else).
+- ``footage="real"``: real faces. ``auto`` = ``syncnet`` when ``syncnet_weights`` is a path (the public
+  ``syncnet_v2.model``), else ``landmark``: the domain-free landmark SyncNet (``eval.landmark_sync``: mediapipe
+  lip geometry against MFCCs, trained on the world, checked on the real clips).
+- ``footage="auto"`` (default): ``world`` when the input file is the world's (its labels lie beside it: a
+  ``<stem>.json`` written by ``world.raw`` / ``world.clip``, or a near-duplicate listed in one), else ``real``.
+
+Scorers:
+
+- ``landmark``: mediapipe FaceMesh on every frame; each run of usable frames (one face, measurable, inside one
+  shot) is a track, scored by the landmark SyncNet exactly as Sync-C is (offset, Sync-C, Sync-D over its whole
+  length). Its offsets are absolute (trained so that in-sync speech reads 0: the world's mouth lag is taken out
+  in training), so a track is out of sync when its offset is at least ``min_offset`` frames from **0** with
+  Sync-C ≥ ``landmark_min_conf``: a whole video shifted is flagged, not only a stretch that differs from the
+  rest. The decision is per track, not per window: on the real clips 4-s windows' offsets wander (an expressive
+  selfie's grimaces move the lips without sound) while whole tracks read steadily; so a desync confined to part
+  of a shot is found only when it dominates the track. Sliding-window offsets (``landmark_window``) are kept as
+  arrays for inspection. Whole-video offset / Sync-C / Sync-D are recorded under ``landmark``.
+- ``syncnet``: the eval suite's SyncNet, in sliding windows. Face tracks come from the ``faces``
   stage's boxes (single-face frames, inside one shot); each track's crops and audio give the SyncNet distance
   table ``[31, frames]`` (``eval.sync``); every ``window`` frames (hop ``step``) the table's columns are
   averaged and give that window's offset and confidence exactly as Sync-C is computed (median − min). A
@@ -69,6 +88,28 @@ def best_lag(mouth: np.ndarray, env: np.ndarray, max_lag: int) -> tuple[int, flo
     return best
 
 
+def window_scores(tracks: list, n: int, window: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame offset and confidence ``[T]`` each (NaN where no window covers a frame) from each track's distance
+    table (``SyncResult.dists [31, m]``, column i = the 5-frame window at ``start_frame + i``): every ``step``
+    columns, the columns within ``window // 2`` either side are averaged and scored as Sync-C is."""
+    from avatarv.eval.sync import WINDOW_FRAMES, sync_scores
+
+    offset = np.full(n, np.nan, np.float32)
+    conf = np.full(n, np.nan, np.float32)
+    half = window // 2
+    for tr in tracks:
+        d = tr.dists
+        m = d.shape[1]
+        for c in range(0, m, step):
+            lo, hi = max(0, c - half), min(m, c + half)
+            if hi - lo < half:
+                continue
+            off, sync_c, _ = sync_scores(d[:, lo:hi])
+            f = tr.start_frame + c + WINDOW_FRAMES // 2  # the centre frame of window column c
+            offset[f : f + step], conf[f : f + step] = off, sync_c
+    return offset, conf
+
+
 def syncnet_windows(
     model, frames: np.ndarray, audio: np.ndarray, boxes: np.ndarray, usable: np.ndarray, shots, window: int,
     step: int,
@@ -77,20 +118,9 @@ def syncnet_windows(
     frame), and the per-track ``SyncResult`` list. ``audio``: 16 kHz mono aligned with ``frames`` (25 fps);
     ``usable [T]``: frames with exactly one measurable face."""
     from avatarv.eval.face_tracks import crop_track, tracks_from_boxes
-    from avatarv.eval.sync import (
-        SAMPLES_PER_FRAME,
-        WINDOW_FRAMES,
-        SyncResult,
-        distance_table,
-        embed_track,
-        sync_scores,
-    )
+    from avatarv.eval.sync import SAMPLES_PER_FRAME, SyncResult, distance_table, embed_track
 
-    n = len(frames)
-    offset = np.full(n, np.nan, np.float32)
-    conf = np.full(n, np.nan, np.float32)
     results = []
-    half = window // 2
     for s0, s1 in shots:
         vis = usable & np.isfinite(boxes).all(1)
         vis[:s0] = False
@@ -101,16 +131,35 @@ def syncnet_windows(
             v, a = embed_track(model, crops, aud)
             if len(v) == 0:
                 continue
-            d = distance_table(v, a)  # [31, m]: column i is the 5-frame window starting at track.start + i
-            results.append(SyncResult.from_dists(d, track.start))
-            m = d.shape[1]
-            for c in range(0, m, step):
-                lo, hi = max(0, c - half), min(m, c + half)
-                if hi - lo < half:
-                    continue
-                off, sync_c, _ = sync_scores(d[:, lo:hi])
-                f = track.start + c + WINDOW_FRAMES // 2  # the centre frame of window column c
-                offset[f : f + step], conf[f : f + step] = off, sync_c
+            results.append(SyncResult.from_dists(distance_table(v, a), track.start))
+    offset, conf = window_scores(results, len(frames), window, step)
+    return offset, conf, results
+
+
+def landmark_windows(
+    model, lip_track, audio: np.ndarray, usable: np.ndarray, shots, window: int, step: int, min_track: int = 0
+) -> tuple[np.ndarray, np.ndarray, list]:
+    """As :func:`syncnet_windows` with the landmark SyncNet: ``lip_track`` (``eval.landmark_sync.LipTrack`` of the
+    whole video, NaN where no face); each run of ``usable`` frames with a face inside one shot, at least
+    ``min_track`` frames long (default: ``window``), is one track."""
+    from avatarv.data.curation.stages.common import runs as true_runs
+    from avatarv.eval.landmark_sync import LipTrack, evaluate_lips
+    from avatarv.eval.sync import SAMPLES_PER_FRAME
+
+    ok = usable & lip_track.detected
+    results = []
+    for s0, s1 in shots:
+        vis = ok.copy()
+        vis[:s0] = False
+        vis[s1:] = False
+        for a, b in true_runs(vis, max(min_track or window, model.window + 2)):
+            aud = audio[a * SAMPLES_PER_FRAME : b * SAMPLES_PER_FRAME]
+            try:
+                results.append(evaluate_lips(model, LipTrack(lip_track.lips[a:b], lip_track.eyes[a:b]), aud,
+                                             start_frame=a))
+            except ValueError:  # audio shorter than the run: nothing to score
+                continue
+    offset, conf = window_scores(results, len(usable), window, step)
     return offset, conf, results
 
 
@@ -141,12 +190,13 @@ def refine_runs(desync: np.ndarray, offset: np.ndarray, baseline: float, tracks:
 class LipSync(Stage):
     name = "lipsync"
     inputs = ("normalise", "faces", "scenes", "prefilter", "visual")
-    version = "8"
+    version = "9"
     resources = Resources(cpu=1.0, memory_mb=1024)
 
     @dataclass(frozen=True)
     class Config:
-        scorer: str = "syncnet"  # syncnet | envelope (syncnet_weights "" means envelope)
+        scorer: str = "auto"  # auto | landmark | syncnet | envelope (syncnet with syncnet_weights "" = envelope)
+        footage: str = "auto"  # auto | real | world: picks the scorer for ``auto`` (module docstring)
         window: int = 50
         step: int = 5
         max_lag: int = 15
@@ -158,12 +208,27 @@ class LipSync(Stage):
         stable_windows: int = 2
         stable_lag: float = 2.0
         syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
+        landmark_weights: str = ""  # landmark SyncNet weights ("" = the shipped assets/eval/landmark_sync)
+        landmark_min_conf: float = 0.5  # landmark: the window's Sync-C for a desync (its own distance scale)
+        landmark_window: int = 100  # landmark: frames per window of the inspection arrays (decisions are per track)
 
         def __post_init__(self):
             from avatarv.errors import ConfigError
 
-            if self.scorer not in ("syncnet", "envelope"):
-                raise ConfigError(f"lipsync: unknown scorer {self.scorer!r} (syncnet | envelope)")
+            if self.scorer not in ("auto", "landmark", "syncnet", "envelope"):
+                raise ConfigError(f"lipsync: unknown scorer {self.scorer!r} (auto | landmark | syncnet | envelope)")
+            if self.footage not in ("auto", "real", "world"):
+                raise ConfigError(f"lipsync: unknown footage {self.footage!r} (auto | real | world)")
+
+    def scorer_for(self, source) -> str:
+        """The scorer that runs on ``source`` (``Config.scorer`` unless ``auto``: see the module docstring)."""
+        c = self.config
+        if c.scorer != "auto":
+            return c.scorer
+        footage = c.footage if c.footage != "auto" else ("world" if is_world_footage(source) else "real")
+        if footage == "world":
+            return "syncnet" if c.syncnet_weights else "envelope"
+        return "syncnet" if c.syncnet_weights not in ("", "world") else "landmark"
 
     def process(self, item: Item) -> Output:
         c = self.config
@@ -187,6 +252,9 @@ class LipSync(Stage):
         k_all, r_all = best_lag(mouth, env, c.max_lag)
         values = {"frames": n, "offset_frames": k_all, "offset_corr": r_all}
         arrays = {"lag": lag, "corr": corr, "envelope": env}
+        scorer = self.scorer_for(item.source)
+        if scorer == "landmark":
+            return self._landmark(video, usable, shots, values, arrays)
         if c.syncnet_weights:
             from avatarv.eval.sync import AUDIO_RATE
             from avatarv.media.audio import resample
@@ -200,7 +268,7 @@ class LipSync(Stage):
         else:
             tracks = []
             values["syncnet"] = {"unavailable": "no SyncNet weights (syncnet_weights is empty)"}
-        if c.scorer == "syncnet" and c.syncnet_weights:
+        if scorer == "syncnet" and c.syncnet_weights:
             desync, baseline = self._syncnet_desync(arrays["syncnet_offset"], arrays["syncnet_conf"], tracks)
             values["scorer"] = "syncnet"
         else:
@@ -208,6 +276,36 @@ class LipSync(Stage):
             values["scorer"] = "envelope"
         values.update(baseline_lag=baseline, desync=runs(desync, 3), desync_fraction=float(desync.mean()))
         arrays["desync"] = desync
+        return Output(values=values, arrays=arrays)
+
+    # ----------------------------------------------------------------- landmark
+    def _landmark(self, video, usable: np.ndarray, shots, values: dict, arrays: dict, lips=None) -> Output:
+        """The landmark scorer (``lips``: the video's ``LipTrack`` when already measured, else face mesh runs)."""
+        from avatarv.eval.landmark_sync import LipTrack, load_landmark_sync
+        from avatarv.eval.sync import AUDIO_RATE
+        from avatarv.media.audio import resample
+        from avatarv.media.face_mesh import face_mesh
+
+        c = self.config
+        model = load_landmark_sync(c.landmark_weights or None)
+        if lips is None:
+            lips = LipTrack.from_landmarks(face_mesh(video.frames).points)
+        audio16 = resample(video.audio, video.sample_rate, AUDIO_RATE)
+        off, conf, tracks = landmark_windows(model, lips, audio16, usable, shots, c.landmark_window, c.step,
+                                             min_track=c.window)
+        # one decision per track (a run of usable frames inside a shot), on the track's own offset and Sync-C:
+        # absolute, since in-sync speech reads 0. Windows (``landmark_offset``) are kept for inspection only:
+        # on real faces a 4-s window's offset wanders (grimaces, pauses), a whole track's holds.
+        desync = np.zeros(len(usable), bool)
+        for tr in tracks:
+            if abs(tr.offset) >= c.min_offset and tr.sync_c >= c.landmark_min_conf:
+                desync[tr.start_frame : tr.start_frame + tr.n_windows + model.window - 1] = True
+        values["landmark"] = _syncnet_summary(tracks)
+        values["syncnet"] = {"unavailable": "real footage: the landmark SyncNet scored it (syncnet_weights: a "
+                                            "public syncnet_v2.model to use SyncNet)"}
+        values.update(scorer="landmark", face_mesh_fraction=float(lips.detected.mean()) if len(usable) else 0.0,
+                      baseline_lag=0.0, desync=runs(desync, 3), desync_fraction=float(desync.mean()))
+        arrays.update(landmark_offset=off, landmark_conf=conf, desync=desync)
         return Output(values=values, arrays=arrays)
 
     # ----------------------------------------------------------------- envelope
@@ -256,6 +354,31 @@ class LipSync(Stage):
 
         w = self.config.syncnet_weights
         return load_sync_model(None if w == "world" else w)
+
+
+def is_world_footage(source) -> bool:
+    """True when ``source`` is a file the synthetic world wrote: its labels lie beside it (``<stem>.json`` from
+    ``world.raw`` with ``shots`` and ``intervals``, or from ``world.clip`` with ``mouth_lag_frames``), or it is a
+    near-duplicate that a ``world.raw`` JSON in its folder lists."""
+    import json
+    from pathlib import Path
+
+    source = Path(source)
+
+    def doc(p: Path) -> dict:
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return {}
+        return d if isinstance(d, dict) else {}
+
+    own = doc(source.with_suffix(".json"))
+    if ("shots" in own and "intervals" in own) or "mouth_lag_frames" in own:
+        return True
+    if "_dup" in source.stem:
+        raw = doc(source.with_name(source.stem.split("_dup")[0] + ".json"))
+        return any(d.get("file") == source.name for d in raw.get("duplicates", []) if isinstance(d, dict))
+    return False
 
 
 def _syncnet_summary(tracks: list) -> dict:
