@@ -68,17 +68,20 @@ ProgressFn = Callable[[str, Task], None]  # event ("plan" | "start" | "finish"),
 class Engine:
     """``out_dir``: the local folder of the task records; ``artifacts``: the artifact root (a folder or an
     fsspec URL every worker reaches; default ``out_dir``). ``task_timeout`` / ``heartbeat_timeout``: seconds
-    (0: off) after which a running task is cancelled and retried (module docstring)."""
+    (0: off) after which a running task is cancelled and retried (module docstring); ``collection_timeout``
+    is the limit of a collection task (one over every item: its time grows with the input, so none by
+    default; the heartbeat still catches a lost one). A stage's ``timeout_s`` attribute overrides both."""
 
     def __init__(self, pipeline: Pipeline, input_dir: str | Path, out_dir: str | Path, max_attempts: int = 2,
                  artifacts: str | None = None, task_timeout: float = 3600.0, heartbeat_timeout: float = 120.0,
-                 poll_s: float = 0.5, refresh_s: float = 5.0):
+                 collection_timeout: float = 0.0, poll_s: float = 0.5, refresh_s: float = 5.0):
         self.pipeline = pipeline
         self.input_dir = Path(input_dir)
         self.store = StateStore(out_dir, artifacts)
         self.max_attempts = max_attempts
         self.task_timeout = task_timeout
         self.heartbeat_timeout = heartbeat_timeout
+        self.collection_timeout = collection_timeout
         self.poll_s = poll_s
         self.refresh_s = refresh_s
         self.items: list[InputItem] = discover_inputs(input_dir)
@@ -245,7 +248,10 @@ class Engine:
         fresh = 3 * (getattr(ex, "heartbeat_s", None) or HEARTBEAT_S)
         for (handle, task, cpu), (age, beat_age) in zip(entries, ex.progress([h for h, _, _ in entries]),
                                                          strict=True):
-            limit = getattr(self.pipeline.by_name[task.stage], "timeout_s", None) or self.task_timeout
+            stage = self.pipeline.by_name[task.stage]
+            limit = getattr(stage, "timeout_s", None)
+            if limit is None:
+                limit = self.task_timeout if stage.scope == "item" else self.collection_timeout
             why = None
             if limit and age is not None and age > limit and (beat_age is None or beat_age < fresh):
                 why = f"timed out: still running after {age:.0f} s (limit {limit:g} s); cancelled"

@@ -239,12 +239,13 @@ class LocalExecutor(Executor):
         self._queue: deque[_LocalTask] = deque()
         self._ids = itertools.count()
 
-    def warm(self) -> None:
-        """Block until every worker has started and imported avatarv (benchmarks keep start-up off the clock)."""
-        tasks = [self.submit({"class": "avatarv.data.curation.executors:_Noop"}, "", {}, Resources())
-                 for _ in range(self.workers)]
-        while not all(t.result is not None for t in tasks):
-            self.wait(tasks, timeout=1.0)
+    def warm(self, module: str = "avatarv.data.curation.stages.common") -> None:
+        """Block until every worker has started and imported ``module`` (benchmarks keep start-up off the
+        clock). Each worker gets one task naming a class that is not there: it imports the module and fails."""
+        spec = {"class": f"{module}:_warm_up_", "name": "warm", "inputs": [], "config": {}}
+        tasks = [self.submit(spec, "", {}, Resources()) for _ in range(self.workers)]
+        while pending := [t for t in tasks if t.result is None]:
+            self.wait(pending, timeout=1.0)  # (a finished handle passed in would return at once, unpolled)
 
     def submit(self, spec, root, payload, resources):
         task = _LocalTask(next(self._ids), (spec, root, payload))
@@ -344,10 +345,6 @@ class LocalExecutor(Executor):
         for w in self._pool:
             w.proc.join(10)
             w.kill()
-
-
-class _Noop:
-    """What ``LocalExecutor.warm`` runs: ``build_stage`` of it fails fast after the imports are done."""
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------
