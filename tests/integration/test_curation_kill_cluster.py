@@ -1,9 +1,11 @@
-"""A Ray cluster that grows and shrinks during a run (``ray.cluster_utils.Cluster``: several raylets on this
-machine, as separate nodes): the engine fills the node that joins, and the tasks running on the node that
-is removed are retried by Ray elsewhere; the run completes with every task committed once."""
+"""A Ray cluster that grows and shrinks during ``avatarv curate run --executor ray --address ADDR``
+(``ray.cluster_utils.Cluster``: several raylets on this machine, as separate nodes): the engine fills the node
+that joins, and the task running on the node that is removed is retried by Ray elsewhere; the run completes
+with every task committed once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -13,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from avatarv.data.curation.engine import Engine
-from avatarv.data.curation.pipeline import Pipeline
 from avatarv.data.curation.stage import Item, Output, Stage
 from avatarv.data.curation.store import safe_item_dir
 
@@ -42,34 +42,31 @@ class NodeNap(Stage):
 
 
 @pytest.mark.slow
-def test_nodes_join_and_leave_during_a_run(tmp_path):
+def test_nodes_join_and_leave_during_a_cli_run_on_a_cluster(tmp_path, monkeypatch, capsys):
+    """``avatarv curate run --executor ray --address ADDR`` against a running cluster."""
     ray = pytest.importorskip("ray", reason="the ray executor needs: pip install 'avatarv[scale]'")
     from ray.cluster_utils import Cluster
 
-    from avatarv.data.curation.executors import RayExecutor
+    from avatarv.cli import main
+    from avatarv.data.curation.store import StateStore
 
-    inp, markers = tmp_path / "in", tmp_path / "markers"
+    inp, markers, out = tmp_path / "in", tmp_path / "markers", tmp_path / "out"
     inp.mkdir()
     markers.mkdir()
     for i in range(ITEMS):
         (inp / f"v{i}.mp4").write_bytes(bytes([i]) * 64)
+    pipe = tmp_path / "pipeline.toml"
+    pipe.write_text(f'[[stage]]\nuse = "{__name__}:NodeNap"\nconfig = {{ marker_dir = "{markers}" }}\n')
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))  # the nodes' workers import this module by name
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    ray.init(address=cluster.address, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}})
-    out: dict = {}
+    rc: dict = {}
     try:
-        ex = RayExecutor(heartbeat_s=0.5, max_retries=3)
-
-        def run():  # SQLite objects stay in the thread that made them
-            engine = Engine(Pipeline([NodeNap(marker_dir=str(markers))]), inp, tmp_path / "out", refresh_s=0.3,
-                            poll_s=0.1)
-            out["report"] = engine.run(ex)
-            out["committed"] = engine.store.artifacts.committed()
-            out["desired"] = {(t.stage, safe_item_dir(t.item), t.key) for t in engine.plan().values()}
-            out["rows"] = engine.store.rows()
-
-        th = threading.Thread(target=run)
+        args = ["curate", "run", str(pipe), "--input", str(inp), "--out", str(out), "--executor", "ray",
+                "--address", cluster.address, "--capacity-refresh", "0.3", "--no-progress"]
+        th = threading.Thread(target=lambda: rc.setdefault("rc", main(args)))
         th.start()
+        while not any(markers.iterdir()):  # the run is under way on the head node
+            time.sleep(0.05)
         node = cluster.add_node(num_cpus=2)
         new = node.node_id
         deadline = time.monotonic() + 60
@@ -79,13 +76,19 @@ def test_nodes_join_and_leave_during_a_run(tmp_path):
         th.join(120)
         assert not th.is_alive(), "the run did not finish"
     finally:
-        ray.shutdown()
+        if ray.is_initialized():
+            ray.shutdown()
         cluster.shutdown()
-    r = out["report"]
-    assert r.failures == [] and r.cancelled == []
-    assert r.capacity[:2] == [1.0, 3.0] and r.capacity[-1] == 1.0  # the node joined, then left
-    assert r.max_running == 3
-    assert out["committed"] == sorted(out["desired"]) and len(out["committed"]) == ITEMS  # each task once
+    assert rc["rc"] == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["failures"] == [] and report["cancelled"] == []
+    assert report["capacity"][:2] == [1.0, 3.0] and report["capacity"][-1] == 1.0  # the node joined, then left
+    assert report["max_running"] == 3
+    store = StateStore(out)
+    rows = store.rows()
+    committed = store.artifacts.committed()
+    assert sorted((s, i) for s, i, _ in committed) == [("nodenap", f"v{i}.mp4") for i in range(ITEMS)]
+    assert {(r["stage"], r["item"], r["key"]) for r in rows} == set(committed)  # each task once, as desired
     nodes = defaultdict(list)
     for p in markers.iterdir():
         item, node_id, _ = p.name.split("@")
@@ -93,4 +96,5 @@ def test_nodes_join_and_leave_during_a_run(tmp_path):
     lost = [i for i, ns in nodes.items() if new in ns and len(ns) > 1]
     assert lost, dict(nodes)  # a task lost with the node ran again on another node ...
     # ... retried by Ray, not by the engine: one engine attempt per task
-    assert len(r.executed) == ITEMS and {row["attempts"] for row in out["rows"]} == {1}
+    assert report["executed"] == ITEMS and {r["attempts"] for r in rows} == {1}
+    store.close()

@@ -40,6 +40,8 @@ def run(
                                        "cancelled and retried (0: never)"),
     heartbeat_timeout: float = typer.Option(120.0, help="seconds without a heartbeat before a task counts as "
                                             "lost and is cancelled and retried (0: never)"),
+    capacity_refresh: float = typer.Option(5.0, help="seconds between re-reads of the executor's capacity "
+                                           "(Ray: nodes that joined or left)"),
     max_attempts: int = typer.Option(2, help="attempts per task before it is recorded as failed"),
     retry_failed: bool = typer.Option(False, help="forget recorded failures and try them again"),
     progress: bool = typer.Option(True, help="progress bars"),
@@ -53,10 +55,10 @@ def run(
 
     if address and executor != "ray":
         raise ConfigError(f"--address is for --executor ray (got --executor {executor})")
-    if task_timeout < 0 or heartbeat_timeout < 0:
-        raise ConfigError("--task-timeout and --heartbeat-timeout must be >= 0")
+    if task_timeout < 0 or heartbeat_timeout < 0 or capacity_refresh <= 0:
+        raise ConfigError("--task-timeout and --heartbeat-timeout must be >= 0, --capacity-refresh > 0")
     engine = Engine(load_pipeline(pipeline), input, out, max_attempts=max_attempts, artifacts=artifacts or None,
-                    task_timeout=task_timeout, heartbeat_timeout=heartbeat_timeout)
+                    task_timeout=task_timeout, heartbeat_timeout=heartbeat_timeout, refresh_s=capacity_refresh)
     if retry_failed:
         engine.store.reset_failed()
     bars = Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
