@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,44 @@ def test_cli_address_needs_ray(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--address is for --executor ray" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_object_store_commit_marker_and_io_errors(tmp_path, monkeypatch):
+    """Without a rename, values.json is uploaded last: files without it are not a commit, and the retry
+    overwrites them. An I/O failure of the store is a StoreIOError: Ray retries it, others record it."""
+    import fsspec
+
+    from avatarv.data.curation.executors import run_task
+    from avatarv.data.curation.stage import Output
+    from avatarv.data.curation.store import ArtifactStore, StoreIOError
+
+    url = f"memory://commit-{tmp_path.name}"
+    store = ArtifactStore(url)
+    fs = fsspec.filesystem("memory")
+    part = store.path("nap", "a/b.mp4", "k1")
+    fs.pipe_file(f"{part}/n.npy", b"half an upload")  # a worker killed mid-upload
+    assert not store.exists("nap", "a/b.mp4", "k1") and store.committed() == []
+    out = Output(values={"x": 1}, arrays={"n": np.arange(4)})
+    store.commit("nap", "a/b.mp4", "k1", out)
+    assert store.committed() == [("nap", "a__b.mp4", "k1")]
+    art = store.load("nap", "a/b.mp4", "k1")  # through the local cache
+    assert art.values == {"x": 1} and np.array_equal(art.array("n"), np.arange(4))
+    local = ArtifactStore(tmp_path / "local")
+    local.commit("nap", "a/b.mp4", "k1", out)
+    for name in ("values.json", "n.npy"):  # the same bytes on every filesystem
+        assert (Path(local.path("nap", "a/b.mp4", "k1")) / name).read_bytes() == fs.cat_file(f"{part}/{name}")
+
+    def broken(*a, **k):
+        raise ConnectionError("connection reset by peer")
+
+    monkeypatch.setattr(fs, "pipe_file", broken)
+    with pytest.raises(StoreIOError, match="cannot commit nap/a/b.mp4/k2"):
+        store.commit("nap", "a/b.mp4", "k2", out)
+    spec = Nap(seconds=0.0).spec()
+    payload = {"item_id": "v.mp4", "key": "k3", "items": [{"item_id": "v.mp4", "source": "/nonexistent",
+                                                           "content_hash": "h", "upstream": {}}]}
+    res = run_task(spec, url, payload)
+    assert res["status"] == "failed" and "StoreIOError" in res["error"] and "connection reset" in res["error"]
+    with pytest.raises(StoreIOError):
+        run_task(spec, url, payload, raise_io=True)
+    fs.rm(f"/commit-{tmp_path.name}", recursive=True)
