@@ -108,3 +108,12 @@ def test_models_on_a_real_frame(real_clips):
     cy, cx = (box.top + box.bottom) // 2, (box.left + box.right) // 2
     assert mask[0, cy, cx] > 0.8 and mask[0, :20, :20].mean() < 0.3 and mask[0, :20, -20:].mean() < 0.3
     assert hand_landmarks(frames).count.sum() == 0
+
+
+def test_hand_span_is_the_largest_landmark_distance():
+    from avatarv.media.body import hand_span
+
+    p = np.zeros((21, 3))
+    p[4, :2] = (3.0, 4.0)
+    p[20, :2] = (-3.0, -4.0)
+    assert hand_span(p) == pytest.approx(10.0)

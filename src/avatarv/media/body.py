@@ -124,6 +124,13 @@ def hand_quality(landmarks: np.ndarray, world: np.ndarray, score: float, width: 
     return float(score) * inside * hand_geometry_plausibility(world)
 
 
+def hand_span(landmarks: np.ndarray) -> float:
+    """The largest distance between two of a hand's 21 image landmarks ``[21, >=2]`` (px): its size in the
+    picture (an open adult hand, wrist to fingertip, is ~1.4 face heights; a fist ~0.8)."""
+    p = np.asarray(landmarks, np.float64)[:, :2]
+    return float(np.linalg.norm(p[:, None] - p[None], axis=-1).max())
+
+
 def person_masks(frames: np.ndarray, stride: int = 1) -> np.ndarray:
     """``frames [T,H,W,3]`` -> person probability ``[T,H,W]`` float32 in [0, 1]; NaN off the stride."""
     import mediapipe as mp

@@ -24,7 +24,8 @@ mediapipe 0.10.14 (models shipped in the wheel) adds, on real faces:
 - pose (``avatarv.media.body``, every ``body_every`` frames, held in between): ``person`` runs (nose and
   shoulders visible: a person, not only a face), ``no_human`` (neither a face nor a body), shoulder tilt;
 - hands (same stride): hand presence runs and a hand quality per frame (``body.hand_quality``: detection
-  confidence x landmarks inside the frame x plausible finger proportions).
+  confidence x landmarks inside the frame x plausible finger proportions). A hand counts when its
+  handedness confidence is ``min_hand_score`` or more and it spans ``min_hand_face`` face heights or more.
 
 Costs measured on the five real clips (458-512 px, AMD EPYC, one thread): face mesh 5-6 ms a frame, pose
 35-80 ms, hands 25-40 ms, dlib HOG + 68 points ~25 ms; hence pose and hands on a stride.
@@ -198,6 +199,8 @@ class Faces(Stage):
         gaze_central: float = 0.3  # |x| and |y + 0.1| below this (half eye widths) on both eyes = looking ahead
         body_every: int = 10  # mediapipe pose and hands on every 10th frame (2.5 Hz): ~35 + ~30 ms a frame
         person_visibility: float = 0.5  # mean visibility of nose and shoulders for "a person is there"
+        min_hand_score: float = 0.8  # mediapipe handedness confidence of a hand that counts
+        min_hand_face: float = 0.4  # a hand spans at least this x the face height (a mouth is not a hand)
 
     def process(self, item: Item) -> Output:
         c = self.config
@@ -226,7 +229,7 @@ class Faces(Stage):
         }
         arrays = {"n_faces": n_faces, "box": boxes, "landmarks": lms, "pose": pose, **sig}
         self._eyes(video.frames, has, sig["ear"], values, arrays)
-        self._body(video.frames, has, eligible_mask, values, arrays)
+        self._body(video.frames, boxes, eligible_mask, values, arrays)
         return Output(values=values, arrays=arrays)
 
     # -- dlib: faces, 68 landmarks, head pose, mouth, teeth, clarity, lighting --------------------------------------
@@ -319,29 +322,40 @@ class Faces(Stage):
         arrays.update(mesh=points, gaze=gaze, mesh_ear=ear.astype(np.float32))
 
     # -- mediapipe pose and hands: a person (not only a face), body pose, hands --------------------------------------
-    def _body(self, frames: np.ndarray, has_face: np.ndarray, eligible_mask: np.ndarray, values: dict, arrays: dict):
+    def _body(self, frames: np.ndarray, boxes: np.ndarray, eligible_mask: np.ndarray, values: dict, arrays: dict):
         from avatarv.media.body import (
             L_SHOULDER,
             R_SHOULDER,
             body_pose,
             hand_landmarks,
             hand_quality,
+            hand_span,
             person_present,
         )
 
         c = self.config
         n, h, w = frames.shape[:3]
         every = c.body_every
+        has_face = np.isfinite(boxes[:, 0])
         body = body_pose(frames, every)  # [T, 33, 4], NaN off the stride
         person = hold(person_present(body, c.person_visibility), every)  # [T]
         hands = hand_landmarks(frames, every)
-        count = hold(hands.count, every)  # [T]
+        sampled_count = np.zeros(n, np.int64)
         quality = np.full(n, np.nan, np.float32)
+        rejected = 0
         for t in range(0, n, every):
-            q = [hand_quality(hands.landmarks[t, k], hands.world[t, k], hands.score[t, k], w, h)
-                 for k in range(hands.score.shape[1]) if np.isfinite(hands.score[t, k])]
+            q = []
+            for k in np.flatnonzero(np.isfinite(hands.score[t])):
+                # seen on the real clips: a "hand" of score 0.53 fitted on a speaking mouth, a third of a face tall
+                face_h = boxes[t, 3] - boxes[t, 1] if has_face[t] else 0.0
+                if hands.score[t, k] < c.min_hand_score or hand_span(hands.landmarks[t, k]) < c.min_hand_face * face_h:
+                    rejected += 1
+                    continue
+                q.append(hand_quality(hands.landmarks[t, k], hands.world[t, k], hands.score[t, k], w, h))
+            sampled_count[t] = len(q)
             if q:
                 quality[t] = max(q)
+        count = hold(sampled_count, every)  # [T]
         shoulder = body[:, L_SHOULDER, :2] - body[:, R_SHOULDER, :2]  # subject's right (image-left) -> left
         tilt = np.degrees(np.arctan2(shoulder[:, 1], shoulder[:, 0]))  # 0 = level shoulders
         seen = np.isfinite(tilt)
@@ -352,7 +366,8 @@ class Faces(Stage):
             "eligible_person": runs(eligible_mask & person, c.min_eligible),
             "body_every": every,
             "shoulder_tilt_abs_mean": float(np.mean(np.abs(tilt[seen]))) if seen.any() else None,
-            "hands": runs(count > 0, 3), "hands_fraction": float((hands.count[sampled] > 0).mean()),
+            "hands": runs(count > 0, 3), "hands_fraction": float((sampled_count[sampled] > 0).mean()),
+            "hands_rejected": rejected,
             "hand_quality_mean": float(np.nanmean(quality)) if np.isfinite(quality).any() else None,
         })
         arrays.update(body_pose=body, person=person, hand_count=count.astype(np.int64),

@@ -222,7 +222,7 @@ class IdentityGraph(Stage):
                     faces.append(f[k])
                     bgs.append(b[k])
         n = len(nodes)
-        face = np.array(faces).reshape(n, -1)
+        face = np.array(faces).reshape(n, -1) if n else np.zeros((0, 1))  # -1 is ambiguous for 0 rows
         fd = face_distance(backend, face[:, None], face[None]) if n else np.zeros((0, 0))
         bd = np.array([[bhattacharyya(bgs[i], bgs[j]) for j in range(n)] for i in range(n)]).reshape(n, n)
         person = average_linkage(fd, face_max)
