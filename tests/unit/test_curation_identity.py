@@ -58,13 +58,22 @@ def test_graph_applies_the_threshold_of_the_backend_and_footage(tmp_path):
     # three faces on a line: 0 and 1 are 0.32 apart (one real person: < 0.34; two world people: > 0.3), 2 is far
     faces = [np.zeros(128), np.r_[0.32, np.zeros(127)], np.r_[0.0, 0.9, np.zeros(126)]]
     items = _items(tmp_path, faces)
-    real = IdentityGraph().process(items).values
+    real = IdentityGraph().process(items).values  # footage auto: no world labels beside the items -> real
     assert [c["person_id"] for c in real["clips"]] == [0, 0, 1] and real["face_max"] == 0.34
+    assert real["footage"] == "real"
     world = IdentityGraph(footage="world").process(items).values
     assert [c["person_id"] for c in world["clips"]] == [0, 1, 2] and world["face_max"] == 0.3
     assert IdentityGraph(face_max=0.2).process(items).values["people"] == 3  # an explicit cut wins
+    for it in items:  # the world's labels beside each item: footage auto -> world
+        it.source.with_suffix(".json").write_text('{"mouth_lag_frames": 2}')
+    auto = IdentityGraph().process(items).values
+    assert auto["footage"] == "world" and auto["face_max"] == 0.3 and auto["people"] == 3
+    with pytest.raises(ConfigError, match="footage"):
+        IdentityGraph(footage="film")
     (tmp_path / "w").mkdir()
     mixed = items[:2] + _items(tmp_path / "w", [np.ones(128)], backend="world")
+    for it in items:
+        it.source.with_suffix(".json").unlink()
     with pytest.raises(ConfigError, match="different backends"):
         IdentityGraph().process(mixed)
 

@@ -15,7 +15,9 @@ the frame is left (a close-up), the frame's outer ring is used.
     same scene   <=>  background Bhattacharyya distance  <  ``scene_max``
     cross-scene pair  <=>  same person and background distance > ``cross_min``
 
-``face_max`` = 0 takes the threshold measured for the backend and the ``footage`` (:data:`FACE_THRESHOLDS`).
+``face_max`` = 0 takes the threshold measured for the backend and the ``footage`` (:data:`FACE_THRESHOLDS`);
+``footage="auto"`` is ``world`` when every item is the synthetic world's (its labels lie beside it), else
+``real``.
 People and scenes get ids from the connected components of the "same" relations. The pair list is what the
 personality fine-tuning stage reads (a clip as reference, another scene as target).
 """
@@ -199,9 +201,17 @@ class IdentityGraph(Stage):
     @dataclass(frozen=True)
     class Config:
         face_max: float = 0.0  # 0: the measured threshold of the identity backend on this footage
-        footage: str = "real"  # "real" | "world" (the world's dlib distances are smaller: 0.31-0.5 apart)
+        # auto | real | world: "auto" = world when every item is the synthetic world's (its labels lie beside
+        # it, as the lipsync stage decides: sync.is_world_footage), else real
+        footage: str = "auto"
         scene_max: float = 0.35
         cross_min: float = 0.5
+
+        def __post_init__(self):
+            from avatarv.errors import ConfigError
+
+            if self.footage not in ("auto", "real", "world"):
+                raise ConfigError(f"identity_graph: unknown footage {self.footage!r} (auto | real | world)")
 
     def process(self, items: list[Item]) -> Output:
         c = self.config
@@ -211,7 +221,12 @@ class IdentityGraph(Stage):
 
             raise ConfigError(f"identity_graph: items embedded by different backends {sorted(backends)}")
         backend = backends.pop() if backends else "dlib"
-        face_max = c.face_max or face_threshold(backend, c.footage)
+        footage = c.footage
+        if footage == "auto":
+            from avatarv.data.curation.stages.sync import is_world_footage
+
+            footage = "world" if items and all(is_world_footage(it.source) for it in items) else "real"
+        face_max = c.face_max or face_threshold(backend, footage)
         nodes, faces, bgs = [], [], []
         for it in items:
             art = it.upstream["identity"]
@@ -234,5 +249,6 @@ class IdentityGraph(Stage):
         for k, node in enumerate(nodes):
             node["person_id"], node["scene_id"] = person[k], scene[k]
         return Output(values={"clips": nodes, "cross_scene_pairs": pairs, "people": len(set(person)),
-                              "scenes": len(set(scene)), "backend": backend, "face_max": face_max},
+                              "scenes": len(set(scene)), "backend": backend, "footage": footage,
+                              "face_max": face_max},
                       arrays={"face_distance": fd.astype(np.float32), "background_distance": bd.astype(np.float32)})
