@@ -52,7 +52,7 @@ train-syncnet: install
 	$(PY) -m avatarv.eval.train_syncnet --out runs/syncnet --threads 1 --steps 1400
 
 # Retrain the landmark SyncNet (mediapipe lip geometry vs MFCC, the real-footage lip-sync scorer) on world clips,
-# ONE CPU thread, checkpointed every 2 minutes, resumable: ~12 min of data, ~10 min of training; writes
+# ONE CPU thread, checkpointed every 2 minutes, resumable: ~12 min of data, 9-15 min of training; writes
 # src/avatarv/assets/eval/landmark_sync.safetensors and its .json (held-out world figures).
 .PHONY: train-landmark-sync
 train-landmark-sync: install

@@ -81,8 +81,30 @@ def sync(
     min_face_size: float = typer.Option(100.0, help="Smallest mean face box side in pixels (the original's 100; "
                                         "world clips at 128 px need ~25)."),
     max_seconds: float | None = typer.Option(None, help="Evaluate only the first N seconds."),
+    backend: str = typer.Option("auto", help="landmark (mediapipe lip geometry vs MFCC, trained on the world, "
+                                "meaningful on real faces), syncnet (--weights or the world SyncNet), auto "
+                                "(syncnet when --weights is given, else landmark)."),
 ) -> None:
     """SyncNet offset (frames; > 0: audio leads), Sync-C (higher better) and Sync-D (lower better) per file."""
+    if backend not in ("auto", "landmark", "syncnet"):
+        raise InputError(f"--backend {backend}: expected auto, landmark or syncnet")
+    if backend == "landmark" or (backend == "auto" and weights is None and not random_init):
+        from avatarv.eval.landmark_sync import DEFAULT_WEIGHTS as LANDMARK_WEIGHTS
+        from avatarv.eval.landmark_sync import evaluate_landmark_video, load_landmark_sync
+        from avatarv.media import read_video
+
+        lm_model = load_landmark_sync(weights)
+
+        def run_landmark(path: Path) -> dict:
+            max_frames = None if max_seconds is None else max(1, int(round(max_seconds * 25)))
+            video = read_video(path, fps=25.0, max_frames=max_frames, require_audio=True)
+            out = evaluate_landmark_video(video, lm_model, min_track=min_track).to_json()
+            out.pop("source", None)
+            out.update(backend="landmark", weights=str(weights or LANDMARK_WEIGHTS))
+            return _finite(out)
+
+        _for_each(files, run_landmark)
+        return
     from avatarv.eval.faces import get_detector
     from avatarv.eval.sync_video import evaluate_sync_video
     from avatarv.eval.syncnet import load_syncnet
