@@ -2,11 +2,13 @@
 
     python benchmarks/curation_filters.py [--videos 6] [--seconds 60] [--size 128] [--seed 0] [--workers 2]
 
-Makes ``--videos`` raw world videos (every defect kind in each; cuts, fades and dissolves between shots;
-re-encoded, cropped and resized near-duplicates), runs the ``filters`` preset through the engine and
+Makes ``--videos`` raw world videos (every defect kind in each, the content kinds included: screencast,
+game, photo-like and piper-voiced shots, as many as fit; cuts, fades and dissolves between shots; re-encoded,
+cropped and resized near-duplicates), runs the ``filters`` preset through the engine and
 scores each filter against the labels (``data/curation/evaluate.py``: one-second windows, cut events,
 duplicate pairs). Also scores the lip-sync filter's two scorers side by side (SyncNet windows, the
-default, vs the mouth/loudness envelope). Writes ``benchmarks/out/curation_filters.md`` and ends with one
+default, vs the mouth/loudness envelope). The synthetic-speech filter runs with ``synthetic_classes=("piper",
+"matched")``: the world's people speak with espeak-ng, which is their natural voice there. Writes ``benchmarks/out/curation_filters.md`` and ends with one
 JSON line. The run resumes: a killed run picks up where it stopped (the engine's own state).
 """
 
@@ -35,14 +37,18 @@ def main() -> None:
     from avatarv.data.curation.pipeline import Pipeline
     from avatarv.data.curation.stages import PRESETS
     from avatarv.data.curation.stages.sync import LipSync
+    from avatarv.data.curation.stages.synthetic_speech import SyntheticSpeech
     from avatarv.data.curation.worldset import make_raw_set
+    from avatarv.world.raw import ALL_DEFECTS
 
-    tag = f"v{args.videos}_{args.seconds:g}s_{args.size}px" + (f"_seed{args.seed}" if args.seed else "")
+    tag = f"v{args.videos}_{args.seconds:g}s_{args.size}px_content" + (f"_seed{args.seed}" if args.seed else "")
     inp, work = args.work / f"raw_{tag}", args.work / f"out_{tag}"
-    make_raw_set(inp, videos=args.videos, seconds=args.seconds, size=args.size, seed=args.seed)
+    make_raw_set(inp, videos=args.videos, seconds=args.seconds, size=args.size, seed=args.seed, defects=(ALL_DEFECTS,))
+    world_voice = SyntheticSpeech(synthetic_classes=("piper", "matched"))
     tables = {}
     for scorer in ("envelope", "syncnet"):  # the default (syncnet) last: the table's other rows are shared
-        stages = [LipSync(scorer=scorer) if s.name == "lipsync" else s for s in PRESETS["filters"]()]
+        swap = {"lipsync": LipSync(scorer=scorer), "synthetic_speech": world_voice}
+        stages = [swap.get(s.name, s) for s in PRESETS["filters"]()]
         engine = Engine(Pipeline(stages), inp, work)
         report = engine.run("local", workers=args.workers)
         if report.failures:

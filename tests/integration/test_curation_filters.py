@@ -19,8 +19,10 @@ from avatarv.data.curation.stages import PRESETS
 from avatarv.data.curation.stages.clipping import SmartClipping
 from avatarv.data.curation.stages.identity import ClipIdentity, IdentityGraph
 from avatarv.data.curation.stages.shards import Shards
+from avatarv.data.curation.stages.synthetic_speech import SyntheticSpeech
 from avatarv.data.curation.stages.tiers import Tiers
 from avatarv.data.curation.worldset import SPLIT_DEFECTS, make_identity_set, make_raw_set
+from avatarv.world.raw import CONTENT_DEFECTS, make_raw
 
 TARGET = 0.9
 LOWER: dict[str, float] = {}  # every filter holds the 0.9 target (desync by SyncNet windows, duplicates with shared partners)
@@ -30,8 +32,12 @@ LOWER: dict[str, float] = {}  # every filter holds the 0.9 target (desync by Syn
 def curated(tmp_path_factory):
     inp = tmp_path_factory.mktemp("raw")
     make_raw_set(inp, videos=2, seconds=32, size=128, defects=SPLIT_DEFECTS)
+    # a third video of content shots: game, piper voice, screencast, photo (whole shots, 3.7-6.6 s each)
+    make_raw(24, 128, 0, 2, defects=CONTENT_DEFECTS, duplicates=()).save(inp, "raw_002")
     out = tmp_path_factory.mktemp("out")
-    stages = [*PRESETS["filters"](), SmartClipping(), Tiers(), ClipIdentity(), IdentityGraph(), Shards()]
+    world_voice = SyntheticSpeech(synthetic_classes=("piper", "matched"))  # the world's people speak espeak-ng
+    filters = [world_voice if s.name == "synthetic_speech" else s for s in PRESETS["filters"]()]
+    stages = [*filters, SmartClipping(), Tiers(), ClipIdentity(), IdentityGraph(), Shards()]
     report = Engine(Pipeline(stages), inp, out).run("local", workers=2)
     assert report.failures == []
     return inp, out
@@ -43,7 +49,7 @@ def test_filter_precision_recall_on_labelled_raw_footage(curated):
     scores = filter_scores(out, inp)
     print("\n" + format_table(scores))
     for name in ("cuts", "static", "choppy", "no person", "second speaker", "text", "blur", "shake", "dark",
-                 "desync", "duplicates"):
+                 "desync", "duplicates", "screencast", "game", "photo", "synthetic voice"):
         assert name in scores, f"{name}: no labelled positives in the footage"
         r = scores[name]
         target = LOWER.get(name, TARGET)
@@ -71,7 +77,7 @@ def test_clips_avoid_defects_and_shards_are_readable(curated):
     item = ds[0]
     assert item["latents"].ndim == 4 and item["ref_latents"].ndim == 4 and item["ref_mask"].dtype.is_floating_point is False
     entry = ds.items[0]
-    assert entry["scene"] != entry["ref_scene"] and entry["vae"] == "random-init"
+    assert entry["scene"] != entry["ref_scene"] and entry["vae"] != "random-init"  # trained VAE weights by default
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ def world(tmp_path_factory):
                    defects=("screencast", "game", "photo", "static"), duplicates=())
     out = tmp_path_factory.mktemp("content")
     path = raw.save(out, "raw_000")
-    return raw, path
+    shots = [[s["start"], s["end"]] for s in raw.shots]
+    return raw, path, Content().process(_item(path, shots))
 
 
 def _item(path: Path, shots: list[list[int]]) -> Item:
@@ -31,13 +32,11 @@ def _item(path: Path, shots: list[list[int]]) -> Item:
 
 
 def test_world_content_shots_are_labelled_as_made(world):
-    raw, path = world
-    shots = [[s["start"], s["end"]] for s in raw.shots]
-    out = Content().process(_item(path, shots))
+    raw, path, out = world
     assert out.status == "ok"
     labels = {s["start"]: s["label"] for s in out.values["shots"]}
-    kinds = [k for k in ("screencast", "game", "photo") if any(s["defect"] == k for s in raw.shots)]
-    assert len(kinds) == 3, f"the world video lacks a content kind: {[s['defect'] for s in raw.shots]}"
+    kinds = [k for k in ("screencast", "game", "photo", "static") if any(s["defect"] == k for s in raw.shots)]
+    assert len(kinds) == 4, f"the world video lacks a kind: {[s['defect'] for s in raw.shots]}"
     for s in raw.shots:
         want = s["defect"] if s["defect"] in KINDS else "camera"
         assert labels[s["start"]] == want, (s, out.values["shots"])
@@ -54,19 +53,41 @@ def test_world_content_shots_are_labelled_as_made(world):
 
 
 def test_photo_needs_the_whole_shot_still(world):
-    raw, path = world
-    static = next(i for i in raw.intervals if i.type == "static")  # a frozen stretch inside a talking shot
-    shot = next(s for s in raw.shots if s["start"] <= static.start < s["end"])
-    out = Content().process(_item(path, [[shot["start"], shot["end"]]]))
-    assert out.values["shots"][0]["label"] == "camera"
-    assert 0.2 < out.values["shots"][0]["still_fraction"] < 0.9
+    """A frozen stretch inside a talking shot (the prefilter's static) is not a photo: still for a part only."""
+    raw, _, out = world
+    static = next(i for i in raw.intervals if i.type == "static")
+    shot = next(s for s in out.values["shots"] if s["start"] <= static.start < s["end"])
+    assert shot["label"] == "camera"
+    assert 0.2 < shot["still_fraction"] < 0.9
+
+
+def test_faces_veto_graphics_and_a_faceless_photo(world, tmp_path):
+    """With a faces artifact: a rigid still without a face is not a photo (an empty room under a pan is the
+    faces stage's "no person"), and a screen or game shot showing one face throughout is neither."""
+    raw, path, _ = world
+    n = len(raw.frames)
+    np.save(tmp_path / "n_faces.npy", raw.n_faces)  # the world's truth: 0 on screen / game, 1 elsewhere
+    shots = [[s["start"], s["end"]] for s in raw.shots]
+    item = _item(path, shots)
+    item.upstream["faces"] = Artifact("faces", tmp_path, {})
+    labels = [s["label"] for s in Content().process(item).values["shots"]]
+    assert labels == [s["defect"] if s["defect"] in KINDS else "camera" for s in raw.shots]  # truth: unchanged
+    np.save(tmp_path / "n_faces.npy", np.where(raw.n_faces == 1, 0, 1)[:n])  # faces swapped
+    labels = [s["label"] for s in Content().process(item).values["shots"]]
+    assert "photo" not in labels and "screencast" not in labels and "game" not in labels
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/real/clips not present (real fixtures live outside the repo)")
-def test_no_real_clip_is_flagged():
+def test_no_real_clip_is_flagged(monkeypatch):
+    """The first 4 s of each real clip (the rules are per shot: 4 s is a whole shot to them)."""
+    from avatarv.media import read_video
+
     clips = sorted(REAL.glob("*.mp4"))
     assert len(clips) == 5
     for clip in clips:
+        video = read_video(clip, fps=25.0)
+        video.frames = video.frames[:100]
+        monkeypatch.setattr(content, "load_video", lambda item, v=video: v)
         out = Content().process(Item(clip.name, clip, "0"))
         assert [s["label"] for s in out.values["shots"]] == ["camera"], (clip.name, out.values["shots"])
 
@@ -86,7 +107,7 @@ def test_vlm_interface(tmp_path):
 
 def test_vlm_answers_become_shot_flags(world, monkeypatch):
     """With a model folder, each shot's middle frame is asked and the answer sets the shot's flag."""
-    raw, path = world
+    raw, path, _ = world
     asked = []
 
     class FakeVLM:

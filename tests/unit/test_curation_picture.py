@@ -176,6 +176,7 @@ def test_brisque_ranks_a_real_photo_above_its_blurred_and_noisy_copies():
     noisy = brisque_score(np.clip(img + np.random.default_rng(0).normal(0, 20, img.shape), 0, 255).astype(np.uint8))
     assert np.isfinite(sharp) and sharp < 30, sharp
     assert blurred > sharp + 30 and noisy > sharp + 12, (sharp, blurred, noisy)  # measured 20.8, 63.4, 39.8
+    assert np.isnan(brisque_score(np.zeros((64, 64, 3), np.uint8)))  # no texture (a fade's black frame): no score
 
 
 def test_visual_reports_brisque_per_second(monkeypatch):

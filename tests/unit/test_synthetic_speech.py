@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from avatarv.data.curation.stage import Artifact, Item
-from avatarv.data.curation.stages.synthetic_speech import (ASSET, FEATURES, Detector, SyntheticSpeech, score_wave,
-                                                           window_features)
+from avatarv.data.curation.stages.synthetic_speech import (
+    ASSET,
+    FEATURES,
+    Detector,
+    SyntheticSpeech,
+    score_wave,
+    window_features,
+)
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "real"
 UNSEEN_TEXTS = ("Tomorrow the market square will host a festival of local music and food.",

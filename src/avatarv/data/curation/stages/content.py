@@ -26,7 +26,10 @@ Per shot (``scenes``; the whole video without it), with the medians of the frame
   suit, 90th percentile 0.25, spread x6) is the nearest to a Ken-Burns photo: the margin is about 1.5x.
 
 When an upstream ``faces`` ran, a shot where one face is seen in at least ``face_veto`` of the frames is
-never screencast or game (a talking head before a flat wall). Flags are frame runs; the evaluation scores
+never screencast or game (a talking head before a flat wall), and a photo must show one face in at least that
+share of its frames: a photo-like shot is a still picture *of a person*; an empty room under a slow camera pan
+moves as rigidly as a Ken-Burns photo (world no-person shots: residual 0.07-0.12) and is the faces stage's
+"no person", not a photo. Flags are frame runs; the evaluation scores
 them on one-second windows like the other filters.
 
 A VLM can replace the rules: ``vlm_path`` names a local folder holding a ``transformers`` image-text-to-text
@@ -151,7 +154,7 @@ def vlm_missing(path: str) -> str | None:
 
 class Content(Stage):
     name = "content"
-    version = "1"
+    version = "2"
     inputs = ("normalise", "scenes", "faces")
     resources = Resources(cpu=1.0, memory_mb=1024)
 
@@ -214,7 +217,8 @@ class Content(Stage):
                     label = "screencast"
                 elif graphic and med["flat"] >= c.game_flat:
                     label = "game"
-                elif (still >= c.still_frac or rigid) and (b - a) >= c.min_photo_s * video.fps:
+                elif ((still >= c.still_frac or rigid) and (b - a) >= c.min_photo_s * video.fps
+                      and (one_face is None or face >= c.face_veto)):
                     label = "photo"
                 if label in flags:
                     flags[label][a:b] = True

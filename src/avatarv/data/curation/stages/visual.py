@@ -80,13 +80,22 @@ def brisque_model():
 
 
 def brisque_score(frame: np.ndarray, side: int = 256) -> float:
-    """BRISQUE of one RGB uint8 frame, area-resized to a longer side of ``side`` px (lower is better)."""
+    """BRISQUE of one RGB uint8 frame, area-resized to a longer side of ``side`` px (lower is better); NaN for a
+    frame without texture (a black fade frame, a flat screen: BRISQUE's statistics divide by zero there)."""
+    import warnings
+
     import cv2
 
     h, w = frame.shape[:2]
     s = side / max(h, w)
     img = cv2.resize(frame, (max(int(round(w * s)), 8), max(int(round(h * s)), 8)), interpolation=cv2.INTER_AREA)
-    return float(brisque_model().score(img))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            score = float(brisque_model().score(img))
+        except (ValueError, ZeroDivisionError):
+            return float("nan")
+    return score if np.isfinite(score) else float("nan")
 
 
 def _median_filter(x: np.ndarray, k: int) -> np.ndarray:
@@ -126,7 +135,7 @@ def frame_measures(frames: np.ndarray) -> dict[str, np.ndarray]:
 
 class Visual(Stage):
     name = "visual"
-    version = "4"
+    version = "5"
     inputs = ("normalise", "scenes")
     resources = Resources(cpu=1.0, memory_mb=1024)
 
@@ -165,7 +174,7 @@ class Visual(Stage):
                     "luma_mean": float(m["luma"].mean()), "sharpness_median": float(np.median(m["sharpness"])),
                     "motion_mean": float(m["flow_mag"].mean()), "motion_p90": float(np.percentile(m["flow_mag"], 90)),
                     "shake_fraction": float(shaky.mean()),
-                    "quality_brisque": float(np.median(quality)) if len(quality) else None,
+                    "quality_brisque": float(np.nanmedian(quality)) if np.isfinite(quality).any() else None,
                     "quality_backend": "brisque"},
             arrays={**m, "jitter": jitter.astype(np.float32), "dark": dark, "blur": blur, "shake": shaky,
                     "brisque": quality, "brisque_frames": q_idx})
