@@ -41,6 +41,7 @@ first of ``LABELS`` in the answer is the shot's label. Without that folder the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,14 @@ def frame_signals(frame: np.ndarray) -> tuple[float, float, float, np.ndarray]:
     return flat, palette, edges, g
 
 
+@lru_cache(maxsize=4)
+def _affine_basis(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel grid of an s x s frame: xx, yy [s, s], the affine design matrix A [s*s, 3] and its pseudo-inverse."""
+    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
+    a = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size, np.float32)], 1)
+    return xx, yy, a, np.linalg.pinv(a).astype(np.float32)
+
+
 def rigid_residual(earlier: np.ndarray, cur: np.ndarray, dis=None) -> float:
     """How much of ``cur`` a rigid (affine) motion of ``earlier`` does not explain: DIS optical flow from
     ``cur`` back to ``earlier``, the least-squares affine fit of that flow, ``earlier`` warped by it, and the
@@ -82,21 +91,19 @@ def rigid_residual(earlier: np.ndarray, cur: np.ndarray, dis=None) -> float:
 
     dis = dis or cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
     s = cur.shape[0]
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    a = np.stack([xx.ravel(), yy.ravel(), np.ones(xx.size, np.float32)], 1)  # [P, 3]
+    xx, yy, a, pinv = _affine_basis(s)
     flow = dis.calc(cur, earlier, None).reshape(-1, 2)  # where each pixel of cur is in earlier
-    coef, *_ = np.linalg.lstsq(a, flow, rcond=None)  # [3, 2] affine
-    fitted = a @ coef
-    mapx = (xx.ravel() + fitted[:, 0]).reshape(s, s).astype(np.float32)
-    mapy = (yy.ravel() + fitted[:, 1]).reshape(s, s).astype(np.float32)
+    fitted = a @ (pinv @ flow)  # [P, 2] the least-squares affine flow
+    mapx = xx + fitted[:, 0].reshape(s, s)
+    mapy = yy + fitted[:, 1].reshape(s, s)
     warped = cv2.remap(earlier, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     diff = cv2.GaussianBlur(np.abs(warped.astype(np.float32) - cur), (0, 0), 2.0)[8:-8, 8:-8]
     return float(np.percentile(diff, 99.5) / (cur.std() + 1.0))
 
 
-def video_signals(frames: np.ndarray, lag: int = LAG) -> dict[str, np.ndarray]:
-    """[T, H, W, 3] -> per-frame ``flat``, ``palette``, ``edges``, ``contrast`` (grey std), ``residual`` (against frame t - ``lag``;
-    NaN for the first ``lag`` frames) ([T] float32 each)."""
+def video_signals(frames: np.ndarray, lag: int = LAG, every: int = 2) -> dict[str, np.ndarray]:
+    """[T, H, W, 3] -> per-frame ``flat``, ``palette``, ``edges``, ``contrast`` (grey std), ``residual`` (against
+    frame t - ``lag``, on every ``every``-th frame; NaN elsewhere and for the first ``lag`` frames) ([T] float32)."""
     import cv2
 
     n = len(frames)
@@ -108,8 +115,9 @@ def video_signals(frames: np.ndarray, lag: int = LAG) -> dict[str, np.ndarray]:
         out["flat"][t], out["palette"][t], out["edges"][t], g = frame_signals(f)
         out["contrast"][t] = g.std()
         greys.append(g)
-        if t >= lag:
+        if t >= lag and t % every == 0:
             out["residual"][t] = rigid_residual(greys[t - lag], g, dis)
+        if t >= lag:
             greys[t - lag] = None
     return out
 
@@ -154,7 +162,7 @@ def vlm_missing(path: str) -> str | None:
 
 class Content(Stage):
     name = "content"
-    version = "2"
+    version = "3"
     inputs = ("normalise", "scenes", "faces")
     resources = Resources(cpu=1.0, memory_mb=1024)
 
