@@ -9,7 +9,9 @@ chunk's exact audio samples.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -266,19 +268,23 @@ class AvatarPipeline:
         pending = pending_lr = None  # decoded frames of the last overlap, not yet written (output, preview)
         written, motion = 0, None
         cache_stats = StepCacheStats()
+        clock = PhaseClock()
         with ExitStack() as stack:
             writer = stack.enter_context(StreamingMp4Writer(out_path, cfg.fps, job.out_res, job.out_res, sample_rate=sr))
             preview = None if not opts.preview_path else stack.enter_context(
                 StreamingMp4Writer(opts.preview_path, cfg.fps, cfg.resolution, cfg.resolution, sample_rate=sr))
             for chunk in chunks:
-                known = job.scene_latent if chunk.index == 0 else self.vae.encode(
-                    pending if not job.refine else resize_square(pending, cfg.resolution))  # the previous tail
+                with clock.phase("encode"):
+                    known = job.scene_latent if chunk.index == 0 else self.vae.encode(
+                        pending if not job.refine else resize_square(pending, cfg.resolution))  # the previous tail
                 tokens = job.speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
                 carried = job.codec.carry(motion, known.shape[2]) if opts.motion_continuity and motion is not None else None
                 refs, caches = job.refs()
-                latents, motion = self.sample_chunk(chunk, known, tokens, refs, caches, opts.sampling(), job.generator,
-                                                    text=job.text, known_motion=carried, cache_stats=cache_stats,
-                                                    on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
+                with clock.phase("sample"):
+                    latents, motion = self.sample_chunk(
+                        chunk, known, tokens, refs, caches, opts.sampling(), job.generator, text=job.text,
+                        known_motion=carried, cache_stats=cache_stats,
+                        on_step=(lambda i, x, c=chunk: progress(c, i)) if progress else None)
                 if on_chunk is not None:
                     on_chunk(chunk, carried, motion)
                 if chunk.index == 0 and opts.anchor and len(chunks) > 1:
@@ -286,14 +292,15 @@ class AvatarPipeline:
                     # stream at its own time offset; its K/V are computed once and kept for every later chunk
                     job.anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
                                            time_offset=cfg.dit.ref_time_offset + 2048)
-                frames, lr_frames = self._decode(job, latents, tokens, preview is not None)
+                frames, lr_frames = self._decode(job, latents, tokens, preview is not None, clock)
                 last = chunk.index == len(chunks) - 1
-                n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)
-                if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
-                    job.track.add(job.codec.signals(motion, len(frames)), last, known=4 * (known.shape[2] - 1) + 1)
-                if preview is not None:
-                    self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech, opts.frame_filter)
-                    pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
+                with clock.phase("write"):
+                    n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)
+                    if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
+                        job.track.add(job.codec.signals(motion, len(frames)), last, known=4 * (known.shape[2] - 1) + 1)
+                    if preview is not None:
+                        self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech, opts.frame_filter)
+                        pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
                 written += n_new
                 pending = None if last else frames[len(frames) - job.plan.overlap_frames :]
                 del latents, lr_frames, frames
@@ -301,19 +308,23 @@ class AvatarPipeline:
         if job.track is not None:
             save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
         summary = self._summary(job, out_path, written, len(chunks))
+        summary["seconds_by_phase"] = clock.totals()
         if opts.step_cache > 0:
             summary.update(step_cache_computed=cache_stats.computed, step_cache_skipped=cache_stats.skipped)
         return summary
 
-    def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool):
+    def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool, clock: PhaseClock):
         """A chunk's frames ``[4(c−1)+1, R, R, 3]`` (through the SR refiner when the job refines) and its
         low-resolution frames (when they are written: no refiner, or a preview)."""
-        lr_frames = self.vae.decode(latents) if (preview or not job.refine) else None
+        with clock.phase("decode"):
+            lr_frames = self.vae.decode(latents) if (preview or not job.refine) else None
         if not job.refine:
             return lr_frames, lr_frames
-        hr = self.refiner(latents, ref=job.prepared.ref_hr, ref_cache=job.hr_cache, audio=tokens[None],
-                          generator=job.generator, precision=self.autocast)
-        return self.vae.decode(hr), lr_frames  # [4(c−1)+1, 2S, 2S, 3]
+        with clock.phase("refine"):
+            hr = self.refiner(latents, ref=job.prepared.ref_hr, ref_cache=job.hr_cache, audio=tokens[None],
+                              generator=job.generator, precision=self.autocast)
+        with clock.phase("decode"):
+            return self.vae.decode(hr), lr_frames  # [4(c−1)+1, 2S, 2S, 3]
 
     def _summary(self, job: Job, out_path, written: int, chunks: int) -> dict:
         ref = job.prepared.ref
@@ -324,6 +335,24 @@ class AvatarPipeline:
             "ref_cache_hits": job.cache.hits, "ref_latent_frames": ref.num_frames,
             "faceless_ref_frames": int((~ref.frame_mask).sum()), "random_weights": self.random_weights,
         }
+
+
+class PhaseClock:
+    """Wall seconds spent in each phase of the chunk loop (encode, sample, decode, refine, write), summed."""
+
+    def __init__(self):
+        self._totals: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._totals[name] = self._totals.get(name, 0.0) + time.perf_counter() - start
+
+    def totals(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self._totals.items()}
 
 
 def print_nothing(name: str) -> None:
