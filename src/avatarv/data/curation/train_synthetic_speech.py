@@ -263,12 +263,12 @@ def main(argv=None) -> None:
     names = sorted(data)
     train = [n for n in names if not _heldout(n)]
     held = [n for n in names if _heldout(n)]
-    det = fit(data, train)
+    det = fit(data, train, seed=args.seed)
     report = {"held_out_window_accuracy": window_accuracy(det, data, held),
               "train_window_accuracy": window_accuracy(det, data, train),
               "windows": {cls: int(sum(len(data[n][1]) for n in names if data[n][0] == cls)) for cls in CLASSES}}
-    det = fit(data, names)  # the shipped model sees every utterance
-    det.save(args.out)
+    det = fit(data, names, seed=args.seed)  # the shipped model sees every utterance
+    det.save(args.out, info={"report": report, "seed": args.seed})
     print(json.dumps(report))
 
 

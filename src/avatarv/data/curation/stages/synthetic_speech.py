@@ -1,6 +1,6 @@
 """Synthetic-speech detection (seed: "synthetic audio detection"): is this voice one avatarv can make?
 
-The default detector is small and shipped (``assets/eval/synthetic_speech.npz``, trained by
+The default detector is small and shipped (``assets/eval/synthetic_speech.safetensors``, trained by
 ``avatarv.data.curation.train_synthetic_speech``, ``make train-synthetic-speech``): a small neural network (one
 hidden layer of 64 ReLU units, numpy at run time) over ``FEATURES`` of a ``WINDOW_S`` window of 16 kHz audio,
 with four classes: ``real`` (real
@@ -45,7 +45,7 @@ HOP_S = 1.0
 N_MELS = 40
 CLASSES = ("real", "piper", "espeak", "matched")
 FEATURES = 3 * N_MELS + 2
-ASSET = Path(__file__).resolve().parents[3] / "assets" / "eval" / "synthetic_speech.npz"
+ASSET = Path(__file__).resolve().parents[3] / "assets" / "eval" / "synthetic_speech.safetensors"
 
 
 @lru_cache(maxsize=1)
@@ -113,16 +113,28 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path = ASSET) -> Detector:
-        with np.load(path, allow_pickle=False) as z:
-            return cls(z["mean"], z["scale"], z["w1"], z["b1"], z["w2"], z["b2"], tuple(str(c) for c in z["classes"]))
+        from safetensors import safe_open
 
-    def save(self, path: str | Path) -> Path:
+        with safe_open(str(path), framework="np") as f:
+            z = {k: f.get_tensor(k) for k in f.keys()}
+            classes = tuple(json.loads(f.metadata()["detector"])["classes"])
+        return cls(z["mean"], z["scale"], z["w1"], z["b1"], z["w2"], z["b2"], classes)
+
+    def save(self, path: str | Path, info: dict | None = None) -> Path:
+        """safetensors with one metadata entry, ``detector`` (JSON: ``classes`` and ``info``; one key because
+        safetensors writes several in no fixed order): the same weights give the same bytes. Written to a
+        temporary file, then renamed."""
         import os
 
+        from safetensors.numpy import save_file
+
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mean=self.mean, scale=self.scale, w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2,
-                 classes=np.array(self.classes))
+        tmp = path.with_name(path.name + ".tmp")
+        tensors = {"mean": self.mean, "scale": self.scale, "w1": self.w1, "b1": self.b1, "w2": self.w2, "b2": self.b2}
+        meta = json.dumps({"classes": list(self.classes), **(info or {})}, sort_keys=True)
+        save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, str(tmp),
+                  metadata={"detector": meta})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         return path
 
