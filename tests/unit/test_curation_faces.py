@@ -102,14 +102,14 @@ def test_stage_on_frames_with_nobody(tmp_path: Path):
 
     norm = tmp_path / "normalise"
     norm.mkdir()
-    np.save(norm / "frames.npy", np.full((20, 64, 64, 3), 120, np.uint8))
+    np.save(norm / "frames.npy", np.full((10, 64, 64, 3), 120, np.uint8))
     art = Artifact("normalise", norm, {"store": "npy", "sample_rate": 16000})
     item = Item("grey.mp4", tmp_path / "grey.mp4", "0", upstream={"normalise": art})
-    out = Faces(body_every=5).process(item)
+    out = Faces(detect_every=5, body_every=5).process(item)
     v = out.values
     assert v["face_fraction"] == 0.0 and v["person"] == [] and v["person_fraction"] == 0.0
-    assert v["no_human"] == [[0, 20]] and v["hands"] == [] and v["hand_quality_mean"] is None
+    assert v["no_human"] == [[0, 10]] and v["hands"] == [] and v["hand_quality_mean"] is None
     assert v["blinks"] == 0 and v["mesh_fraction"] == 0.0
     assert v["unavailable"] == {"gaze": "mediapipe face mesh found no face"}
-    assert out.arrays["gaze"].shape == (20, 2, 2) and out.arrays["body_pose"].shape == (20, 33, 4)
+    assert out.arrays["gaze"].shape == (10, 2, 2) and out.arrays["body_pose"].shape == (10, 33, 4)
     json.dumps(v)  # values are JSON-able
