@@ -15,9 +15,12 @@ Scorers:
 - ``landmark``: mediapipe FaceMesh on every frame; each run of usable frames (one face, measurable, inside one
   shot) is a track, scored by the landmark SyncNet exactly as Sync-C is (offset, Sync-C, Sync-D over its whole
   length). Its offsets are absolute (trained so that in-sync speech reads 0: the world's mouth lag is taken out
-  in training), so a track is out of sync when its offset is at least ``min_offset`` frames from **0** with
-  Sync-C ≥ ``landmark_min_conf``: a whole video shifted is flagged, not only a stretch that differs from the
-  rest. The decision is per track, not per window: on the real clips 4-s windows' offsets wander (an expressive
+  in training), so a track is out of sync when its offset is at least ``landmark_min_offset`` frames from **0**
+  with Sync-C ≥ ``landmark_min_conf``: a whole video shifted is flagged, not only a stretch that differs from
+  the rest. Thresholds from the five real clips (``benchmarks/landmark_sync_real.py``): in sync, the clips with a
+  clear distance minimum read -1..+4 (5); the lips of one clip against another clip's audio give Sync-C
+  0.6-3.9 (mean 2.2, 20 pairs), in-sync clips 1.4-9.1: below 3 the model's minimum is not evidence enough to
+  drop footage (weak clips pass unjudged rather than being dropped at random). The decision is per track, not per window: on the real clips 4-s windows' offsets wander (an expressive
   selfie's grimaces move the lips without sound) while whole tracks read steadily; so a desync confined to part
   of a shot is found only when it dominates the track. Sliding-window offsets (``landmark_window``) are kept as
   arrays for inspection. Whole-video offset / Sync-C / Sync-D are recorded under ``landmark``.
@@ -209,7 +212,8 @@ class LipSync(Stage):
         stable_lag: float = 2.0
         syncnet_weights: str = "world"  # world | a local syncnet_v2.model | "" (none)
         landmark_weights: str = ""  # landmark SyncNet weights ("" = the shipped assets/eval/landmark_sync)
-        landmark_min_conf: float = 0.5  # landmark: the window's Sync-C for a desync (its own distance scale)
+        landmark_min_offset: int = 5  # landmark: |track offset| for a desync (in-sync real speech read -1..+4)
+        landmark_min_conf: float = 3.0  # landmark: the track's Sync-C for a desync (mismatched audio: 0.6-3.9)
         landmark_window: int = 100  # landmark: frames per window of the inspection arrays (decisions are per track)
 
         def __post_init__(self):
@@ -298,7 +302,7 @@ class LipSync(Stage):
         # on real faces a 4-s window's offset wanders (grimaces, pauses), a whole track's holds.
         desync = np.zeros(len(usable), bool)
         for tr in tracks:
-            if abs(tr.offset) >= c.min_offset and tr.sync_c >= c.landmark_min_conf:
+            if abs(tr.offset) >= c.landmark_min_offset and tr.sync_c >= c.landmark_min_conf:
                 desync[tr.start_frame : tr.start_frame + tr.n_windows + model.window - 1] = True
         values["landmark"] = _syncnet_summary(tracks)
         values["syncnet"] = {"unavailable": "real footage: the landmark SyncNet scored it (syncnet_weights: a "
