@@ -133,6 +133,7 @@ def test_tiers_rank_the_low_quality_film_last(curated):
     quality = {}
     for name in names:
         tiers = artifact("tiers", name).values
+        assert tiers["clips"], name  # every clean real clip yields clips (see test_no_false_picture_defects)
         assert [t["clip"] for t in tiers["clips"]] == artifact("clips", name).values["clips"], name
         assert sum(tiers["tiers"].values()) == len(tiers["clips"])
         quality[name] = min(t["quality"] for t in tiers["clips"])
