@@ -111,8 +111,8 @@ def test_cli_commands_print_json(real_clips, tmp_path, capsys):
 
     assert main(["eval", "quality", str(tmp_path / "missing.mp4")]) == 2
     assert "missing.mp4: no such file" in capsys.readouterr().err
-    # no --weights: the shipped world SyncNet, named in the output (trained on the world only: on real faces its
-    # numbers are not the public SyncNet's; measured here Sync-C 0.75, offset 2 on this clip)
+    # no --weights: the landmark SyncNet (domain-free lip geometry vs MFCC, eval/landmark_sync.py), named in the
+    # output; the world SyncNet stays available for world footage with --backend syncnet
     assert main(["eval", "sync", "--max-seconds", "2.4", "--detect-every", "3", clip]) == 0
     s = json.loads(capsys.readouterr().out.strip())
-    assert s["weights"].endswith("world_syncnet.safetensors") and s["n_windows"] == 53
+    assert s["backend"] == "landmark" and s["weights"].endswith("landmark_sync.safetensors") and s["n_windows"] == 55
