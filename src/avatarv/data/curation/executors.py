@@ -100,6 +100,7 @@ def _worker_init() -> None:
     except ImportError:
         pass
     import cv2
+    from fsspec.implementations.local import LocalFileSystem  # noqa: F401  (the artifact store's, loaded once here)
 
     cv2.setNumThreads(1)
 
