@@ -239,7 +239,7 @@ def test_capacity_is_reread_during_the_run(tmp_path):
     assert ex.peak_before == 1 and ex.peak == 3 and r.max_running == 3  # it filled what joined, never more
 
 
-def test_artifacts_on_an_fsspec_url(tmp_path):
+def test_artifacts_on_an_fsspec_url(tmp_path, capsys):
     """The store writes and reads through fsspec (memory:// here; s3:// on a cluster): nothing lands in the
     local output folder but the task records, and a later StateStore finds the URL again."""
     import fsspec
@@ -266,6 +266,11 @@ def test_artifacts_on_an_fsspec_url(tmp_path):
     assert store.load_artifact("total", "_all", total).values == {"sum": 9, "items": ["v0.mp4", "v1.mp4", "v2.mp4"]}
     store.close()
     assert Engine(Pipeline([Nap(seconds=0.0), Total()]), inp, out).run("inline").executed == []  # all observed
+    from avatarv.cli import main
+
+    assert main(["curate", "status", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == f"artifacts: {url}" and any(ln.split()[:3] == ["nap", "done", "3"] for ln in lines)
     fs.rm(f"/curation-{tmp_path.name}", recursive=True)
 
 

@@ -57,6 +57,9 @@ def run(
         raise ConfigError(f"--address is for --executor ray (got --executor {executor})")
     if task_timeout < 0 or heartbeat_timeout < 0 or capacity_refresh <= 0:
         raise ConfigError("--task-timeout and --heartbeat-timeout must be >= 0, --capacity-refresh > 0")
+    if address and (not artifacts or "://" not in artifacts or artifacts.startswith("file://")):
+        typer.echo(f"note: artifacts under the local path {artifacts or out}: every Ray node must mount it at that "
+                   "path (else use --artifacts with a shared URL such as s3://...)", err=True)
     engine = Engine(load_pipeline(pipeline), input, out, max_attempts=max_attempts, artifacts=artifacts or None,
                     task_timeout=task_timeout, heartbeat_timeout=heartbeat_timeout, refresh_s=capacity_refresh)
     if retry_failed:
@@ -139,5 +142,7 @@ def status(out: Path = typer.Option(..., "--out", help="output folder of a run")
                 typer.echo(f"{'':>18}failed {r['item']} ({r['attempts']} attempts): {r['error']}")
     last = store.kv("last_run")
     if last:
-        typer.echo(f"last run: {last['executed']} tasks in {last['seconds']:.1f} s")
+        typer.echo(f"last run: {last['executed']} tasks in {last['seconds']:.1f} s"
+                   + (f", {len(last['cancelled'])} cancelled and retried" if last.get("cancelled") else ""))
+    typer.echo(f"artifacts: {store.artifacts_url}")
     store.close()
