@@ -14,10 +14,14 @@ The default is measurable, offline and honest about what it sees. Per frame (128
   for a Ken-Burns zoom on world footage (resampling), while a speaking person moves mouth and head against the
   background: median 0.12-0.88 on the five real clips, varying as they speak (10th to 90th percentile x2 to x6).
 
-Per shot (``scenes``; the whole video without it), with the medians of the frame values:
+Per shot (``scenes``; the whole video without it), over its core (``edge_trim`` frames left out at each end,
+where a fade or dissolve mixes in the next shot: one still photo between two fades read 0.84 still with them),
+with the medians of the frame values:
 
 - screencast: ``palette <= max_palette`` and ``edges >= screen_edges`` (a few colours and dense text);
-- game: ``palette <= max_palette``, ``flat >= game_flat`` and not screencast (large flat-colour areas);
+- game: ``palette <= max_palette``, ``flat >= game_flat``, ``edges >= game_edges`` and not screencast (large
+  flat-colour areas with hard-edged shapes: world game shots 0.058-0.080; an empty plain studio, as flat and
+  as few-coloured, 0.019: it was the game rule's only false positive on 6 x 60 s of world footage);
   both need a grey ``contrast`` (std) of at least ``min_contrast`` (a black or blank screen is neither);
 - photo: the shot lasts ``min_photo_s`` or more and either at least ``still_frac`` of its frames have
   ``residual < still_residual`` (a still) or its 90th percentile is below ``rigid_residual`` and at most
@@ -162,7 +166,7 @@ def vlm_missing(path: str) -> str | None:
 
 class Content(Stage):
     name = "content"
-    version = "3"
+    version = "4"
     inputs = ("normalise", "scenes", "faces")
     resources = Resources(cpu=1.0, memory_mb=1024)
 
@@ -172,6 +176,8 @@ class Content(Stage):
         min_contrast: float = 20.0
         screen_edges: float = 0.12
         game_flat: float = 0.6
+        game_edges: float = 0.035
+        edge_trim: int = 10  # frames left out at each end of a shot (at most a tenth of it)
         still_residual: float = 0.05
         still_frac: float = 0.9
         rigid_residual: float = 0.18
@@ -212,18 +218,21 @@ class Content(Stage):
             sig = video_signals(video.frames)
             one_face = self._face_fraction(item, n)
             for a, b in shots:
-                med = {k: float(np.nanmedian(sig[k][a:b])) for k in ("flat", "palette", "edges", "contrast")}
-                res = sig["residual"][a + LAG : b]  # pairs within the shot
+                # the shot's core: a fade or dissolve (8-16 frames across a boundary) is neither shot's content
+                trim = min(c.edge_trim, (b - a) // 10)
+                ca, cb = a + trim, b - trim
+                med = {k: float(np.nanmedian(sig[k][ca:cb])) for k in ("flat", "palette", "edges", "contrast")}
+                res = sig["residual"][ca + LAG : cb]  # pairs within the shot
                 res = res[np.isfinite(res)]
                 lo, hi = (np.percentile(res, [10, 90]) if len(res) else (np.inf, np.inf))
                 still = float((res < c.still_residual).mean()) if len(res) else 0.0
                 rigid = bool(hi < c.rigid_residual and hi <= c.rigid_spread * lo)
-                face = float(one_face[a:b].mean()) if one_face is not None else 0.0
+                face = float(one_face[ca:cb].mean()) if one_face is not None else 0.0
                 graphic = med["palette"] <= c.max_palette and med["contrast"] >= c.min_contrast and face < c.face_veto
                 label = "camera"
                 if graphic and med["edges"] >= c.screen_edges:
                     label = "screencast"
-                elif graphic and med["flat"] >= c.game_flat:
+                elif graphic and med["flat"] >= c.game_flat and med["edges"] >= c.game_edges:
                     label = "game"
                 elif ((still >= c.still_frac or rigid) and (b - a) >= c.min_photo_s * video.fps
                       and (one_face is None or face >= c.face_veto)):
