@@ -268,6 +268,8 @@ def test_artifacts_on_an_fsspec_url(tmp_path, capsys):
     assert Engine(Pipeline([Nap(seconds=0.0), Total()]), inp, out).run("inline").executed == []  # all observed
     from avatarv.cli import main
 
+    with pytest.raises(ConfigError, match="live in this process only"):  # workers could not see it
+        Engine(Pipeline([Nap(seconds=0.0), Total()]), inp, out).run("local", workers=1)
     assert main(["curate", "status", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == f"artifacts: {url}" and any(ln.split()[:3] == ["nap", "done", "3"] for ln in lines)

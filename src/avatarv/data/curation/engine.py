@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avatarv.data.curation.executors import HEARTBEAT_S, Executor, make_executor
+from avatarv.data.curation.executors import HEARTBEAT_S, Executor, InlineExecutor, make_executor
 from avatarv.data.curation.pipeline import InputItem, Pipeline, discover_inputs
 from avatarv.data.curation.store import COLLECTION_ITEM, StateStore
 
@@ -167,6 +167,12 @@ class Engine:
             progress: ProgressFn | None = None, address: str | None = None) -> RunReport:
         """Reconcile. ``executor``: an ``Executor`` or a name for ``make_executor`` (``workers``, ``address``:
         the Ray cluster to connect to)."""
+        if "memory" in self.store.artifacts.fs.protocol and executor != "inline" and \
+                not isinstance(executor, InlineExecutor):
+            from avatarv.errors import ConfigError
+
+            raise ConfigError(f"artifacts on {self.store.artifacts_url} live in this process only: use the inline "
+                              "executor, or a filesystem every worker reaches")
         t0 = time.perf_counter()
         report = RunReport()
         self.store.put("pipeline", self.pipeline.specs())  # what `status` lists (a diff does not change it)
