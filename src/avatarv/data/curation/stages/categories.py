@@ -120,7 +120,7 @@ class Categories(Stage):
     def process(self, item: Item) -> Output:
         c = self.config
         video = load_video(item)
-        n, h, w = video.num_frames, video.frames.shape[1], video.frames.shape[2]
+        n, h = video.num_frames, video.frames.shape[1]
         m: dict[str, float | str | None] = {}
         why: dict[str, str] = {}
         faces = item.upstream.get("faces")
