@@ -44,8 +44,8 @@ def _stages():
     """The ``full`` preset, lighter: 384 px (dlib's HOG upsamples frames of 320 px or less, 4x the cost), face
     detection every 5th frame, OCR every 2 s. Clipping here does not cut out the lipsync stage's desync runs:
     whether these sources are in sync is the lip-sync test's subject (tests/integration/test_landmark_sync_real.py
-    measures young_man_outdoor's source 7 frames out of sync; the landmark scorer flags desync runs in 4 of the
-    5 clips), and the checks below are about the other stages, which need clips to look at."""
+    measures young_man_outdoor's source 7 frames out of sync), and the checks below are about the other stages,
+    which need clips to look at; ``test_lipsync_flags_only_the_out_of_sync_source`` checks the lip-sync stage."""
     clips = SmartClipping(min_len=50, inputs=("scenes", "visual", "faces", "prefilter", "ocr"))
     small = {"normalise": Normalise(max_side=384), "faces": Faces(detect_every=5, body_every=10),
              "ocr": Ocr(every=50), "clips": clips}
@@ -80,6 +80,21 @@ def test_every_stage_ran_or_said_why_not(curated):
             assert rows[(stage, name)]["status"] == "done", (stage, name, rows[(stage, name)])
         cap = rows[("captions", name)]
         assert cap["status"] == "unavailable" and "VLM" in cap["reason"]
+
+
+@pytest.mark.slow
+def test_lipsync_flags_only_the_out_of_sync_source(curated):
+    """The default scorer on real faces is the landmark SyncNet; the four clips in sync get no desync run, and
+    young_man_outdoor, whose sound is ~7 frames late in the source (the model-free mouth/loudness correlation
+    peaks there too; test_landmark_sync_real.py), is flagged."""
+    _, names, _, artifact = curated
+    for name in names:
+        v = artifact("lipsync", name).values
+        assert v["scorer"] == "landmark", name
+        if name == "young_man_outdoor.mp4":
+            assert v["desync"], name
+        else:
+            assert v["desync"] == [], (name, v["desync"])
 
 
 @pytest.mark.slow

@@ -158,12 +158,14 @@ class Executor:
 
 
 class InlineExecutor(Executor):
-    """Runs each task in the engine's process when submitted (debugging, tiny inputs, ``memory://`` roots)."""
+    """Runs each task in the engine's process when submitted (debugging, tiny inputs, ``memory://`` roots). The
+    process's own thread settings are left as they are (``_worker_init`` is for pool workers: setting one torch
+    thread here would leak into whatever the caller does next)."""
 
     capacity = 1.0
 
     def __init__(self):
-        _worker_init()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     def submit(self, spec, root, payload, resources):
         return run_task(spec, root, payload)
