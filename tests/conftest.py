@@ -49,3 +49,16 @@ class ChunkRecorder:
 
     def __call__(self, chunk, known_motion, motion) -> None:
         self.calls.append(({"known_motion": known_motion}, None if motion is None else motion.clone()))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Each test starts with the process's torch thread count, whatever the previous one set (trainers called
+    in-process set one thread, as their command lines do). Results of the bitwise tests depend on it: a resumed
+    subprocess (default threads) must match an in-process run with the same count."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
