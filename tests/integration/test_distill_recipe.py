@@ -72,3 +72,20 @@ def test_generate_uses_the_checkpoints_sampling(distilled, tmp_path, monkeypatch
     assert seen == {"steps": 2, "sampler": "x0", "guidance": {"ref": 1.5, "audio": 2.0, "text": 2.0}, "cache": 0.0}
     assert main([*base, "--steps", "5", "--sampler", "euler", "--guidance", "audio=3", "--step-cache", "0.2"]) == 0
     assert seen == {"steps": 5, "sampler": "euler", "guidance": {"ref": 1.0, "audio": 3.0, "text": 1.0}, "cache": 0.2}
+
+
+def test_demo_prefers_the_distilled_checkpoint(tmp_path, monkeypatch):
+    from avatarv.pipelines.cli import PipelineSource, _demo_checkpoint
+
+    root = tmp_path / "ckpts"
+    for name, meta in (("world-small", {}), ("world-small-distilled", {"sampling": {"steps": 4, "sampler": "x0"}})):
+        (root / name).mkdir(parents=True)
+        (root / name / "pipeline.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("AVATARV_CHECKPOINTS", str(root))
+    monkeypatch.chdir(tmp_path)
+    assert _demo_checkpoint(teacher=False) == root / "world-small-distilled"
+    assert _demo_checkpoint(teacher=True) == root / "world-small"
+    assert PipelineSource(_demo_checkpoint(False)).sampling_defaults() == {"steps": 4, "sampler": "x0"}
+    assert PipelineSource(_demo_checkpoint(True)).sampling_defaults() == {}
+    (root / "world-small-distilled" / "pipeline.json").unlink()
+    assert _demo_checkpoint(teacher=False) == root / "world-small"
