@@ -296,8 +296,8 @@ def train_distill(
     in pipeline.json). Resumable: run it again after a kill."""
     from dataclasses import replace
 
-    from avatarv.diffusion import GuidanceScales
     from avatarv.errors import ConfigError
+    from avatarv.pipelines.cli import parse_guidance
     from avatarv.training.distill_recipe import DistillRecipe, run
 
     if variant not in ("video", "image"):
@@ -307,18 +307,10 @@ def train_distill(
     if smoke:
         r = replace(r, cfg_steps=2, dmd_train_steps=3, critic_steps=1, regression_steps=1, ode_steps=2,
                     ckpt_every=2)
-    if guidance is not None:
-        try:
-            g = GuidanceScales.parse(guidance)
-        except ValueError as err:
-            raise ConfigError(f"--guidance: {err}") from None
-        r = replace(r, guidance=tuple(float(g.scales[n]) for n in g.order))
-    if cfg_steps is not None:
-        r = replace(r, cfg_steps=cfg_steps)
-    if dmd_steps is not None:
-        r = replace(r, dmd_train_steps=dmd_steps)
-    if student_steps is not None:
-        r = replace(r, student_steps=student_steps)
+    g = parse_guidance(guidance)  # None, or the scales (one clear error otherwise)
+    given = {"guidance": g and tuple(float(g.scales[n]) for n in g.order), "cfg_steps": cfg_steps,
+             "dmd_train_steps": dmd_steps, "student_steps": student_steps}
+    r = replace(r, **{k: v for k, v in given.items() if v is not None})
     typer.echo(f"avatarv train distill: {run(r)}")
 
 

@@ -209,26 +209,21 @@ class DMD(PersonalitySFT):
         gen_mask = (~d.known_mask)[:, None, :, None, None].to(d.x0.dtype)  # [B, 1, F, 1, 1]
         m_mask = (~d.known_mask)[:, :, None].to(d.x0.dtype)  # [B, F, 1]
         if self.is_critic_step(step):
-            return self._critic_loss(model, d, gen_mask, generator)
+            return self._critic_loss(model, d, generator)
         return self._generator_loss(model, d, gen_mask, m_mask, step, generator)
 
-    def _critic_loss(self, model: GeneratorCritic, d, gen_mask, generator):
+    def _critic_loss(self, model: GeneratorCritic, d, generator):
         with torch.no_grad():
             x0_hat, m0_hat, _ = self._generate(model.generator, d, generator)
         reshard(model.generator)
         t, eps, x_t, m_eps, m_t = self._noised(x0_hat, m0_hat, generator)
         out = model.critic(x_t, t, motion=m_t, **d.conditions.dit_kwargs())
-        v = velocity_target(x0_hat, eps)
-        z, h, w = d.x0.shape[1], d.x0.shape[3], d.x0.shape[4]
-        loss = ((out.video.float() - v) ** 2 * gen_mask).sum() / (gen_mask.sum() * z * h * w).clamp(min=1)
-        logs = {"loss_critic": loss.item()}
-        if m_t is not None:
-            fm = gen_mask[:, 0, :, 0, :]  # [B, F, 1]
-            mv = velocity_target(m0_hat, m_eps)
-            ml = ((out.motion.float() - mv) ** 2 * fm).sum() / (fm.sum() * mv.shape[-1]).clamp(min=1)
-            loss = loss + self.cfg.motion_weight * ml
-            logs["loss_critic_motion"] = ml.item()
-        logs["loss"] = loss.item()
+        mv = None if m_t is None else velocity_target(m0_hat, m_eps)
+        # flow matching on the generator's samples: the stages' masked regression (generated frames only)
+        loss, parts = self.regression(d, out.video, out.motion, velocity_target(x0_hat, eps), mv)
+        logs = {"loss_critic": parts["loss_video"], "loss": loss.item()}
+        if "loss_motion" in parts:
+            logs["loss_critic_motion"] = parts["loss_motion"]
         return loss, logs
 
     def _generator_loss(self, model: GeneratorCritic, d, gen_mask, m_mask, step, generator):
@@ -257,11 +252,7 @@ class DMD(PersonalitySFT):
             logs["loss_dmd_motion"] = ml.item()
         if cfg.dmd_regression > 0 and self.generator_updates(step) < cfg.dmd_regression_steps:
             x_ode, m_ode = self._teacher_ode(start, d.conditions, b)
-            z, h, w = d.x0.shape[1], d.x0.shape[3], d.x0.shape[4]
-            reg = ((x0_hat - x_ode) ** 2 * gen_mask).sum() / (gen_mask.sum() * z * h * w).clamp(min=1)
-            if m0_hat is not None:
-                reg = reg + cfg.motion_weight * ((m0_hat - m_ode) ** 2 * m_mask).sum() / (
-                    m_mask.sum() * m_ode.shape[-1]).clamp(min=1)
+            reg, _ = self.regression(d, x0_hat, m0_hat, x_ode, m_ode)  # the same masked MSE, on clean estimates
             loss = loss + cfg.dmd_regression * reg
             logs["loss_regression"] = reg.item()
         logs["loss"] = loss.item()
