@@ -343,4 +343,5 @@ def test_stage4_under_fsdp2_equals_single_process(tmp_path, method):
     for name, w in want["model"].items():  # all AdamW here (no "blocks." prefix for DMD's pair) or Muon-tolerant
         assert (got["model"][name] - w).abs().max().item() < 0.05 * (w.abs().max().item() + 1e-3), name
     exported = VideoRefDiT.from_pretrained(Path(dist_dir) / "model")
-    assert exported.cfg.num_guidance_scales == 3 if method == "cfg_distill" else True
+    # CFG distillation grows the guidance input; DMD exports its generator as it started (no guidance input)
+    assert exported.cfg.num_guidance_scales == (3 if method == "cfg_distill" else 0)
