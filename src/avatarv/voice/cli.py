@@ -36,7 +36,8 @@ def say_cmd(
     voice: Path = typer.Option(None, "--voice", "-v", help="Voice sample (any audio/video) or profile JSON."),
     engine: str = typer.Option(
         None,
-        help="piper (default), espeak (fallback formant synthesiser) or pocket-tts (neural cloning); "
+        help="piper, kokoro (Kokoro-82M voices), espeak (fallback formant synthesiser) or pocket-tts "
+        "(neural cloning); default: with --voice, the source voice chosen for the sample, else piper. "
         "'--engine list' shows which are available here and why the others are not.",
     ),
     weights: Path = typer.Option(None, help="Local weights folder for --engine pocket-tts."),
@@ -70,7 +71,13 @@ def say_cmd(
         wave, name = normalise_loudness(cloner.speak(text, load_audio(voice))), cloner.name
     else:
         profile = load_voice(voice) if voice is not None else None
-        wave, name = speak(text, profile, synthesiser=engine), get_synthesiser(engine).name
+        synthesiser = engine
+        if engine == "kokoro":  # the profile's Kokoro voice when it chose one, else the first woman's
+            chosen = (profile.source_synthesiser or "") if profile is not None else ""
+            synthesiser = chosen if chosen.startswith("kokoro:") else "kokoro:jf_alpha"
+        elif engine is None and profile is not None and profile.source_synthesiser:
+            synthesiser = profile.source_synthesiser
+        wave, name = speak(text, profile, synthesiser=synthesiser), get_synthesiser(synthesiser).name
     write_wav(out, wave)
     typer.echo(f"{out}: {wave.size / 16000:.2f} s, synthesiser: {name}" + (f", voice: {voice}" if voice else ""))
 

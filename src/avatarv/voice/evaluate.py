@@ -42,6 +42,8 @@ class SpeakerRow:
     wer_matched: float
     rtf_matched: float
     conversion: dict = field(default_factory=dict)
+    source: str = ""  # the source voice matching started from
+    source_scores: dict = field(default_factory=dict)  # each source's similarity after its acoustic start
 
     @property
     def correct(self) -> float:
@@ -68,6 +70,7 @@ class MatchingReport:
             "wer_matched": round(float(np.nanmean([x.wer_matched for x in r])), 4),
             "rtf_plain": round(self.rtf_plain, 4),
             "rtf_matched": round(float(np.mean([x.rtf_matched for x in r])), 4),
+            "rtf_matched_max": round(float(np.max([x.rtf_matched for x in r])), 4),
         }
         for group in dict.fromkeys(x.group for x in r):
             out[f"id_accuracy_{group}"] = round(float(np.mean([x.correct for x in r if x.group == group])), 4)
@@ -88,10 +91,10 @@ def evaluate(
     from avatarv.voice.asr import transcribe, word_error_rate
     from avatarv.voice.embedding import speaker_embedding
     from avatarv.voice.engine import speak
-    from avatarv.voice.match import fit_conversion, source_voice
+    from avatarv.voice.match import choose_source, fit_conversion, source_voice
     from avatarv.voice.measure import pitch_stats, speaking_rate
     from avatarv.voice.profile import profile
-    from avatarv.voice.synth import get_synthesiser
+    from avatarv.voice.synth import available_sources, get_synthesiser
 
     policies = policies or {"voice+residual": MatchingPolicy()}
     groups = groups or {}
@@ -100,6 +103,11 @@ def evaluate(
     synth = get_synthesiser()
     source = source_voice(synth)
     speak("Warm up.")  # load the synthesiser outside the timed calls
+    sources = {name: available_sources(p.sources) for name, p in policies.items() if p.sources}
+    for synths in sources.values():
+        for other in synths:
+            source_voice(other)
+            other.synthesise("Warm up.")
     plain, plain_time, plain_audio = [], 0.0, 0.0
     for text in texts:
         t0 = time.perf_counter()
@@ -120,8 +128,13 @@ def evaluate(
         target = (np.asarray(measured.envelope), np.asarray(measured.aperiodicity))
         pitch = (measured.f0_median_hz, measured.f0_log_std)
         for policy_name, policy in policies.items():
-            conversion = fit_conversion(source, *target, pitch, measured.embedding_array if tune else None, policy)
-            voice = replace(measured, conversions={synth.name: conversion.to_dict()})
+            embedding = measured.embedding_array if tune else None
+            chosen, scores = synth, {}
+            if len(sources.get(policy_name, [])) > 1:
+                chosen, conversion, scores = choose_source(sources[policy_name], *target, pitch, embedding, policy)
+            else:
+                conversion = fit_conversion(source, *target, pitch, embedding, policy)
+            voice = replace(measured, conversions={chosen.name: conversion.to_dict()}, source_synthesiser=chosen.name)
             matched, elapsed, audio_s = [], 0.0, 0.0
             for text in texts:
                 t0 = time.perf_counter()
@@ -150,24 +163,27 @@ def evaluate(
                 ) if wer else float("nan"),
                 rtf_matched=elapsed / audio_s,
                 conversion=conversion.to_dict(),
+                source=chosen.name,
+                source_scores=scores,
             )
             rows[policy_name].append(row)
             log(f"{policy_name:>18s} {name}: sim {row.sim_plain:.3f} -> {row.sim_matched:.3f} "
                 f"(nearest other {row.nearest_other} {row.sim_nearest_other:.3f}), identified {row.correct:.2f}, "
                 f"F0 {row.f0_target:.0f}->{row.f0_matched:.0f}, rate {row.rate_target:.2f}->{row.rate_matched:.2f}, "
-                f"WER {row.wer_matched:.3f}, RTF {row.rtf_matched:.2f}, {row.conversion}")
+                f"WER {row.wer_matched:.3f}, RTF {row.rtf_matched:.2f}, source {row.source} {row.conversion} {scores}")
     load = tuple(round(v, 2) for v in os.getloadavg())
     return {p: MatchingReport(r, plain_time / plain_audio, wer_plain, float(sim_plain.mean()), load) for p, r in rows.items()}
 
 
 def table(report: MatchingReport) -> str:
-    head = ("| speaker | group | F0 target→matched (Hz) | rate target→matched (syll/s) | similarity plain → matched "
-            "| nearest other sample (similarity) | identified | WER matched |")
-    lines = [head, "|" + "---|" * 8]
+    head = ("| speaker | group | source voice | F0 target→matched (Hz) | rate target→matched (syll/s) | "
+            "similarity plain → matched | nearest other sample (similarity) | identified | WER matched | RTF |")
+    lines = [head, "|" + "---|" * 10]
     for r in report.rows:
         mark = "yes" if r.correct == 1 else ("no" if r.correct == 0 else f"{r.correct:.2f}")
         lines.append(
-            f"| {r.name} | {r.group} | {r.f0_target:.0f} → {r.f0_matched:.0f} | {r.rate_target:.2f} → {r.rate_matched:.2f} | "
-            f"{r.sim_plain:.3f} → {r.sim_matched:.3f} | {r.nearest_other} ({r.sim_nearest_other:.3f}) | {mark} | {r.wer_matched:.3f} |"
+            f"| {r.name} | {r.group} | {r.source.split(':')[-1]} | {r.f0_target:.0f} → {r.f0_matched:.0f} | "
+            f"{r.rate_target:.2f} → {r.rate_matched:.2f} | {r.sim_plain:.3f} → {r.sim_matched:.3f} | "
+            f"{r.nearest_other} ({r.sim_nearest_other:.3f}) | {mark} | {r.wer_matched:.3f} | {r.rtf_matched:.2f} |"
         )
     return "\n".join(lines)

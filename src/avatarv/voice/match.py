@@ -80,7 +80,7 @@ class SourceVoice:
     rate_syllables_per_s: float = float("nan")  # articulation rate at length_scale 1
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=8)
 def source_voice(synthesiser) -> SourceVoice:
     from avatarv.voice.measure import count_syllables, speech_seconds
 
@@ -203,10 +203,16 @@ class MatchingPolicy:
     start_envelope_gain: float = 0.0
     aperiodicity_gains: tuple[float, ...] = (0.0, 2.0)
     fine_warp_steps: tuple[float, ...] = (-0.05, -0.025, 0.025, 0.05)
+    # Source voices matching may start from (``synth.SOURCE_SYNTHESISERS`` names); () = the one given.
+    sources: tuple[str, ...] = ()
+    source_finalists: int = 2  # sources that get the full embedding search (best starting similarity)
 
 
 POLICIES = {
     "voice+residual": MatchingPolicy(),
+    # the same, starting from the nearest of piper's and Kokoro's voices (``choose_source``)
+    "sources+residual": MatchingPolicy(sources=("piper", "kokoro:jm_kumo", "kokoro:jf_alpha", "kokoro:jf_gongitsune",
+                                                "kokoro:jf_nezumi", "kokoro:jf_tebukuro")),
     # the voice's own settings only: formant scaling, tilt, breathiness (no residual EQ)
     "voice": MatchingPolicy(envelope_gains=()),
     # ≈ before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
@@ -214,6 +220,7 @@ POLICIES = {
                                  start_envelope_gain=1.0, aperiodicity_gains=(0.0, 2.0, 3.0)),
     "voice-robust-warp": MatchingPolicy(warp_start="robust", envelope_gains=()),
 }
+DEFAULT_POLICY = POLICIES["voice+residual"]
 
 
 def fit_conversion(
@@ -266,3 +273,38 @@ def fit_conversion(
     for step in policy.fine_warp_steps:
         consider(warp=float(np.clip(centre * np.exp(step), *WARP_RANGE)))
     return best
+
+
+def choose_source(
+    synthesisers: list,
+    target_envelope: np.ndarray,
+    target_aperiodicity: np.ndarray,
+    target_pitch: tuple[float, float],
+    target_embedding: np.ndarray | None,
+    policy: MatchingPolicy = MatchingPolicy(),
+) -> tuple[object, Conversion, dict[str, float]]:
+    """The source voice to match from, with its fitted conversion, and each source's similarity.
+
+    Every source is bent by its acoustic start (formant scaling, tilt, breathiness, pitch) and scored on
+    the calibration text; the ``policy.source_finalists`` best get the full embedding search and the most
+    similar after the search wins. Starting near the sample leaves less to bend: a woman's sample from a
+    woman's voice instead of F0 × 1.6 and formants × 1.18 on a man's. Without an embedding the source
+    whose median F0 is nearest (in log) is taken.
+    """
+    from avatarv.voice.embedding import cosine, speaker_embedding
+
+    if target_embedding is None:
+        best = min(synthesisers, key=lambda s: abs(np.log(source_voice(s).f0_median_hz / target_pitch[0])))
+        return best, fit_conversion(source_voice(best), target_envelope, target_aperiodicity, target_pitch, None, policy), {}
+    starts = {}
+    for synth in synthesisers:
+        source = source_voice(synth)
+        start = fit_conversion(source, target_envelope, target_aperiodicity, target_pitch, None, policy)
+        wave = convert(source.analysis, source, target_envelope, target_aperiodicity, target_pitch, start)
+        starts[synth.name] = (cosine(speaker_embedding(wave), target_embedding), synth)
+    ranked = sorted(starts.values(), key=lambda item: -item[0])[: max(policy.source_finalists, 1)]
+    fitted = [(synth, fit_conversion(source_voice(synth), target_envelope, target_aperiodicity, target_pitch,
+                                     target_embedding, policy)) for _, synth in ranked]
+    synth, conversion = max(fitted, key=lambda item: item[1].similarity)
+    scores = {name: round(sim, 4) for name, (sim, _) in starts.items()}
+    return synth, conversion, scores

