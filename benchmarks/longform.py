@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps: int, dtype: str) -> None:
+def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps: int, dtype: str,
+          colour: float = 0.0) -> None:
     from avatarv.media import read_audio, read_video
     from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
     from avatarv.precision import dtype_name
@@ -43,7 +44,7 @@ def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps:
     speech = read_audio(example("speech.wav"))
     start = time.perf_counter()
     summary = pipe.generate(read_video(example("ref.mp4")), speech, out,
-                            GenerationOptions(seconds=seconds, steps=steps, anchor=anchor))
+                            GenerationOptions(seconds=seconds, steps=steps, anchor=anchor, colour_correction=colour))
     summary["wall_s"] = time.perf_counter() - start
     summary["chunk_frames"] = (pipe.cfg.chunk_latent_frames - 1) * 4 + 1
     summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -52,8 +53,9 @@ def child(seconds: float, out: str, anchor: bool, checkpoint: str | None, steps:
 
 
 def run_child(seconds: float, out: str, anchor: bool = True, checkpoint: str | None = None, steps: int = 2,
-              dtype: str = "auto") -> dict:
-    args = [sys.executable, __file__, "--child", str(seconds), "--out", out, "--steps", str(steps), "--dtype", dtype]
+              dtype: str = "auto", colour: float = 0.0) -> dict:
+    args = [sys.executable, __file__, "--child", str(seconds), "--out", out, "--steps", str(steps), "--dtype", dtype,
+            "--colour-correction", str(colour)]
     args += ["--no-anchor"] if not anchor else []
     if checkpoint:
         args += ["--checkpoint", checkpoint]
@@ -100,6 +102,24 @@ def drift(path: str, chunk_frames: int, embedder) -> dict:
             "lightness_last_minus_first": round(float(lab_last[0] - lab_first[0]), 2)}
 
 
+def save_strips(tmp: str, out: str, runs: list[str]) -> None:
+    """One row per long run: a frame every 4 s, side by side (``out`` PNG)."""
+    import numpy as np
+    from PIL import Image
+
+    from avatarv.media import read_video
+
+    rows = []
+    for name in runs:
+        frames = read_video(f"{tmp}/{name}.mp4").frames
+        rows.append(np.concatenate(list(frames[::100]), axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out)
+    print(f"{out}: rows = {', '.join(runs)}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="10 s vs 20 s instead of 10 s vs 60 s")
@@ -110,11 +130,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default 2 random, 12 trained)")
     p.add_argument("--identity", default="world", help="identity backend for drift: world | dlib")
     p.add_argument("--dtype", default="auto", help="precision of the main runs: auto (the policy) | fp32 | bf16")
+    p.add_argument("--colour-correction", type=float, default=0.0, help="also run the long job with the colour "
+                   "anchor at this strength (GenerationOptions.colour_correction; 0: skip that run)")
+    p.add_argument("--frames", default=None, help="write a PNG strip of every long run (one frame per 4 s) here")
+    p.add_argument("--only-long", action="store_true", help="skip the 10 s, no-anchor and dtype runs (drift only)")
     p.add_argument("--dtype-seconds", type=float, default=2.0, help="clip length of the fp32-vs-bf16 runs (0: skip)")
     args = p.parse_args()
     steps = args.steps or (12 if args.checkpoint else 2)
     if args.child is not None:
-        child(args.child, args.out, not args.no_anchor, args.checkpoint, steps, args.dtype)
+        child(args.child, args.out, not args.no_anchor, args.checkpoint, steps, args.dtype, args.colour_correction)
         return
     from avatarv.precision import capability
 
@@ -124,32 +148,42 @@ def main() -> None:
     kw = {"checkpoint": args.checkpoint, "steps": steps, "dtype": args.dtype}
     with tempfile.TemporaryDirectory() as tmp:
         by_dtype = {}
-        for dtype in ("fp32", "bf16") if args.dtype_seconds > 0 else ():
+        for dtype in ("fp32", "bf16") if args.dtype_seconds > 0 and not args.only_long else ():
             r = run_child(args.dtype_seconds, f"{tmp}/{dtype}.mp4", checkpoint=args.checkpoint, steps=steps, dtype=dtype)
             by_dtype[dtype] = round(r["wall_s"] / args.dtype_seconds, 2)
             print(f"{dtype}: {by_dtype[dtype]} s per output second ({args.dtype_seconds:.0f} s clip)", flush=True)
-        short = run_child(10.0, f"{tmp}/short.mp4", **kw)
-        print(f"10 s: {short['wall_s']:.1f} s wall, peak RSS {short['peak_rss_mb']:.0f} MB", flush=True)
+        short = None if args.only_long else run_child(10.0, f"{tmp}/short.mp4", **kw)
+        if short:
+            print(f"10 s: {short['wall_s']:.1f} s wall, peak RSS {short['peak_rss_mb']:.0f} MB", flush=True)
         long = run_child(long_s, f"{tmp}/long.mp4", **kw)
         print(f"{long_s:.0f} s: {long['wall_s']:.1f} s wall, peak RSS {long['peak_rss_mb']:.0f} MB", flush=True)
-        run_child(long_s, f"{tmp}/long_noanchor.mp4", anchor=False, **kw)
+        if not args.only_long:
+            run_child(long_s, f"{tmp}/long_noanchor.mp4", anchor=False, **kw)
+        if args.colour_correction > 0:
+            run_child(long_s, f"{tmp}/long_colour.mp4", colour=args.colour_correction, **kw)
         from avatarv.eval.identity import get_identity_embedder
 
         embedder = get_identity_embedder(args.identity)
         chunk_frames = long["chunk_frames"]
         result = {
             "long_seconds": long_s,
-            "peak_rss_ratio_60s_vs_10s": round(long["peak_rss_mb"] / short["peak_rss_mb"], 3),
-            "peak_rss_mb_10s": round(short["peak_rss_mb"], 1),
-            "seconds_per_output_second": round(short["wall_s"] / 10.0, 2),
             "steps": steps,
             "drift_with_anchor": drift(f"{tmp}/long.mp4", chunk_frames, embedder),
-            "drift_without_anchor": drift(f"{tmp}/long_noanchor.mp4", chunk_frames, embedder),
             "chunks_long": long["chunks"],
             "random_weights": long["random_weights"],
             "dtype": long["dtype"],
             "machine": machine,
         }
+        if short:
+            result.update(peak_rss_ratio_60s_vs_10s=round(long["peak_rss_mb"] / short["peak_rss_mb"], 3),
+                          peak_rss_mb_10s=round(short["peak_rss_mb"], 1),
+                          seconds_per_output_second=round(short["wall_s"] / 10.0, 2),
+                          drift_without_anchor=drift(f"{tmp}/long_noanchor.mp4", chunk_frames, embedder))
+        if args.colour_correction > 0:
+            result.update(colour_correction=args.colour_correction,
+                          drift_with_anchor_and_colour=drift(f"{tmp}/long_colour.mp4", chunk_frames, embedder))
+        if args.frames:
+            save_strips(tmp, args.frames, ["long", "long_colour"] if args.colour_correction > 0 else ["long"])
         if by_dtype:
             faster = min(by_dtype, key=by_dtype.get)
             result.update(seconds_per_output_second_by_dtype=by_dtype, dtype_seconds=args.dtype_seconds,

@@ -209,3 +209,43 @@ def test_generate_in_bf16_stays_close_to_fp32(tmp_path, real_inputs):
         frames[name] = read_video(out).frames.astype(np.float32)
     assert frames["bf16"].shape == frames["fp32"].shape
     assert 0 < np.abs(frames["bf16"] - frames["fp32"]).mean() < 5.0
+
+
+def _mean_lab(frames: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return np.mean([cv2.cvtColor(f.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+                    for f in frames], axis=0)
+
+
+def test_colour_anchor_holds_every_frame_to_the_scene_images_colour(tmp_path, real_inputs):
+    from PIL import Image
+
+    ref_path, speech_path = real_inputs
+    rng = np.random.default_rng(0)
+    scene = np.clip(rng.normal([170, 90, 60], 25, (64, 64, 3)), 0, 255).astype(np.uint8)  # a warm scene
+    Image.fromarray(scene).save(tmp_path / "scene.png")
+    ref, speech = read_video(ref_path), read_audio(speech_path)
+    got = {}
+    for strength in (0.0, 1.0):
+        out = tmp_path / f"c{strength}.mp4"
+        AvatarPipeline.random("tiny", seed=0).generate(
+            ref, speech, out, GenerationOptions(seconds=0.6, steps=2, scene_image=str(tmp_path / "scene.png"),
+                                                colour_correction=strength))
+        frames = read_video(out).frames
+        got[strength] = np.array([np.linalg.norm(_mean_lab(f[None]) - _mean_lab(scene[None])) for f in frames])
+    assert got[0.0][3:].mean() > 10  # random weights: the frames' colour is nothing like the scene's …
+    assert got[1.0].max() < 3  # … and with the anchor every written frame's mean colour is the scene's (ΔE)
+
+
+def test_colour_anchor_function():
+    from avatarv.pipelines.generate import colour_anchor
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (3, 32, 32, 3)).astype(np.uint8)
+    scene = np.full((16, 16, 3), (200, 40, 40), np.uint8)
+    assert colour_anchor(None, scene, 1.0) is None
+    assert np.abs(colour_anchor(frames, scene, 0.0).astype(int) - frames).max() <= 1  # off: the frames (rounding)
+    moved = colour_anchor(frames, scene, 1.0)  # a smaller scene image is resized to the frames' side
+    assert moved.shape == frames.shape and moved.dtype == np.uint8
+    assert np.linalg.norm(_mean_lab(moved) - _mean_lab(scene[None])) < 2

@@ -128,7 +128,7 @@ class BoxedClip(FixedClip):
 def test_face_weighted_l1_is_plain_l1_on_a_uniform_error_and_weighs_the_box(tmp_path):
     cfg = VAETrainConfig(preset="tiny", steps=1, batch_size=1, out_dir=str(tmp_path), face_weight=4.0, precision="fp32")
     trainer = VAETrainer(cfg, source=BoxedClip())
-    batch, weights = trainer.next_batch()
+    batch, weights, _ = trainer.next_batch()
     assert weights.shape == (1, 1, 5, 32, 32) and weights.max() == 5 and weights.min() == 1
     # the weighted L1 is the plain one re-weighted: check it against the formula on the model's own output
     with torch.no_grad():

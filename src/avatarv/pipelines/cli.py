@@ -160,6 +160,9 @@ def generate(
     step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching: skip the DiT's block stack "
                                      "while its first block's residual changes by less than this (accumulated "
                                      "relative L1; e.g. 0.1). 0 (default): off."),
+    colour_correction: float = typer.Option(0.0, "--colour-correction", min=0.0, max=1.0, help="Colour anchor: "
+                                            "move each frame's Lab mean/std towards the scene image's by this "
+                                            "fraction (InfiniteTalk's color correction; 0: off)."),
     guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
                                  "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; "
                                  "audio=3 alone costs three, scales that differ everywhere four)."),
@@ -226,6 +229,7 @@ def generate(
                              prompt=prompt or "", scene_prompt=scene_prompt,
                              motion_path=None if motion_out is None else str(motion_out),
                              motion_continuity=motion_continuity, step_cache=step_cache,
+                             colour_correction=colour_correction,
                              **sampling_options(source.sampling_defaults(), steps, sampler, guidance))
     speech = _speech_from_args(audio, text, voice)
     summary = run_generation(ref, out, speech, opts, source)

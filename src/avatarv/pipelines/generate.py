@@ -30,6 +30,7 @@ from avatarv.models.dit.motion_codec import MotionCodec
 from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
+from avatarv.pipelines.infinitetalk_sampling import match_colors
 from avatarv.pipelines.job import Job, prepare_job
 from avatarv.pipelines.motion_track import save_motion_track
 from avatarv.pipelines.reference import resize_square
@@ -65,11 +66,26 @@ class GenerationOptions:
     frame_filter: Callable[[np.ndarray], np.ndarray] | None = None
     step_cache: float = 0.0  # step caching threshold (pipelines/step_cache.py); 0 = off
     step_cache_max_skips: int = 2
+    # colour anchor (InfiniteTalk's ``color_correction_strength``): every decoded frame's Lab mean and std are
+    # moved towards the scene image's by this fraction (0 … 1; 0 = off) before it is written and before its tail
+    # is re-encoded as the next chunk's prefix, so a colour or exposure error cannot compound chunk after chunk
+    colour_correction: float = 0.0
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
                                guidance=self.guidance, step_cache=self.step_cache,
                                step_cache_max_skips=self.step_cache_max_skips)
+
+
+def colour_anchor(frames: np.ndarray | None, scene: np.ndarray, strength: float) -> np.ndarray | None:
+    """``frames`` ``[T, R, R, 3]`` uint8 with their Lab statistics moved towards ``scene``'s (``[S, S, 3]`` uint8,
+    resized to R when it differs; ``match_colors``). None passes through (a job without that stream)."""
+    if frames is None:
+        return None
+    if scene.shape[:2] != frames.shape[1:3]:
+        scene = resize_square(scene[None], frames.shape[1])[0]
+    out = match_colors(frames.astype(np.float32) / 255.0, scene.astype(np.float32) / 255.0, strength)
+    return np.round(out * 255.0).astype(np.uint8)
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -293,6 +309,10 @@ class AvatarPipeline:
                     job.anchor = RefInputs(latents[:, :, -opts.anchor_latents :].clone(),
                                            time_offset=cfg.dit.ref_time_offset + 2048)
                 frames, lr_frames = self._decode(job, latents, tokens, preview is not None, clock)
+                if opts.colour_correction > 0:
+                    with clock.phase("colour"):
+                        frames, lr_frames = (colour_anchor(f, job.scene, opts.colour_correction)
+                                             for f in (frames, lr_frames))
                 last = chunk.index == len(chunks) - 1
                 with clock.phase("write"):
                     n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)

@@ -38,6 +38,7 @@ class Job:
     refine: bool
     out_res: int
     track: MotionTrack | None = None
+    scene: np.ndarray | None = None  # [S, S, 3] uint8: the first chunk's known frame (the colour reference)
     cache: RefKVCache = field(default_factory=RefKVCache)  # the reference's K/V
     anchor_cache: RefKVCache = field(default_factory=RefKVCache)  # the appearance anchor's
     hr_cache: RefKVCache = field(default_factory=RefKVCache)  # the refiner's reference
@@ -75,7 +76,7 @@ def prepare_job(pipe, reference: Video, speech: np.ndarray, opts, plan: ChunkPla
             raise InputError("this checkpoint has no motion stream (motion_dim = 0): --motion-out needs one")
         track = MotionTrack(codec.names, plan.overlap_frames, plan.total_frames)
     return Job(plan, prepared, codec, speech, speech_tokens, text, scene_latent, views, generator, refine, out_res,
-               track)
+               track, scene)
 
 
 def scene_image(pipe, prepared: PreparedReference, opts, generator: torch.Generator) -> tuple[np.ndarray, list[int]]:

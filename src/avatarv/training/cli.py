@@ -95,6 +95,8 @@ def train_vae(
     face_weight: float = typer.Option(0.0, "--face-weight", min=0.0, help="Extra L1 weight inside the head box."),
     mouth_weight: float = typer.Option(0.0, "--mouth-weight", min=0.0,
                                        help="Extra L1 weight inside the mouth box (on top of --face-weight)."),
+    analyzer_weight: float = typer.Option(0.0, "--analyzer-weight", min=0.0, help="Weight of the loss in the "
+                                          "frozen world analyzer's space (face features + lips; 0: off)."),
     min_lr_ratio: float = typer.Option(1.0, "--min-lr-ratio", help="Cosine decay to lr × this (1: constant)."),
     heldout_frames: int = typer.Option(None, "--heldout-frames", help="Clip length of the PSNR figure "
                                        "(default --frames; the pipeline's chunk is 33)."),
@@ -109,7 +111,7 @@ def train_vae(
     cfg = VAETrainConfig(preset=preset, steps=steps, out_dir=str(out), lr=lr, batch_size=batch_size,
                          train_identities=identities, scenes=scenes, frames=frames, crop_latents=crop,
                          face_weight=face_weight, mouth_weight=mouth_weight, min_lr_ratio=min_lr_ratio,
-                         cached_clips=identities * scenes,
+                         analyzer_weight=analyzer_weight, cached_clips=identities * scenes,
                          seed=seed, precision=dtype or "auto")
     vae = None
     if init is not None:

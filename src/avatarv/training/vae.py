@@ -20,6 +20,7 @@ from avatarv.config import get_preset
 from avatarv.errors import ConfigError
 from avatarv.models.vae import VideoVAE
 from avatarv.precision import autocast, compute_dtype, parse_dtype
+from avatarv.training.analyzer_loss import face_squares
 from avatarv.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -70,6 +71,11 @@ class VAETrainConfig:
     min_lr_ratio: float = 1.0
     # world clips kept decoded in memory (2 s at 128² ≈ 2.4 MB each; a clip costs ~0.6 s to render)
     cached_clips: int = 256
+    # weight of the loss in the frozen world analyzer's space (training/analyzer_loss.py: LPIPS-style features
+    # of its face network on face crops + its reading of the lips), added to the L1; 0 = off. Needs sources
+    # whose boxes carry the face squares (``WorldClipSource`` does)
+    analyzer_weight: float = 0.0
+    analyzer_mouth_weight: float = 1.0  # the lips' landmarks and mouth opening, inside the analyzer loss
 
     def __post_init__(self):
         self.precision = parse_dtype(self.precision, "precision")
@@ -90,7 +96,8 @@ class WorldClipSource:
         self.max_cached = max_cached  # 2 s at 128² is 2.4 MB: 256 clips hold the small preset's first recipe set
 
     def clip(self, ident: int, scene: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """→ frames ``[T, S, S, 3]`` uint8, boxes ``{"head", "mouth"}`` each ``[T, 4]`` (x0, y0, x1, y1) px."""
+        """→ frames ``[T, S, S, 3]`` uint8, boxes ``{"head", "mouth"}`` each ``[T, 4]`` (x0, y0, x1, y1) px and
+        the analyzer's face squares ``"square"`` ``[T, 3]`` (cx, cy, side px)."""
         from avatarv.world import make_clip
 
         key = (ident, scene)
@@ -99,7 +106,8 @@ class WorldClipSource:
                 self._cache.pop(next(iter(self._cache)))
             clip = make_clip(ident, scene, seconds=2.0, size=self.size, seed=self.seed)
             self._cache[key] = (clip.frames, {"head": clip.labels.head_box,
-                                              "mouth": mouth_boxes(clip.labels.landmarks)})
+                                              "mouth": mouth_boxes(clip.labels.landmarks),
+                                              "square": face_squares(clip.labels.landmarks)})
         return self._cache[key]
 
     def sample_with_boxes(self, g: torch.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -183,11 +191,19 @@ class VAETrainer:
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
         self.out = Path(cfg.out_dir)
+        self.analyzer_loss = None
+        if cfg.analyzer_weight > 0:
+            from avatarv.training.analyzer_loss import AnalyzerLoss
 
-    def loss(self, batch: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+            self.analyzer_loss = AnalyzerLoss(mouth_weight=cfg.analyzer_mouth_weight)
+
+    def loss(self, batch: torch.Tensor, weights: torch.Tensor | None = None,
+             squares: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """``batch`` ``[B, 3, T, H, W]`` in [−1, 1]; ``weights`` ``[B, 1, T, H, W]`` per-pixel L1 weights (None:
-        plain L1). The weighted L1 is normalised by the mean weight, so its scale stays that of plain L1."""
-        crop = self.cfg.crop_latents
+        plain L1). The weighted L1 is normalised by the mean weight, so its scale stays that of plain L1.
+        ``squares`` ``[B, T, 3]``: the face crops of the analyzer loss (with ``analyzer_weight`` > 0; the whole
+        frame is decoded then, no crop)."""
+        crop = 0 if self.analyzer_loss is not None else self.cfg.crop_latents
         if crop and self.cfg.train_encoder:  # the whole autoencoder learns: it sees only the pixel window
             window = self._window(batch.shape[-2:], self.vae.cfg.spatial_stride)
             if window is not None:
@@ -206,6 +222,10 @@ class VAETrainer:
         if weights is not None:
             rec = (err * weights).mean() / weights.mean()
             logs["l1_weighted"] = rec.item()
+        if self.analyzer_loss is not None:
+            extra, more = self.analyzer_loss(recon, batch, squares)
+            rec = rec + self.cfg.analyzer_weight * extra
+            logs.update(more)
         return rec + self.cfg.kl_weight * kl, logs
 
     def _window(self, hw: tuple[int, int], stride: int, centre: tuple[int, int] | None = None
@@ -256,26 +276,33 @@ class VAETrainer:
             parts.append((z[b : b + 1][lat], batch[b : b + 1][px], weights[b : b + 1][px]))
         return tuple(torch.cat(t) for t in zip(*parts, strict=True))
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """→ clips ``[B, 3, T, H, W]``, and their L1 weights ``[B, 1, T, H, W]`` when ``face_weight`` or
-        ``mouth_weight`` > 0."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """→ clips ``[B, 3, T, H, W]``, their L1 weights ``[B, 1, T, H, W]`` when ``face_weight`` or
+        ``mouth_weight`` > 0 (else None), and their face squares ``[B, T, 3]`` with the analyzer loss (else
+        None)."""
         region = {"head": self.cfg.face_weight, "mouth": self.cfg.mouth_weight}
-        if not any(w > 0 for w in region.values()):
-            return torch.stack([to_input(self.source.sample(self.generator)) for _ in range(self.cfg.batch_size)]), None
-        clips, weights = [], []
+        weighted = any(w > 0 for w in region.values())
+        if not weighted and self.analyzer_loss is None:
+            return (torch.stack([to_input(self.source.sample(self.generator)) for _ in range(self.cfg.batch_size)]),
+                    None, None)
+        clips, weights, squares = [], [], []
         for _ in range(self.cfg.batch_size):
             frames, boxes = self.source.sample_with_boxes(self.generator)
             clips.append(to_input(frames))
-            weights.append(region_weights(boxes, region, frames.shape[1], frames.shape[2]))
-        return torch.stack(clips), torch.stack(weights)
+            if weighted:
+                weights.append(region_weights(boxes, region, frames.shape[1], frames.shape[2]))
+            if self.analyzer_loss is not None:
+                squares.append(torch.as_tensor(boxes["square"]))
+        return (torch.stack(clips), torch.stack(weights) if weighted else None,
+                torch.stack(squares) if squares else None)
 
     def train_step(self) -> dict:
-        batch, weights = self.next_batch()
+        batch, weights, squares = self.next_batch()
         self.optim.zero_grad(set_to_none=True)
         for group in self.optim.param_groups:
             group["lr"] = lr_at(self.cfg, self.step)
         with autocast("cpu", compute_dtype("cpu", self.cfg.precision)):
-            loss, logs = self.loss(batch, weights)
+            loss, logs = self.loss(batch, weights, squares)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
