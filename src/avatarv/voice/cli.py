@@ -44,9 +44,8 @@ def say_cmd(
 ) -> None:
     """Speak text, matched to a voice when --voice is given; writes a 16 kHz mono wav."""
     from avatarv.voice.audio import write_wav
-    from avatarv.voice.engine import check_text, load_voice, speak
+    from avatarv.voice.engine import check_text, load_voice, source_synthesiser, speak
     from avatarv.voice.engines import ENGINES, engine_status, format_status
-    from avatarv.voice.synth import get_synthesiser
 
     if engine == "list":
         typer.echo(format_status(engine_status(weights)))
@@ -75,9 +74,7 @@ def say_cmd(
         if engine == "kokoro":  # the profile's Kokoro voice when it chose one, else the first woman's
             chosen = (profile.source_synthesiser or "") if profile is not None else ""
             synthesiser = chosen if chosen.startswith("kokoro:") else "kokoro:jf_alpha"
-        elif engine is None and profile is not None and profile.source_synthesiser:
-            synthesiser = profile.source_synthesiser
-        wave, name = speak(text, profile, synthesiser=synthesiser), get_synthesiser(synthesiser).name
+        wave, name = speak(text, profile, synthesiser=synthesiser), source_synthesiser(profile, synthesiser).name
     write_wav(out, wave)
     typer.echo(f"{out}: {wave.size / 16000:.2f} s, synthesiser: {name}" + (f", voice: {voice}" if voice else ""))
 

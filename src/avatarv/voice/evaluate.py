@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from avatarv.voice.match import MatchingPolicy
+from avatarv.voice.match import POLICIES, MatchingPolicy
 
 TEST_TEXTS = (
     "Please remember to bring your umbrella tomorrow, because it might rain in the afternoon. "
@@ -41,6 +41,7 @@ class SpeakerRow:
     identified_as: list[str]  # nearest sample per text
     wer_matched: float
     rtf_matched: float
+    cpu_rtf_matched: float  # process CPU seconds (all threads) per second of speech: what load cannot inflate
     conversion: dict = field(default_factory=dict)
     source: str = ""  # the source voice matching started from
     source_scores: dict = field(default_factory=dict)  # each source's similarity after its acoustic start
@@ -71,6 +72,8 @@ class MatchingReport:
             "rtf_plain": round(self.rtf_plain, 4),
             "rtf_matched": round(float(np.mean([x.rtf_matched for x in r])), 4),
             "rtf_matched_max": round(float(np.max([x.rtf_matched for x in r])), 4),
+            "cpu_rtf_matched": round(float(np.mean([x.cpu_rtf_matched for x in r])), 4),
+            "cpu_rtf_matched_max": round(float(np.max([x.cpu_rtf_matched for x in r])), 4),
         }
         for group in dict.fromkeys(x.group for x in r):
             out[f"id_accuracy_{group}"] = round(float(np.mean([x.correct for x in r if x.group == group])), 4)
@@ -96,7 +99,7 @@ def evaluate(
     from avatarv.voice.profile import profile
     from avatarv.voice.synth import available_sources, get_synthesiser
 
-    policies = policies or {"voice+residual": MatchingPolicy()}
+    policies = policies or {"sources+residual": POLICIES["sources+residual"]}
     groups = groups or {}
     names = list(samples)
     sample_emb = np.stack([speaker_embedding(samples[n]) for n in names])  # [K, 256]
@@ -135,11 +138,12 @@ def evaluate(
             else:
                 conversion = fit_conversion(source, *target, pitch, embedding, policy)
             voice = replace(measured, conversions={chosen.name: conversion.to_dict()}, source_synthesiser=chosen.name)
-            matched, elapsed, audio_s = [], 0.0, 0.0
+            matched, elapsed, cpu, audio_s = [], 0.0, 0.0, 0.0
             for text in texts:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 wave = speak(text, voice)
                 elapsed += time.perf_counter() - t0
+                cpu += time.process_time() - c0
                 audio_s += wave.size / 16000
                 matched.append(wave)
             emb = np.stack([speaker_embedding(w) for w in matched])  # [T, 256]
@@ -162,6 +166,7 @@ def evaluate(
                     np.mean([word_error_rate(t, transcribe(w).text) for t, w in zip(texts, matched, strict=True)])
                 ) if wer else float("nan"),
                 rtf_matched=elapsed / audio_s,
+                cpu_rtf_matched=cpu / audio_s,
                 conversion=conversion.to_dict(),
                 source=chosen.name,
                 source_scores=scores,
@@ -170,20 +175,20 @@ def evaluate(
             log(f"{policy_name:>18s} {name}: sim {row.sim_plain:.3f} -> {row.sim_matched:.3f} "
                 f"(nearest other {row.nearest_other} {row.sim_nearest_other:.3f}), identified {row.correct:.2f}, "
                 f"F0 {row.f0_target:.0f}->{row.f0_matched:.0f}, rate {row.rate_target:.2f}->{row.rate_matched:.2f}, "
-                f"WER {row.wer_matched:.3f}, RTF {row.rtf_matched:.2f}, source {row.source} {row.conversion} {scores}")
+                f"WER {row.wer_matched:.3f}, RTF {row.rtf_matched:.2f} (CPU {row.cpu_rtf_matched:.2f}), source {row.source} {row.conversion} {scores}")
     load = tuple(round(v, 2) for v in os.getloadavg())
     return {p: MatchingReport(r, plain_time / plain_audio, wer_plain, float(sim_plain.mean()), load) for p, r in rows.items()}
 
 
 def table(report: MatchingReport) -> str:
     head = ("| speaker | group | source voice | F0 target→matched (Hz) | rate target→matched (syll/s) | "
-            "similarity plain → matched | nearest other sample (similarity) | identified | WER matched | RTF |")
+            "similarity plain → matched | nearest other sample (similarity) | identified | WER matched | RTF (CPU s / s) |")
     lines = [head, "|" + "---|" * 10]
     for r in report.rows:
         mark = "yes" if r.correct == 1 else ("no" if r.correct == 0 else f"{r.correct:.2f}")
         lines.append(
             f"| {r.name} | {r.group} | {r.source.split(':')[-1]} | {r.f0_target:.0f} → {r.f0_matched:.0f} | "
             f"{r.rate_target:.2f} → {r.rate_matched:.2f} | {r.sim_plain:.3f} → {r.sim_matched:.3f} | "
-            f"{r.nearest_other} ({r.sim_nearest_other:.3f}) | {mark} | {r.wer_matched:.3f} | {r.rtf_matched:.2f} |"
+            f"{r.nearest_other} ({r.sim_nearest_other:.3f}) | {mark} | {r.wer_matched:.3f} | {r.rtf_matched:.2f} ({r.cpu_rtf_matched:.2f}) |"
         )
     return "\n".join(lines)

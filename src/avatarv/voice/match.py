@@ -1,5 +1,9 @@
 """Voice matching: make synthetic speech take a sample's pitch, range, rate, pauses, loudness and timbre.
 
+Source: the voice to bend is chosen first (``choose_source``): piper's joe or one of Kokoro-82M's five
+voices, the one nearest the sample after its acoustic start, so that less must be bent (issue #34:
+held-out figures in ``benchmarks/results/voice-heldout.md``).
+
 Pipeline (WORLD domain, one utterance):
 1. rate   — the synthesiser's length control from its measured articulation rate, a residual WORLD time
    stretch (``duration_factor``), pauses set to the sample's median pause (``engine.set_pauses``);
@@ -191,9 +195,10 @@ def convert(
 class MatchingPolicy:
     """How a conversion is fitted: where α starts and which settings the embedding search may move.
 
-    The default (``POLICIES["voice+residual"]``) was chosen on ``protocol.TUNING_SPEAKERS``: it ties
-    ``voice`` on identification there (0.56) and is closer to the samples (0.649 vs 0.633 cosine);
-    ``benchmarks/results/voice-heldout.md`` has both on the held-out set.
+    Chosen on ``protocol.TUNING_SPEAKERS`` only: ``voice+residual`` ties ``voice`` on identification
+    there (0.56) and is closer to the samples (0.649 vs 0.633 cosine); starting from the nearest of six
+    source voices (``sources+residual``, the default) raises identification there to 0.67 and
+    similarity to 0.689. ``benchmarks/results/voice-heldout.md`` has them on the held-out set.
     """
 
     warp_start: str = "blend"  # "envelope" (raw long-term envelopes), "robust" (level+tilt removed), "blend"
@@ -212,7 +217,7 @@ POLICIES = {
     "voice+residual": MatchingPolicy(),
     # the same, starting from the nearest of piper's and Kokoro's voices (``choose_source``)
     "sources+residual": MatchingPolicy(sources=("piper", "kokoro:jm_kumo", "kokoro:jf_alpha", "kokoro:jf_gongitsune",
-                                                "kokoro:jf_nezumi", "kokoro:jf_tebukuro")),
+                                                "kokoro:jf_nezumi", "kokoro:jf_tebukuro")),  # = synth.SOURCE_SYNTHESISERS
     # the voice's own settings only: formant scaling, tilt, breathiness (no residual EQ)
     "voice": MatchingPolicy(envelope_gains=()),
     # ≈ before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
@@ -220,7 +225,7 @@ POLICIES = {
                                  start_envelope_gain=1.0, aperiodicity_gains=(0.0, 2.0, 3.0)),
     "voice-robust-warp": MatchingPolicy(warp_start="robust", envelope_gains=()),
 }
-DEFAULT_POLICY = POLICIES["voice+residual"]
+DEFAULT_POLICY = POLICIES["sources+residual"]
 
 
 def fit_conversion(

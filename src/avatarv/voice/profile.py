@@ -17,7 +17,14 @@ import numpy as np
 
 from avatarv.errors import InputError
 from avatarv.voice.audio import SAMPLE_RATE, SILENCE_LUFS, load_audio, loudness, normalise_loudness
-from avatarv.voice.match import DEFAULT_POLICY, Conversion, MatchingPolicy, choose_source, fit_conversion, source_voice
+from avatarv.voice.match import (
+    DEFAULT_POLICY,
+    Conversion,
+    MatchingPolicy,
+    choose_source,
+    fit_conversion,
+    source_voice,
+)
 from avatarv.voice.measure import mean_envelopes, pitch_stats, speaking_rate
 from avatarv.voice.world import analyse
 
