@@ -144,11 +144,11 @@ def test_face_weighted_l1_is_plain_l1_on_a_uniform_error_and_weighs_the_box(tmp_
 def test_mouth_weight_adds_to_the_face_weight(tmp_path):
     cfg = VAETrainConfig(preset="tiny", steps=1, batch_size=1, out_dir=str(tmp_path), face_weight=2.0,
                          mouth_weight=6.0, precision="fp32")
-    _, weights = VAETrainer(cfg, source=BoxedClip()).next_batch()
+    _, weights, _ = VAETrainer(cfg, source=BoxedClip()).next_batch()
     w = weights[0, 0, 0].numpy()
     assert w[17, 15] == 9 and w[10, 10] == 3 and w[0, 0] == 1  # mouth (in the head), head, background
     only_mouth = VAETrainConfig(preset="tiny", steps=1, batch_size=1, out_dir=str(tmp_path), mouth_weight=6.0)
-    _, weights = VAETrainer(only_mouth, source=BoxedClip()).next_batch()
+    _, weights, _ = VAETrainer(only_mouth, source=BoxedClip()).next_batch()
     assert weights is not None and set(np.unique(weights.numpy())) == {1.0, 7.0}
 
 
