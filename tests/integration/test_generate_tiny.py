@@ -249,3 +249,32 @@ def test_colour_anchor_function():
     moved = colour_anchor(frames, scene, 1.0)  # a smaller scene image is resized to the frames' side
     assert moved.shape == frames.shape and moved.dtype == np.uint8
     assert np.linalg.norm(_mean_lab(moved) - _mean_lab(scene[None])) < 2
+
+
+def test_checkpoint_decoder_choice(tmp_path, real_inputs):
+    from avatarv.errors import CheckpointError, InputError
+    from avatarv.models.vae import VideoVAE
+    from avatarv.models.vae.tiny_decoder import (
+        TINY_DECODER_PRESETS,
+        FastDecodeVAE,
+        TinyDecoderConfig,
+        TinyVideoDecoder,
+    )
+
+    pipe = AvatarPipeline.random("tiny", seed=0)
+    pipe.save(tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match="tiny_decoder"):
+        AvatarPipeline.from_checkpoint(tmp_path / "ckpt", decoder="tiny")
+    with pytest.raises(InputError, match="decoder 'fast'"):
+        AvatarPipeline.from_checkpoint(tmp_path / "ckpt", decoder="fast")
+    assert isinstance(AvatarPipeline.from_checkpoint(tmp_path / "ckpt").vae, VideoVAE)  # auto, no folder: full
+    torch.manual_seed(1)
+    cfg = TinyDecoderConfig(**{**TINY_DECODER_PRESETS["debug"].__dict__, "latent_channels": pipe.cfg.vae.z_dim})
+    TinyVideoDecoder(cfg).save_pretrained(tmp_path / "ckpt" / "tiny_decoder")
+    assert isinstance(AvatarPipeline.from_checkpoint(tmp_path / "ckpt", decoder="full").vae, VideoVAE)
+    fast = AvatarPipeline.from_checkpoint(tmp_path / "ckpt")  # auto: the folder is there
+    assert isinstance(fast.vae, FastDecodeVAE)
+    ref_path, speech_path = real_inputs
+    summary = fast.generate(read_video(ref_path), read_audio(speech_path), tmp_path / "o.mp4",
+                            GenerationOptions(seconds=0.6, steps=1))
+    assert summary["decoder"] == "tiny" and read_video(tmp_path / "o.mp4").frames.shape == (15, 64, 64, 3)

@@ -47,6 +47,7 @@ class PipelineSource:
     checkpoint: Path | None = None
     preset: str | None = None
     dtype: str | None = None  # auto | fp32 | bf16 (avatarv.precision)
+    decoder: str = "auto"  # auto | full | tiny (AvatarPipeline.from_checkpoint)
 
     def load(self, seed: int = 0):
         from avatarv.pipelines.generate import AvatarPipeline
@@ -56,7 +57,8 @@ class PipelineSource:
             raise InputError("give at most one of --checkpoint DIR and --preset NAME (random weights)")
         if self.preset is not None:
             return AvatarPipeline.random(self.preset, seed=seed, dtype=self.dtype)
-        return AvatarPipeline.from_checkpoint(self.checkpoint or find_checkpoint(), dtype=self.dtype)
+        return AvatarPipeline.from_checkpoint(self.checkpoint or find_checkpoint(), dtype=self.dtype,
+                                              decoder=self.decoder)
 
     def sampling_defaults(self) -> dict:
         """The sampling a checkpoint was made for (``pipeline.json``'s ``sampling``: steps, sampler, guidance; a
@@ -160,6 +162,8 @@ def generate(
     step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching: skip the DiT's block stack "
                                      "while its first block's residual changes by less than this (accumulated "
                                      "relative L1; e.g. 0.1). 0 (default): off."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto (the checkpoint's tiny fast decoder when it has "
+                                "one) | full (the VAE's own decoder) | tiny."),
     colour_correction: float = typer.Option(0.0, "--colour-correction", min=0.0, max=1.0, help="Colour anchor: "
                                             "move each frame's Lab mean/std towards the scene image's by this "
                                             "fraction (InfiniteTalk's color correction; 0: off)."),
@@ -222,7 +226,7 @@ def generate(
             typer.echo(json.dumps({**summary, "watermark": mark_output(out, enabled=watermark)}))
         return
 
-    source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype))
+    source = PipelineSource(checkpoint, preset, None if dtype is None else _dtype(dtype), decoder=decoder)
     opts = GenerationOptions(seconds=seconds, seed=seed,
                              scene_image=None if scene is None else str(scene), scene_engine=scene_engine,
                              preview_path=None if preview is None else str(preview), refine=refine,
@@ -261,6 +265,7 @@ def demo(
     teacher: bool = typer.Option(False, "--teacher", help="The undistilled world model (24 steps) instead of the "
                                  "distilled one."),
     step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching threshold (0: off)."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto | full | tiny; see generate --help."),
 ) -> None:
     """Run generate on the bundled examples (ref.mp4 + speech.wav) with the bundled checkpoint: the distilled
     world model (its own steps and sampler) when it is there, else the teacher."""
@@ -273,7 +278,8 @@ def demo(
         if not path.is_file():
             raise InputError("demo input missing (make examples writes it)", path)
     try:
-        source = PipelineSource(_demo_checkpoint(teacher), dtype=None if dtype is None else _dtype(dtype))
+        source = PipelineSource(_demo_checkpoint(teacher), dtype=None if dtype is None else _dtype(dtype),
+                                decoder=decoder)
     except CheckpointError as err:
         typer.echo(f"avatarv demo: {err}; using tiny RANDOM weights", err=True)
         source = PipelineSource(preset="tiny", dtype=None if dtype is None else _dtype(dtype))

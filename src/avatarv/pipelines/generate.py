@@ -77,6 +77,9 @@ class GenerationOptions:
                                step_cache_max_skips=self.step_cache_max_skips)
 
 
+DECODERS = ("auto", "full", "tiny")
+
+
 def colour_anchor(frames: np.ndarray | None, scene: np.ndarray, strength: float) -> np.ndarray | None:
     """``frames`` ``[T, R, R, 3]`` uint8 with their Lab statistics moved towards ``scene``'s (``[S, S, 3]`` uint8,
     resized to R when it differs; ``match_colors``). None passes through (a job without that stream)."""
@@ -160,8 +163,12 @@ class AvatarPipeline:
         return cls(cfg, dit, VideoVAE(cfg.vae), random_weights=True, refiner=sr, dtype=dtype)
 
     @classmethod
-    def from_checkpoint(cls, directory: str | Path, dtype: str | None = None) -> AvatarPipeline:
-        """A pipeline directory: ``pipeline.json`` (preset + overrides), ``dit/`` and ``vae/``."""
+    def from_checkpoint(cls, directory: str | Path, dtype: str | None = None, decoder: str = "auto") -> AvatarPipeline:
+        """A pipeline directory: ``pipeline.json`` (preset + overrides), ``dit/`` and ``vae/`` (and optionally
+        ``tiny_decoder/``, a fast decoder distilled from the VAE's: models/vae/tiny_decoder.py). ``decoder``:
+        ``auto`` (the tiny one when the folder has it), ``full`` (the VAE's own) or ``tiny`` (required)."""
+        if decoder not in DECODERS:
+            raise InputError(f"decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
         directory = Path(directory)
         meta_path = directory / "pipeline.json"
         if not meta_path.is_file():
@@ -170,6 +177,13 @@ class AvatarPipeline:
         base = get_preset(meta.get("preset", "small"))
         dit = VideoRefDiT.from_pretrained(directory / "dit")
         vae = VideoVAE.from_pretrained(directory / "vae")
+        tiny = directory / "tiny_decoder"
+        if decoder == "tiny" and not tiny.is_dir():
+            raise CheckpointError("--decoder tiny: this checkpoint has no tiny_decoder/ folder", directory)
+        if decoder == "tiny" or (decoder == "auto" and tiny.is_dir()):
+            from avatarv.models.vae.tiny_decoder import FastDecodeVAE
+
+            vae = FastDecodeVAE.from_folder(vae, tiny)
         refiner = None
         if (directory / "refiner").is_dir():
             refiner = SRRefiner(VideoRefDiT.from_pretrained(directory / "refiner"))
@@ -354,6 +368,7 @@ class AvatarPipeline:
             "refiner_cache_builds": job.hr_cache.builds, "resolution": job.out_res, "scene_views": job.scene_views,
             "ref_cache_hits": job.cache.hits, "ref_latent_frames": ref.num_frames,
             "faceless_ref_frames": int((~ref.frame_mask).sum()), "random_weights": self.random_weights,
+            "decoder": "tiny" if hasattr(self.vae, "decoder") else "full",  # FastDecodeVAE carries a tiny decoder
         }
 
 

@@ -35,28 +35,26 @@ def _prefilter():
 
 
 def _filters():
+    from avatarv.data.curation.stages.content import Content
     from avatarv.data.curation.stages.dedup import Dedup, Fingerprint
     from avatarv.data.curation.stages.faces import Faces
     from avatarv.data.curation.stages.ocr import Ocr
     from avatarv.data.curation.stages.scenes import Scenes
     from avatarv.data.curation.stages.sync import LipSync
-    from avatarv.data.curation.stages.visual import Visual
-
-    from avatarv.data.curation.stages.content import Content
     from avatarv.data.curation.stages.synthetic_speech import SyntheticSpeech
+    from avatarv.data.curation.stages.visual import Visual
 
     return [*_prefilter(), Scenes(), Visual(), Faces(), Ocr(), LipSync(), Fingerprint(), Dedup(), Content(),
             SyntheticSpeech()]
 
 
 def _full():
+    from avatarv.data.curation.stages.categories import Categories
     from avatarv.data.curation.stages.clipping import SmartClipping
     from avatarv.data.curation.stages.identity import ClipIdentity, IdentityGraph
     from avatarv.data.curation.stages.shards import Shards
     from avatarv.data.curation.stages.speech import Captions, Speech
     from avatarv.data.curation.stages.tiers import Tiers
-
-    from avatarv.data.curation.stages.categories import Categories
 
     stages = [*_filters(), SmartClipping(), Tiers(), Speech(), Captions(), Categories(), ClipIdentity(),
               IdentityGraph()]
