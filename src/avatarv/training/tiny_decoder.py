@@ -46,6 +46,7 @@ from avatarv.training.checkpoint import (
 @dataclass
 class TinyDecoderTrainConfig:
     preset: str = "small"  # models/vae/tiny_decoder.py TINY_DECODER_PRESETS
+    init: str = ""  # start from this decoder folder's weights (its config replaces the preset's); "": random
     vae: str = "checkpoints/world-small/vae"
     out_dir: str = "runs/tiny-decoder"
     steps: int = 3000
@@ -134,8 +135,11 @@ class TinyDecoderTrainer:
         self.vae = vae or VideoVAE.from_pretrained(cfg.vae)
         self.pool = TeacherPool(self.vae, cfg, Path(cfg.teacher_dir or self.out / "teacher"), progress)
         torch.manual_seed(cfg.seed)
-        model_cfg = replace(tiny_decoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim)
-        self.model = TinyVideoDecoder(model_cfg).train()
+        if cfg.init:
+            self.model = TinyVideoDecoder.from_pretrained(cfg.init).train()
+        else:
+            model_cfg = replace(tiny_decoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim)
+            self.model = TinyVideoDecoder(model_cfg).train()
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
