@@ -49,7 +49,8 @@ def speak(text: str, voice_profile: VoiceProfile | None = None, synthesiser: str
     length_scale = 1.0
     if np.isfinite(target_rate) and target_rate > 0 and np.isfinite(source.rate_syllables_per_s):
         exponent = getattr(synth, "length_exponent", LENGTH_SCALE_EXPONENT)
-        length_scale = float(np.clip((source.rate_syllables_per_s / target_rate) ** (1 / exponent), 0.5, 2.0))
+        shortest = getattr(synth, "min_length_scale", 0.5)
+        length_scale = float(np.clip((source.rate_syllables_per_s / target_rate) ** (1 / exponent), shortest, 2.0))
     wave = synth.synthesise(text, length_scale=length_scale)
     spans = speech_spans(wave)
     duration_factor = 1.0

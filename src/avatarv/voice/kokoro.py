@@ -116,6 +116,11 @@ class KokoroSynthesiser:
     # Kokoro's ``speed`` divides every predicted duration, pauses included: 7.25 / 8.80 / 11.05 s at
     # length_scale 0.8 / 1.0 / 1.25, so speech time grows as length_scale^1.0.
     length_exponent = 1.0
+    # Faster than this, these voices (published for Japanese) stop being intelligible in English: Whisper
+    # tiny.en word error on the calibration and sample paragraphs (no speaker involved), jf_alpha / jm_kumo:
+    # 0.04 / 0.04 at length_scale 1.0, 0.16 / 0.11 at 0.8, 0.45 / 0.15 at 0.7 (piper: 0.09 down to 0.7).
+    # A faster speaker is reached by the WORLD time stretch (``engine.speak``) from here.
+    min_length_scale = 0.95
 
     def __init__(self, voice: str = "jf_alpha"):
         if voice not in KOKORO_VOICES:
