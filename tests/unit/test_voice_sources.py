@@ -83,3 +83,4 @@ def test_a_profile_whose_source_voice_is_missing_is_spoken_from_the_default_voic
     assert source_synthesiser(missing) is default
     assert "matching from the default voice" in caplog.text
     assert source_synthesiser(missing, "espeak").name.startswith("espeak-ng")  # a named engine wins
+    assert get_synthesiser("espeak-ng (fallback: test)").name.startswith("espeak-ng")  # a saved fallback name

@@ -15,8 +15,10 @@ app = typer.Typer(name="voice", help="Voice engine: text to speech in a user's v
 def profile_cmd(
     sample: Path = typer.Argument(..., help="Voice sample: ≥ 5 s of speech, any audio or video file."),
     out: Path = typer.Option(..., "--out", "-o", help="Profile JSON to write."),
-    tune: bool = typer.Option(True, help="Tune timbre by speaker-embedding similarity (≈ 10 s)."),
-    engine: str = typer.Option(None, help="Synthesiser the profile is tuned for: piper (default) or espeak."),
+    tune: bool = typer.Option(
+        True, help="Choose the source voice and tune timbre by speaker-embedding similarity (≈ 1 min)."),
+    engine: str = typer.Option(None, help="Synthesiser to tune for: piper, espeak or kokoro:VOICE (default: "
+                               "the nearest of piper's and Kokoro's voices)."),
 ) -> None:
     """Measure a voice sample and save its VoiceProfile (JSON, with its speaker embedding)."""
     from avatarv.voice.profile import profile

@@ -131,7 +131,7 @@ def available_sources(names=SOURCE_SYNTHESISERS) -> list[Synthesiser]:
 def get_synthesiser(name: str | None = None) -> Synthesiser:
     """``"piper"``, ``"espeak"``, ``"kokoro:<voice>"`` or None (piper, else espeak-ng named as the fallback).
     A synthesiser's own ``name`` (``"piper:en_US-joe-medium"``) gives the same object as its engine's."""
-    if name == "espeak":
+    if name is not None and name.startswith("espeak"):  # "espeak", or a profile's "espeak-ng …"
         return EspeakSynthesiser()
     if name is not None and name.startswith("kokoro"):
         from avatarv.voice.kokoro import KokoroSynthesiser
