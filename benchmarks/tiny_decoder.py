@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,17 +30,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vae_roundtrip import db, mouth_readability  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class MemoEncode:
@@ -143,7 +130,9 @@ def main() -> None:
     if args.png:
         write_png(args.png, png_rows)
 
-    cpu = cpu_name()
+    from avatarv.precision import cpu_model
+
+    cpu = cpu_model()
     params = sum(p.numel() for p in fast.decoder.parameters())
     print(f"CPU: {cpu}, {threads} thread(s), load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print(f"held-out clips: {len(labelled)} × {args.chunk} frames at {args.size}², latents {tuple(z.shape)}; "

@@ -113,3 +113,27 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def load_checkpoint(path: Path, names: list[str]) -> dict[str, dict]:
     return {name: load_state(path / name) for name in names}
+
+
+def save_simple_trainer(root: Path, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer,
+                        generator: torch.Generator, config: dict, keep: int = 0) -> Path:
+    """One model, one optimiser, one data generator: the checkpoint of the small single-model trainers (the VAE's,
+    the tiny decoder's) under ``root`` at ``step``; ``resume_simple_trainer`` reads it back exactly."""
+    return save_checkpoint(root, step, {
+        "model": model.state_dict(), "optim": optim.state_dict(),
+        "trainer": {"step": step, "rng": rng_state(generator), "config": config},
+    }, keep=keep)
+
+
+def resume_simple_trainer(root: Path, model: torch.nn.Module, optim: torch.optim.Optimizer,
+                          generator: torch.Generator) -> int | None:
+    """Load the latest ``save_simple_trainer`` checkpoint under ``root`` into the model, optimiser and generator.
+    → its step, or None when there is none."""
+    path = latest_checkpoint(root)
+    if path is None:
+        return None
+    state = load_checkpoint(path, ["model", "optim", "trainer"])
+    model.load_state_dict(state["model"])
+    optim.load_state_dict(state["optim"])
+    restore_rng(state["trainer"]["rng"], generator)
+    return int(state["trainer"]["step"])

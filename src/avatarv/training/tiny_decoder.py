@@ -34,13 +34,7 @@ import torch.nn.functional as F
 
 from avatarv.errors import ConfigError
 from avatarv.models.vae.tiny_decoder import TinyVideoDecoder, tiny_decoder_config
-from avatarv.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
+from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer
 
 
 @dataclass
@@ -189,21 +183,15 @@ class TinyDecoderTrainer:
         return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"], **logs}
 
     def save(self) -> None:
-        save_checkpoint(self.out / "checkpoints", self.step, {
-            "model": self.model.state_dict(), "optim": self.optim.state_dict(),
-            "trainer": {"step": self.step, "rng": rng_state(self.generator), "config": asdict(self.cfg)},
-        }, keep=2)
+        save_simple_trainer(self.out / "checkpoints", self.step, self.model, self.optim, self.generator,
+                            asdict(self.cfg), keep=2)
         self.model.save_pretrained(self.out / "decoder")
 
     def resume(self) -> bool:
-        path = latest_checkpoint(self.out / "checkpoints")
-        if path is None:
+        step = resume_simple_trainer(self.out / "checkpoints", self.model, self.optim, self.generator)
+        if step is None:
             return False
-        state = load_checkpoint(path, ["model", "optim", "trainer"])
-        self.model.load_state_dict(state["model"])
-        self.optim.load_state_dict(state["optim"])
-        self.step = state["trainer"]["step"]
-        restore_rng(state["trainer"]["rng"], self.generator)
+        self.step = step
         return True
 
     def fit(self, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> list[dict]:

@@ -21,13 +21,7 @@ from avatarv.errors import ConfigError
 from avatarv.models.vae import VideoVAE
 from avatarv.precision import autocast, compute_dtype, parse_dtype
 from avatarv.training.analyzer_loss import face_squares
-from avatarv.training.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    restore_rng,
-    rng_state,
-    save_checkpoint,
-)
+from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer
 
 
 @dataclass
@@ -310,21 +304,15 @@ class VAETrainer:
         return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"], **logs}
 
     def save(self) -> None:
-        save_checkpoint(self.out / "checkpoints", self.step, {
-            "model": self.model.state_dict(), "optim": self.optim.state_dict(),
-            "trainer": {"step": self.step, "rng": rng_state(self.generator), "config": asdict(self.cfg)},
-        })
+        save_simple_trainer(self.out / "checkpoints", self.step, self.model, self.optim, self.generator,
+                            asdict(self.cfg))
         self.vae.save_pretrained(self.out / "vae")
 
     def resume(self) -> bool:
-        path = latest_checkpoint(self.out / "checkpoints")
-        if path is None:
+        step = resume_simple_trainer(self.out / "checkpoints", self.model, self.optim, self.generator)
+        if step is None:
             return False
-        state = load_checkpoint(path, ["model", "optim", "trainer"])
-        self.model.load_state_dict(state["model"])
-        self.optim.load_state_dict(state["optim"])
-        self.step = state["trainer"]["step"]
-        restore_rng(state["trainer"]["rng"], self.generator)
+        self.step = step
         return True
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict]:
