@@ -224,3 +224,30 @@ def test_stage3_reads_the_strided_reference_shards(tmp_path):
     assert s3.data.path == str(tmp_path / "shards-ref4") and s3.out_dir.endswith("stage3-video-ref4")
     plain = stage_configs(WorldRecipe(out=str(tmp_path)), tmp_path / "shards", "video")[2]
     assert plain.data.path == str(tmp_path / "shards") and plain.out_dir.endswith("stage3-video")
+
+
+def test_continued_recipe_with_vae_init_trains_the_vae_further_and_reshards(recipe_run, tmp_path):
+    """``init`` + ``vae_init`` (WorldRecipe.v2's shape): the VAE starts from ``vae_init``, trains further (its
+    encoder too, so the latents move), its latents are re-calibrated, the shards are encoded with it and both
+    variants' stage 3 continue their own DiTs on it; the exported pipelines carry the new VAE."""
+    from avatarv.models.vae import VideoVAE
+
+    r, exports = recipe_run
+    init = exports["video"].parent
+    v2 = WorldRecipe.v2()
+    assert v2.init and v2.vae_init and v2.vae_analyzer_weight > 0 and v2.stage_steps[:2] == (0, 0)
+    c = replace(r, out=str(tmp_path / "v2"), init=str(init), vae_init=str(exports["video"] / "vae"), vae_steps=2,
+                vae_frames=5, vae_scenes=2, vae_decoder_phases=((1, 5),), checkpoints=None, stage_steps=(0, 0, 2),
+                identity_aux_weight=0.0)
+    more = run(c, progress=False)
+    old = VideoVAE.from_pretrained(exports["video"] / "vae")
+    new = VideoVAE.from_pretrained(more["video"] / "vae")
+    assert json.loads((c.root / "vae" / "DONE").read_text())["steps"] == 2
+    enc = [k for k in old.model.state_dict() if k.startswith("encoder.")]
+    assert any(not torch.equal(old.model.state_dict()[k], new.model.state_dict()[k]) for k in enc)
+    assert (c.root / "shards" / "DONE").is_file()
+    for variant in ("video", "image"):
+        cfg = json.loads((c.root / stage3_name(c, variant) / "config.json").read_text())
+        assert cfg["init_from"] == str(exports[variant] / "dit")
+        vae = VideoVAE.from_pretrained(more[variant] / "vae")
+        assert all(torch.equal(v, vae.model.state_dict()[k]) for k, v in new.model.state_dict().items())

@@ -202,6 +202,8 @@ def parse_aux_schedule(text: str) -> tuple[int, int]:
 @app.command("world")
 def train_world(
     smoke: bool = typer.Option(False, "--smoke", help="The same recipe on the tiny preset, in minutes."),
+    v2: bool = typer.Option(False, "--v2", help="World model v2 (WorldRecipe.v2): the bundled pipelines' VAE "
+                            "trained further with the analyzer-space loss, then stage 3 of both variants on it."),
     out: Path = typer.Option(None, "--out", help="Work directory (default runs/world or runs/world-smoke)."),
     variant: list[str] = typer.Option(None, "--variant", help="video and/or image (default both)."),
     checkpoints: Path = typer.Option(None, "--checkpoints", help="Where the pipeline checkpoints go."),
@@ -243,7 +245,9 @@ def train_world(
     from avatarv.precision import parse_dtype
     from avatarv.training.world_recipe import WorldRecipe, run
 
-    recipe = WorldRecipe.smoke() if smoke else WorldRecipe()
+    if smoke and v2:
+        raise ConfigError("--smoke and --v2 are two different recipes: give one")
+    recipe = WorldRecipe.smoke() if smoke else WorldRecipe.v2() if v2 else WorldRecipe()
     if out is not None:
         recipe = replace(recipe, out=str(out))
     if checkpoints is not None:

@@ -59,6 +59,15 @@ class WorldRecipe:
     vae_steps: int = 900
     vae_lr: float = 6e-4
     vae_identities: int = 64
+    vae_scenes: int = 4
+    vae_frames: int = 5
+    vae_face_weight: float = 0.0
+    vae_min_lr_ratio: float = 1.0
+    # the loss in the frozen world analyzer's space (VAETrainConfig.analyzer_weight; training/analyzer_loss.py)
+    vae_analyzer_weight: float = 0.0
+    # start the autoencoder from this VAE folder instead of random weights; with ``init`` (a continued recipe)
+    # the init pipelines' VAE is then trained further instead of adopted as it is (the DiT continues on it)
+    vae_init: str | None = None
     # then the decoder alone on longer clips, (steps, frames) per phase, up to the chunk length (the encoder,
     # so the latents, stay): 5-frame windows teach the causal caches only latent frames 0–1 and later frames
     # decoded to noise (8–12 dB); a decoder trained on 17 frames holds ~19 dB to frame 17 and falls after it
@@ -116,6 +125,17 @@ class WorldRecipe:
     precision: str = "auto"
 
     @classmethod
+    def v2(cls, out: str = "runs/world-v2") -> WorldRecipe:
+        """World model v2 (issue #30), continued from the bundled pipelines: their VAE trained further with the
+        analyzer-space loss on 9-frame clips of the DiT's 240 identities (the mouth survives a round trip),
+        latents re-calibrated, a 33-frame decoder phase, new shards, then stage 3 of both variants from their own
+        DiTs on the new latents with noised known prefixes (exposure bias of the re-encoded chunk tails)."""
+        return cls(out=out, init="checkpoints", vae_init="checkpoints/world-small/vae", vae_steps=800, vae_lr=3e-4,
+                   vae_identities=240, vae_scenes=2, vae_frames=9, vae_face_weight=2.0, vae_min_lr_ratio=0.1,
+                   vae_analyzer_weight=0.5, vae_decoder_phases=((100, 33, 2.0),), vae_decoder_refine=None,
+                   stage_steps=(0, 0, 600), known_noise=0.1, ref_motion=True, checkpoints="runs/world-v2/checkpoints")
+
+    @classmethod
     def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
         return cls(preset="tiny", out=out, vae_steps=20, vae_decoder_phases=((2, 5), (2, 9, 2.0)), vae_identities=4,
                    vae_decoder_refine=DecoderRefine(steps=2, frames=9, identities=2, scenes=1, crop_latents=4,
@@ -154,8 +174,14 @@ def train_vae(r: WorldRecipe, progress: bool = True) -> Path:
     out = r.root / "vae"
     if _done(out):
         return out / "vae"
-    trainer = VAETrainer(VAETrainConfig(preset=r.preset, steps=r.vae_steps, lr=r.vae_lr, out_dir=str(out),
-                                        train_identities=r.vae_identities, seed=r.seed, precision=r.precision))
+    from avatarv.models.vae import VideoVAE
+
+    cfg = VAETrainConfig(preset=r.preset, steps=r.vae_steps, lr=r.vae_lr, out_dir=str(out),
+                         train_identities=r.vae_identities, scenes=r.vae_scenes, frames=r.vae_frames,
+                         face_weight=r.vae_face_weight, min_lr_ratio=r.vae_min_lr_ratio,
+                         analyzer_weight=r.vae_analyzer_weight, cached_clips=r.vae_identities * r.vae_scenes,
+                         seed=r.seed, precision=r.precision)
+    trainer = VAETrainer(cfg, vae=VideoVAE.from_pretrained(r.vae_init) if r.vae_init else None)
     trainer.fit(resume=True, progress=progress)
     calibrate_latents(trainer.vae, trainer.source, n=16, seed=r.seed)
     trainer.vae.save_pretrained(out / "vae")
@@ -439,7 +465,9 @@ def run(r: WorldRecipe, progress: bool = True, variants: tuple[str, ...] | None 
     (r.root / "recipe.json").write_text(json.dumps(asdict(r), indent=2))
     if r.init:
         vae_dir = adopt_init(r)
-    else:
+    if r.init and r.vae_init:  # continued on a VAE trained further (the DiT adapts to its latents in stage 3)
+        vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
+    elif not r.init:
         vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
         if r.vae_decoder_refine is not None:
             refine_decoder(vae_dir, r.root / "vae-refine", r.vae_decoder_refine, r.preset, progress)
