@@ -129,11 +129,15 @@ class WorldRecipe:
         """World model v2 (issue #30), continued from the bundled pipelines: their VAE trained further with the
         analyzer-space loss on 9-frame clips of the DiT's 240 identities (the mouth survives a round trip),
         latents re-calibrated, a 33-frame decoder phase, new shards, then stage 3 of both variants from their own
-        DiTs on the new latents with noised known prefixes (exposure bias of the re-encoded chunk tails)."""
+        DiTs on the new latents, configured as the bundled pair's last stage-3 continuation (noised known
+        prefixes, every 4th reference frame, audio positions, the reference's behaviour), 600 steps each."""
         return cls(out=out, init="checkpoints", vae_init="checkpoints/world-small/vae", vae_steps=800, vae_lr=3e-4,
                    vae_identities=240, vae_scenes=2, vae_frames=9, vae_face_weight=2.0, vae_min_lr_ratio=0.1,
                    vae_analyzer_weight=0.5, vae_decoder_phases=((100, 33, 2.0),), vae_decoder_refine=None,
-                   stage_steps=(0, 0, 600), known_noise=0.1, ref_motion=True, checkpoints="runs/world-v2/checkpoints")
+                   stage_steps=(0, 0, 600), checkpoints="runs/world-v2/checkpoints",
+                   # stage 3 as the bundled pair's last continuation ran it (their pipeline.json's recipe)
+                   ref_stride=4, known_noise=0.3, lr=7.5e-4, identity_aux_start=0, identity_aux_ramp=1,
+                   audio_positions=True, ref_behaviour=True)
 
     @classmethod
     def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
