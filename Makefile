@@ -74,9 +74,14 @@ train-synthetic-speech: install
 # The bundled world model (VAE → shards → DiT stages 1→3, plus the image-reference ablation) on the small
 # preset: ~2 CPU hours on 2 cores, resumable (run it again after a kill). Writes checkpoints/world-small and
 # checkpoints/world-small-imageref; the work files (checkpoints every 50 steps, logs, loss PNGs) are in runs/world.
-.PHONY: train-world train-world-smoke
+.PHONY: train-world train-world-smoke train-world-v2
 train-world: install
 	$(PY) -m avatarv.cli train world
+
+# World model v2 (issue #30): the bundled pipelines' VAE trained further with the analyzer-space loss, new shards,
+# stage 3 of both variants on it (WorldRecipe.v2). Resumable; several CPU hours on 2 cores; work in runs/world-v2.
+train-world-v2: install
+	$(PY) -m avatarv.cli train world --v2
 
 # The same recipe on the tiny preset (minutes); writes runs/world-smoke/checkpoints/.
 train-world-smoke: install
