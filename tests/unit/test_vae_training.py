@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -46,11 +47,16 @@ def test_vae_resume_is_exact(tmp_path):
 
     straight = run(tmp_path / "a")
     run(tmp_path / "b", stop=2)
+    with open(tmp_path / "b" / "log.jsonl", "a") as log:  # a step logged after the checkpoint, then killed
+        log.write(json.dumps({"step": 3, "loss": -1.0}) + "\n")
     cfg = VAETrainConfig(preset="tiny", steps=4, batch_size=1, out_dir=str(tmp_path / "b"), ckpt_every=2)
     resumed = VAETrainer(cfg, source=FixedClip())
     resumed.fit(resume=True, progress=False)
     for (n, p), (_, q) in zip(straight.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         assert torch.equal(p, q), n
+    logs = {name: [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()] for name in "ab"}
+    assert [r["step"] for r in logs["b"]] == [1, 2, 3, 4]  # nothing twice, nothing lost
+    assert [r["loss"] for r in logs["b"]] == [r["loss"] for r in logs["a"]]
 
 
 def test_decoder_only_finetune_keeps_the_encoder_and_its_latents(tmp_path):

@@ -137,3 +137,12 @@ def resume_simple_trainer(root: Path, model: torch.nn.Module, optim: torch.optim
     optim.load_state_dict(state["optim"])
     restore_rng(state["trainer"]["rng"], generator)
     return int(state["trainer"]["step"])
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the records of ``step`` and before in a ``log.jsonl`` (each line a JSON object with ``step``): a run
+    resumed from the checkpoint of ``step`` writes the later steps again, so they must not stay twice."""
+    path = Path(path)
+    if path.is_file():
+        kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        path.write_text("".join(k + "\n" for k in kept))

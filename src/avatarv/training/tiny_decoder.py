@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from avatarv.errors import ConfigError
 from avatarv.models.vae.tiny_decoder import TinyVideoDecoder, tiny_decoder_config
-from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer
+from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
 
 
 @dataclass
@@ -192,6 +192,7 @@ class TinyDecoderTrainer:
         if step is None:
             return False
         self.step = step
+        truncate_log(self.out / "log.jsonl", step)  # the steps after the checkpoint are trained (and logged) again
         return True
 
     def fit(self, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> list[dict]:

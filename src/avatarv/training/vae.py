@@ -21,7 +21,7 @@ from avatarv.errors import ConfigError
 from avatarv.models.vae import VideoVAE
 from avatarv.precision import autocast, compute_dtype, parse_dtype
 from avatarv.training.analyzer_loss import face_squares
-from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer
+from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
 
 
 @dataclass
@@ -313,6 +313,7 @@ class VAETrainer:
         if step is None:
             return False
         self.step = step
+        truncate_log(self.out / "log.jsonl", step)  # the steps after the checkpoint are trained (and logged) again
         return True
 
     def fit(self, resume: bool = False, progress: bool = True) -> list[dict]:
