@@ -164,9 +164,10 @@ def generate(
                                      "relative L1; e.g. 0.1). 0 (default): off."),
     decoder: str = typer.Option("auto", "--decoder", help="auto (the checkpoint's tiny fast decoder when it has "
                                 "one) | full (the VAE's own decoder) | tiny."),
-    colour_correction: float = typer.Option(0.0, "--colour-correction", min=0.0, max=1.0, help="Colour anchor: "
+    colour_correction: float = typer.Option(1.0, "--colour-correction", min=0.0, max=1.0, help="Colour anchor: "
                                             "move each frame's Lab mean/std towards the scene image's by this "
-                                            "fraction (InfiniteTalk's color correction; 0: off)."),
+                                            "fraction (InfiniteTalk's color correction, whose command line also "
+                                            "defaults to 1; 0: off)."),
     guidance: str = typer.Option(None, "--guidance", help="Classifier-free guidance per condition, e.g. "
                                  "audio=3,ref=1.5 (ref, audio, text; default 1 each: one model pass per step; "
                                  "audio=3 alone costs three, scales that differ everywhere four)."),
@@ -266,6 +267,8 @@ def demo(
                                  "distilled one."),
     step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching threshold (0: off)."),
     decoder: str = typer.Option("auto", "--decoder", help="auto | full | tiny; see generate --help."),
+    colour_correction: float = typer.Option(1.0, "--colour-correction", min=0.0, max=1.0,
+                                            help="Colour anchor strength (0: off); see generate --help."),
 ) -> None:
     """Run generate on the bundled examples (ref.mp4 + speech.wav) with the bundled checkpoint: the distilled
     world model (its own steps and sampler) when it is there, else the teacher."""
@@ -283,7 +286,7 @@ def demo(
     except CheckpointError as err:
         typer.echo(f"avatarv demo: {err}; using tiny RANDOM weights", err=True)
         source = PipelineSource(preset="tiny", dtype=None if dtype is None else _dtype(dtype))
-    opts = GenerationOptions(step_cache=step_cache, **sampling_options(
+    opts = GenerationOptions(step_cache=step_cache, colour_correction=colour_correction, **sampling_options(
         source.sampling_defaults(), steps, None, None, fallback_steps=4 if source.preset else 24))
     summary = run_generation(ref, out, read_audio(speech), opts, source)
     typer.echo(json.dumps(summary))
