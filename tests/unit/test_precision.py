@@ -137,7 +137,7 @@ def test_vae_trainer_autocast_follows_the_policy(cpu, tmp_path, native):
         trainer = VAETrainer(VAETrainConfig(preset="tiny", batch_size=1, out_dir=str(tmp_path), precision=asked),
                              source=Still())
 
-        def loss(batch, weights=None, model=trainer.model):
+        def loss(batch, weights=None, squares=None, model=trainer.model):
             seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
             return sum(p.sum() for p in model.parameters()) * 0.0, {}
 
