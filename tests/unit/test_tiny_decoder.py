@@ -99,17 +99,3 @@ def test_resume_is_exact(vae, tmp_path):
     fresh = _trainer(vae, tmp_path / "c").model.state_dict()
     assert not all(torch.equal(a[k], fresh[k]) for k in a)
     assert (tmp_path / "b" / "decoder" / "model.safetensors").is_file()
-
-
-BUNDLED = "checkpoints/world-small/tiny_decoder"
-
-
-def test_bundled_tiny_decoder_loads_with_the_bundled_vae():
-    from pathlib import Path
-
-    if not Path(BUNDLED).is_dir():
-        pytest.skip("no bundled tiny decoder")
-    fast = FastDecodeVAE.from_folder("checkpoints/world-small/vae", BUNDLED)
-    assert fast.decoder.cfg == TINY_DECODER_PRESETS["small"]
-    frames = fast.decode(torch.zeros(1, 16, 2, 16, 16))
-    assert frames.shape == (5, 128, 128, 3) and frames.dtype == np.uint8
