@@ -204,7 +204,7 @@ class TinyDecoderTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         end = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
         records, last_save = [], time.monotonic()
-        with open(self.out / "log.jsonl", "a") as log, tqdm(total=self.cfg.steps, initial=self.step,
+        with open(self.out / "log.jsonl", "a", buffering=1) as log, tqdm(total=self.cfg.steps, initial=self.step,
                                                             desc="train tiny decoder", disable=not progress) as bar:
             while self.step < end:
                 rec = self.train_step()

@@ -323,7 +323,7 @@ class VAETrainer:
             self.resume()
         self.out.mkdir(parents=True, exist_ok=True)
         records = []
-        with open(self.out / "log.jsonl", "a") as log, tqdm(total=self.cfg.steps, initial=self.step,
+        with open(self.out / "log.jsonl", "a", buffering=1) as log, tqdm(total=self.cfg.steps, initial=self.step,
                                                             desc="train vae", disable=not progress) as bar:
             while self.step < self.cfg.steps:
                 rec = self.train_step()
