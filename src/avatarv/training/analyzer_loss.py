@@ -26,6 +26,7 @@ from torch import nn
 
 from avatarv.analyzer.model import CROP_SCALE, FACE_INPUT, SIGNALS
 from avatarv.analyzer.predictor import WorldAnalyzer
+from avatarv.training.methods.aux_losses import crop_faces as square_crops
 
 LIP_POINTS = slice(48, 68)  # iBUG-68: outer 48–59, inner 60–67
 MOUTH_SIGNAL = 136 + SIGNALS.index("mouth_open")  # column of the FaceNet output
@@ -42,17 +43,14 @@ def face_squares(landmarks: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray
 
 def crop_faces(video: torch.Tensor, squares: torch.Tensor, size: int = FACE_INPUT) -> torch.Tensor:
     """``video`` ``[B, 3, T, H, W]`` in [−1, 1], ``squares`` ``[B, T, 3]`` (cx, cy, side px) → ``[B·T, 3, size,
-    size]`` in [0, 1]: bilinear, borders replicated, pixel centres mapped as ``analyzer.crops.crop`` maps them
-    (crop pixel u samples frame point cx − side/2 + (u + ½)·side/size, pixel centres at integers)."""
+    size]`` in [0, 1], cut as ``analyzer.crops.crop`` cuts them (crop pixel u samples frame point
+    cx − side/2 + (u + ½)·side/size, pixel centres at integers): the stage-3 losses' differentiable
+    ``aux_losses.crop_faces`` on the square's own box."""
     b, c, t, h, w = video.shape
-    frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w) * 0.5 + 0.5
+    frames = video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     sq = squares.reshape(b * t, 3).to(frames)
-    u = (torch.arange(size, dtype=frames.dtype) + 0.5) / size - 0.5  # [size] in (−½, ½)
-    px = sq[:, 0, None] + u[None] * sq[:, 2, None]  # [N, size] frame x of each crop column (continuous, px)
-    py = sq[:, 1, None] + u[None] * sq[:, 2, None]
-    gx, gy = (px + 0.5) / w * 2 - 1, (py + 0.5) / h * 2 - 1  # pixel index → align_corners=False units
-    grid = torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], -1)
-    return F.grid_sample(frames, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    half = sq[:, 2:] / 2
+    return square_crops(frames, torch.cat([sq[:, :2] - half, sq[:, :2] + half], 1), size=size, scale=1.0)
 
 
 class AnalyzerLoss(nn.Module):
