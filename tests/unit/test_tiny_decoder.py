@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,39 @@ def test_resume_is_exact(vae, tmp_path):
     fresh = _trainer(vae, tmp_path / "c").model.state_dict()
     assert not all(torch.equal(a[k], fresh[k]) for k in a)
     assert (tmp_path / "b" / "decoder" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("anchor", [False, True])
+def test_memory_reach_causal_and_anchor_reads_latent_zero(anchor):
+    """Frames of latent k never depend on later latents (causal, as the full decoder); the last frame of a
+    9-latent chunk depends on latent 0 only through the anchor path (a MemBlock reaches ~4 latents back)."""
+    torch.manual_seed(0)
+    cfg = replace(TINY_DECODER_PRESETS["debug"], anchor=anchor)
+    dec = TinyVideoDecoder(cfg).eval()
+    z = torch.randn(1, cfg.latent_channels, 9, 4, 4)
+    with torch.no_grad():
+        base = dec(z)
+        later = z.clone()
+        later[:, :, 5:] += 1.0
+        first = z.clone()
+        first[:, :, 0] += 1.0
+        out_later, out_first = dec(later), dec(first)
+    # latent k → frames 4k−3 … 4k: frames 0 … 16 come from latents 0 … 4
+    assert torch.equal(base[:, :, :17], out_later[:, :, :17])
+    moved = (out_first[:, :, -1] - base[:, :, -1]).abs().max().item()
+    assert (moved > 1e-4) if anchor else (moved == 0.0), moved
+
+
+def test_with_anchor_starts_from_the_same_outputs_and_the_flag_parses(tmp_path):
+    from avatarv.training.tiny_decoder import parse_args
+
+    torch.manual_seed(2)
+    plain = TinyVideoDecoder(TINY_DECODER_PRESETS["debug"]).eval()
+    widened = plain.with_anchor().eval()
+    assert widened.cfg.anchor and not plain.cfg.anchor
+    z = torch.randn(1, plain.cfg.latent_channels, 9, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(plain(z), widened(z), atol=1e-6)
+    widened.save_pretrained(tmp_path / "a")
+    assert TinyVideoDecoder.from_pretrained(tmp_path / "a").cfg.anchor
+    assert parse_args(["--anchor"])[0].anchor and not parse_args([])[0].anchor

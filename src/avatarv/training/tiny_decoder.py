@@ -41,6 +41,8 @@ from avatarv.training.checkpoint import resume_simple_trainer, save_simple_train
 class TinyDecoderTrainConfig:
     preset: str = "small"  # models/vae/tiny_decoder.py TINY_DECODER_PRESETS
     init: str = ""  # start from this decoder folder's weights (its config replaces the preset's); "": random
+    # add the latent-0 anchor path to ``init``'s decoder (``TinyVideoDecoder.with_anchor``: same outputs at step 0)
+    anchor: bool = False
     vae: str = "checkpoints/world-small/vae"
     out_dir: str = "runs/tiny-decoder"
     steps: int = 3000
@@ -131,8 +133,11 @@ class TinyDecoderTrainer:
         torch.manual_seed(cfg.seed)
         if cfg.init:
             self.model = TinyVideoDecoder.from_pretrained(cfg.init).train()
+            if cfg.anchor:
+                self.model = self.model.with_anchor()
         else:
-            model_cfg = replace(tiny_decoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim)
+            model_cfg = replace(tiny_decoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim,
+                                **({"anchor": True} if cfg.anchor else {}))
             self.model = TinyVideoDecoder(model_cfg).train()
         self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -226,7 +231,11 @@ def parse_args(argv: list[str] | None = None) -> TinyDecoderTrainConfig:
     ap.add_argument("--resume", action="store_true", help="continue from out/checkpoints/latest")
     ap.add_argument("--no-progress", action="store_true")
     for f in fields(TinyDecoderTrainConfig):
-        if f.name != "out_dir":
+        if f.name == "out_dir":
+            continue
+        if isinstance(f.default, bool):  # argparse's type=bool reads any non-empty string as True
+            ap.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", default=f.default)
+        else:
             ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = vars(ap.parse_args(argv))
     flags = {k: args.pop(k) for k in ("resume", "no_progress")}

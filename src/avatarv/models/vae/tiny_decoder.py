@@ -21,7 +21,7 @@ softly clamped to ±3 as TAEHV does, and writes RGB in [−1, 1]. Saved as ``con
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,10 @@ class TinyDecoderConfig:
     # without any full-resolution convolution (4× fewer multiply-adds there; TAEHV: 1)
     out_shuffle: int = 2
     out_channels: int = 3
+    # the first stage's MemBlocks also read latent 0's features (``AnchorMemBlock``): Wan's causal decoder carries
+    # colour and identity from latent 0 (frame 0 alone) through its cache, while MemBlocks reach back one frame
+    # each (~4 latents in all); without it the last frames of a 9-latent chunk lose colour (hair turns skin)
+    anchor: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -74,6 +78,7 @@ class TinyDecoderConfig:
 TINY_DECODER_PRESETS: dict[str, TinyDecoderConfig] = {
     "debug": TinyDecoderConfig(widths=(8, 8, 8, 8), blocks=(1, 1, 1)),
     "small": TinyDecoderConfig(),
+    "small-anchor": TinyDecoderConfig(anchor=True),
     "taehv": TinyDecoderConfig(widths=(256, 128, 64, 64), blocks=(3, 3, 3), space_upscale=(True, True, True),
                                out_shuffle=1),
 }
@@ -114,6 +119,21 @@ class MemBlock(nn.Module):
         return F.relu(self.convs(torch.cat([x, past], 1)) + x)
 
 
+class AnchorMemBlock(MemBlock):
+    """relu(convs([x_t, x_{t−1}, x_0]) + x_t): a MemBlock that also reads its clip's first frame (latent 0)."""
+
+    def __init__(self, width: int):
+        super().__init__(width)
+        self.convs[0] = conv3x3(3 * width, width)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        bt, c, h, w = x.shape
+        seq = x.view(bt // frames, frames, c, h, w)  # [B, T, C, H, W]
+        past = F.pad(seq, (0, 0, 0, 0, 0, 0, 1, 0))[:, :frames].reshape(bt, c, h, w)  # x_{t−1}; zeros at t = 0
+        first = seq[:, :1].expand(-1, frames, -1, -1, -1).reshape(bt, c, h, w)  # x_0 for every t
+        return F.relu(self.convs(torch.cat([x, past, first], 1)) + x)
+
+
 class TimeGrow(nn.Module):
     """One frame of C channels → ``stride`` consecutive frames (a 1×1 conv to stride·C channels, regrouped)."""
 
@@ -138,7 +158,8 @@ class TinyVideoDecoder(nn.Module):
         self.upsample = list(cfg.space_upscale)
         for i, (n, grow) in enumerate(zip(cfg.blocks, cfg.time_upscale, strict=True)):
             self.stages.append(nn.ModuleDict({
-                "blocks": nn.ModuleList(MemBlock(w[i]) for _ in range(n)),
+                "blocks": nn.ModuleList((AnchorMemBlock if cfg.anchor and i == 0 else MemBlock)(w[i])
+                                        for _ in range(n)),
                 "grow": TimeGrow(w[i], 2 if grow else 1),
                 "conv": conv3x3(w[i], w[i + 1], bias=False),
             }))
@@ -169,6 +190,21 @@ class TinyVideoDecoder(nn.Module):
             x = F.pixel_shuffle(x, self.cfg.out_shuffle)  # [B·4F, 3, 8h, 8w]
         x = x.view(b, frames, *x.shape[1:])[:, self.frames_to_trim:]  # [B, 4F−3, 3, H, W]
         return x.permute(0, 2, 1, 3, 4)
+
+    @torch.no_grad()
+    def with_anchor(self) -> TinyVideoDecoder:
+        """This decoder with the anchor path (``cfg.anchor``) added and computing exactly what it did: every
+        weight copied, the first-stage MemBlocks' new latent-0 input channels zero (training then opens them)."""
+        if self.cfg.anchor:
+            return self
+        out = TinyVideoDecoder(replace(self.cfg, anchor=True))
+        own = out.state_dict()
+        for name, value in self.state_dict().items():
+            if own[name].shape == value.shape:
+                own[name].copy_(value)
+            else:  # stages.0.blocks.*.convs.0.weight: [w, 2w, 3, 3] → [w, 3w, 3, 3], the third w zero
+                own[name].zero_()[:, : value.shape[1]].copy_(value)
+        return out.train(self.training)
 
     # ------------------------------------------------------------------ folder I/O
     def save_pretrained(self, directory: str | Path) -> None:
