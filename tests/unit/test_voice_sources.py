@@ -84,3 +84,76 @@ def test_a_profile_whose_source_voice_is_missing_is_spoken_from_the_default_voic
     assert "matching from the default voice" in caplog.text
     assert source_synthesiser(missing, "espeak").name.startswith("espeak-ng")  # a named engine wins
     assert get_synthesiser("espeak-ng (fallback: test)").name.startswith("espeak-ng")  # a saved fallback name
+
+
+def test_kokoro_blends_move_the_timbre_half_of_the_style_only():
+    from avatarv.voice.kokoro import TIMBRE_DIMS, blend_name, parse_voice, style_table
+
+    rng = np.random.default_rng(0)
+    voices = {"jf_alpha": rng.normal(size=(510, 1, 256)).astype(np.float32),
+              "jm_kumo": rng.normal(size=(510, 1, 256)).astype(np.float32)}
+    assert parse_voice("jf_alpha") == ("jf_alpha", None, 0.0)
+    assert parse_voice("jf_alpha+jm_kumo@-0.4") == ("jf_alpha", "jm_kumo", -0.4)
+    assert blend_name("jf_alpha", "jm_kumo", -0.4) == "jf_alpha+jm_kumo@-0.4"
+    assert blend_name("jf_alpha", "jm_kumo", 0.0) == "jf_alpha"
+    assert style_table("jf_alpha", voices) is voices["jf_alpha"]
+    table = style_table("jf_alpha+jm_kumo@-0.4", voices)
+    a, k = voices["jf_alpha"], voices["jm_kumo"]
+    np.testing.assert_allclose(table[..., :TIMBRE_DIMS], 1.4 * a[..., :TIMBRE_DIMS] - 0.4 * k[..., :TIMBRE_DIMS], rtol=1e-5)
+    np.testing.assert_array_equal(table[..., TIMBRE_DIMS:], a[..., TIMBRE_DIMS:])  # prosody: the base voice's
+    assert voices["jf_alpha"] is a and not np.shares_memory(table, a)  # the shipped table is not edited
+    for bad in ("jf_alpha+jm_kumo", "jf_alpha+jm_kumo@x", "jf_alpha+jm_kumo@-2"):
+        with pytest.raises(ValueError):
+            parse_voice(bad)
+
+
+def test_a_measured_source_can_be_stored_and_is_not_measured_again():
+    from avatarv.voice.match import SourceVoice
+
+    class Silent:
+        name = "test:never-synthesised"
+
+        def synthesise(self, text, length_scale=1.0):
+            raise AssertionError("measured again")
+
+    synth = Silent()
+    measured = SourceVoice(analysis=None, envelope=np.zeros(513), aperiodicity=np.zeros(513), f0_median_hz=150.0)
+    assert source_voice(synth, measured) is measured
+    assert source_voice(synth) is measured
+
+
+def test_the_intelligibility_guard_takes_the_next_finalist_or_the_clearest(monkeypatch):
+    import importlib
+
+    profile_module = importlib.import_module("avatarv.voice.profile")  # the package exports a function of that name
+    synth_module = importlib.import_module("avatarv.voice.synth")
+    from avatarv.voice.match import Conversion, MatchingPolicy
+    from avatarv.voice.profile import VoiceProfile, match_voice
+
+    a, b, c = _ToneSynth("tone:a", 110.0), _ToneSynth("tone:b", 150.0), _ToneSynth("tone:c", 230.0)
+    monkeypatch.setattr(synth_module, "available_sources", lambda names: [a, b, c])
+    ranked = [(a, Conversion(warp=1.1, similarity=0.8)), (b, Conversion(warp=0.9, similarity=0.7))]
+    monkeypatch.setattr(profile_module, "rank_sources", lambda *args: ([*ranked], {"tone:a": 0.6}))
+    voice = VoiceProfile(
+        source="t", duration_s=10.0, speech_s=8.0, f0_median_hz=140.0, f0_p5_hz=100.0, f0_p95_hz=190.0,
+        f0_log_std=0.12, rate_syllables_per_s=6.5, rate_method="asr", loudness_lufs=-23.0, transcript="",
+        envelope=[-6.0] * 513, aperiodicity=[-2.0] * 513, embedding=[1.0] + [0.0] * 255,
+    )
+    policy = MatchingPolicy(sources=("a", "b", "c"), max_check_wer=0.15)
+    wer = {"tone:a": 0.4, "tone:b": 0.05}
+    chosen, info = match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])
+    assert chosen.source_synthesiser == "tone:b" and chosen.conversion_for("tone:b").warp == 0.9
+    assert info["check_wer"] == {"tone:a": 0.4, "tone:b": 0.05} and info["scores"] == {"tone:a": 0.6}
+    wer = {"tone:a": 0.3, "tone:b": 0.5}  # none passes: the clearest
+    assert match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])[0].source_synthesiser == "tone:a"
+    wer = {"tone:a": 0.0, "tone:b": 0.0}  # the first passes: the second is never checked
+    assert match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])[1]["check_wer"] == {"tone:a": 0.0}
+    unchecked = MatchingPolicy(sources=("a", "b", "c"))
+    assert match_voice(voice, policy=unchecked, check=lambda v: 1 / 0)[0].source_synthesiser == "tone:a"
+    blend = _ToneSynth("tone:a+blend", 120.0)  # a blend of the first finalist: checked first, then its plain voice
+    monkeypatch.setattr(profile_module, "blend_source", lambda synth, conversion, *args: (blend, Conversion(similarity=0.9)))
+    wer = {"tone:a+blend": 0.3, "tone:a": 0.1, "tone:b": 0.0}
+    chosen, info = match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])
+    assert chosen.source_synthesiser == "tone:a" and list(info["check_wer"]) == ["tone:a+blend", "tone:a"]
+    wer["tone:a+blend"] = 0.0
+    assert match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])[0].source_synthesiser == "tone:a+blend"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,9 +94,9 @@ def evaluate(
     from avatarv.voice.asr import transcribe, word_error_rate
     from avatarv.voice.embedding import speaker_embedding
     from avatarv.voice.engine import speak
-    from avatarv.voice.match import choose_source, fit_conversion, source_voice
+    from avatarv.voice.match import source_voice
     from avatarv.voice.measure import pitch_stats, speaking_rate
-    from avatarv.voice.profile import profile
+    from avatarv.voice.profile import match_voice, profile
     from avatarv.voice.synth import available_sources, get_synthesiser
 
     policies = policies or {"sources+residual": POLICIES["sources+residual"]}
@@ -104,7 +104,7 @@ def evaluate(
     names = list(samples)
     sample_emb = np.stack([speaker_embedding(samples[n]) for n in names])  # [K, 256]
     synth = get_synthesiser()
-    source = source_voice(synth)
+    source_voice(synth)
     speak("Warm up.")  # load the synthesiser outside the timed calls
     sources = {name: available_sources(p.sources) for name, p in policies.items() if p.sources}
     for synths in sources.values():
@@ -128,16 +128,14 @@ def evaluate(
     rows: dict[str, list[SpeakerRow]] = {p: [] for p in policies}
     for k, name in enumerate(names):
         measured = profile(samples[name], tune=False)
-        target = (np.asarray(measured.envelope), np.asarray(measured.aperiodicity))
-        pitch = (measured.f0_median_hz, measured.f0_log_std)
         for policy_name, policy in policies.items():
-            embedding = measured.embedding_array if tune else None
-            chosen, scores = synth, {}
             if len(sources.get(policy_name, [])) > 1:
-                chosen, conversion, scores = choose_source(sources[policy_name], *target, pitch, embedding, policy)
+                voice, info = match_voice(measured, None, tune, policy)
+                scores = {**info["scores"], **{f"check_wer {n}": v for n, v in info["check_wer"].items()}}
             else:
-                conversion = fit_conversion(source, *target, pitch, embedding, policy)
-            voice = replace(measured, conversions={chosen.name: conversion.to_dict()}, source_synthesiser=chosen.name)
+                voice, scores = match_voice(measured, synth, tune, policy)[0], {}
+            chosen = get_synthesiser(voice.source_synthesiser) if voice.source_synthesiser else synth
+            conversion = voice.conversion_for(chosen.name)
             matched, elapsed, cpu, audio_s = [], 0.0, 0.0, 0.0
             for text in texts:
                 t0, c0 = time.perf_counter(), time.process_time()

@@ -110,8 +110,46 @@ def chunk_tokens(phonemes: str) -> list[list[int]]:
 
 
 
+# Kokoro's 256-d style vector: the first half conditions the decoder (timbre), the second the prosody
+# predictor (durations, intonation). A blend moves the timbre half only, so the durations and intonation
+# stay those of a voice whose English was checked (``KokoroSynthesiser``'s word error figures).
+TIMBRE_DIMS = 128
+BLEND_RANGE = (-0.6, 1.0)  # weight of the other voice: < 0 extrapolates away from it
+
+
+def parse_voice(spec: str) -> tuple[str, str | None, float]:
+    """``"jf_alpha"`` or a blend ``"jf_alpha+jm_kumo@0.4"`` → (base, other or None, weight)."""
+    base, _, rest = spec.partition("+")
+    if not rest:
+        return base, None, 0.0
+    other, _, weight = rest.partition("@")
+    try:
+        value = float(weight)
+    except ValueError:
+        raise ValueError(f"kokoro blend {spec!r}: expected BASE+OTHER@WEIGHT") from None
+    if not BLEND_RANGE[0] <= value <= BLEND_RANGE[1]:
+        raise ValueError(f"kokoro blend {spec!r}: weight outside {BLEND_RANGE}")
+    return base, other, value
+
+
+def blend_name(base: str, other: str | None, weight: float) -> str:
+    return base if other is None or weight == 0 else f"{base}+{other}@{weight:g}"
+
+
+def style_table(spec: str, voices: dict[str, np.ndarray]) -> np.ndarray:
+    """The ``[510, 1, 256]`` style table of a voice or blend: timbre half (1 − w)·base + w·other."""
+    base, other, weight = parse_voice(spec)
+    table = voices[base]
+    if other is None:
+        return table
+    table = table.copy()
+    table[..., :TIMBRE_DIMS] = (1 - weight) * table[..., :TIMBRE_DIMS] + weight * voices[other][..., :TIMBRE_DIMS]
+    return table
+
+
 class KokoroSynthesiser:
-    """Kokoro-82M (StyleTTS2-style decoder, ONNX) speaking English in one of ``KOKORO_VOICES``."""
+    """Kokoro-82M (StyleTTS2-style decoder, ONNX) speaking English in one of ``KOKORO_VOICES``, or in a
+    blend of two of them (``"jf_alpha+jm_kumo@0.4"``: the timbre 40 % of the way from alpha to kumo)."""
 
     # Kokoro's ``speed`` divides every predicted duration, pauses included: 7.25 / 8.80 / 11.05 s at
     # length_scale 0.8 / 1.0 / 1.25, so speech time grows as length_scale^1.0.
@@ -123,20 +161,23 @@ class KokoroSynthesiser:
     min_length_scale = 0.95
 
     def __init__(self, voice: str = "jf_alpha"):
-        if voice not in KOKORO_VOICES:
-            raise ValueError(f"unknown kokoro voice {voice!r} (one of {', '.join(KOKORO_VOICES)})")
-        _model()  # fail here, not on first use, when the wheels are missing
-        self.voice = voice
-        self.name = f"kokoro:{voice}"
+        base, other, weight = parse_voice(voice)
+        for part in (base, other or base):
+            if part not in KOKORO_VOICES:
+                raise ValueError(f"unknown kokoro voice {part!r} (one of {', '.join(KOKORO_VOICES)})")
+        _, _, voices = _model()  # fail here, not on first use, when the wheels are missing
+        self.voice = blend_name(base, other, weight)
+        self.name = f"kokoro:{self.voice}"
+        self._styles = style_table(self.voice, voices)
 
     def synthesise(self, text: str, length_scale: float = 1.0) -> np.ndarray:
         from avatarv.voice.synth import to_16k
 
-        session, _, voices = _model()
-        style_table = voices[self.voice]  # [510, 1, 256]: style per input length
+        session, _, _ = _model()
+        styles = self._styles  # [510, 1, 256]: style per input length
 
         def run(tokens: list[int]) -> np.ndarray:
-            style = style_table[min(len(tokens), len(style_table) - 1)].reshape(1, 256)
+            style = styles[min(len(tokens), len(styles) - 1)].reshape(1, 256)
             audio = session.run(None, {
                 "tokens": np.array([[0, *tokens, 0]], np.int64),
                 "style": style,

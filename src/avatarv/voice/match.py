@@ -29,7 +29,6 @@ recording (reverb 0.3 s, a 6 dB/octave tilt, a phone band) as with an 18 % forma
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -84,8 +83,27 @@ class SourceVoice:
     rate_syllables_per_s: float = float("nan")  # articulation rate at length_scale 1
 
 
-@lru_cache(maxsize=8)
-def source_voice(synthesiser) -> SourceVoice:
+_SOURCES: dict = {}  # synthesiser object -> SourceVoice, least recently used first
+_SOURCES_KEPT = 12  # six sources, the default voice and a few blends: ≈ 15 MB each
+
+
+def source_voice(synthesiser, measured: SourceVoice | None = None) -> SourceVoice:
+    """``measure_source``, once per synthesiser object (the last ``_SOURCES_KEPT`` kept); ``measured``
+    stores one measured already (a blend found by ``blend_source``)."""
+    if measured is not None:
+        _SOURCES.pop(synthesiser, None)
+        _SOURCES[synthesiser] = measured
+    elif synthesiser in _SOURCES:
+        _SOURCES[synthesiser] = _SOURCES.pop(synthesiser)
+    else:
+        _SOURCES[synthesiser] = measure_source(synthesiser)
+    while len(_SOURCES) > _SOURCES_KEPT:
+        _SOURCES.pop(next(iter(_SOURCES)))
+    return _SOURCES[synthesiser]
+
+
+def measure_source(synthesiser) -> SourceVoice:
+    """The plain voice read the calibration text: WORLD analysis, mean envelopes, median F0, rate."""
     from avatarv.voice.measure import count_syllables, speech_seconds
 
     wave = synthesiser.synthesise(CALIBRATION_TEXT)
@@ -211,6 +229,13 @@ class MatchingPolicy:
     # Source voices matching may start from (``synth.SOURCE_SYNTHESISERS`` names); () = the one given.
     sources: tuple[str, ...] = ()
     source_finalists: int = 2  # sources that get the full embedding search (best starting similarity)
+    # Intelligibility guard on the source choice (``profile.match_voice``): the chosen source reads the
+    # calibration text as it will speak (rate, pauses, pitch, timbre) and Whisper tiny.en must get it
+    # within this word error rate, else the next finalist is tried (None: no check).
+    max_check_wer: float | None = None
+    # Kokoro timbre blends tried around a chosen Kokoro voice (weights of each other voice, see
+    # ``kokoro.parse_voice``); () = none.
+    blend_weights: tuple[float, ...] = ()
 
 
 POLICIES = {
@@ -218,6 +243,12 @@ POLICIES = {
     # the same, starting from the nearest of piper's and Kokoro's voices (``choose_source``)
     "sources+residual": MatchingPolicy(sources=("piper", "kokoro:jm_kumo", "kokoro:jf_alpha", "kokoro:jf_gongitsune",
                                                 "kokoro:jf_nezumi", "kokoro:jf_tebukuro")),  # = synth.SOURCE_SYNTHESISERS
+    # the same, with the chosen Kokoro voice's timbre pushed 40 % away from each other Kokoro voice in turn
+    # (the best kept if it ends more similar; on two tuning speakers interpolating toward a voice lowered
+    # the similarity, extrapolating away raised it) and Whisper's check that the choice stays intelligible
+    "sources+blend+check": MatchingPolicy(
+        sources=("piper", "kokoro:jm_kumo", "kokoro:jf_alpha", "kokoro:jf_gongitsune", "kokoro:jf_nezumi",
+                 "kokoro:jf_tebukuro"), max_check_wer=0.15, blend_weights=(-0.4,)),
     # the voice's own settings only: formant scaling, tilt, breathiness (no residual EQ)
     "voice": MatchingPolicy(envelope_gains=()),
     # ≈ before issue #34: raw-envelope α, the whole long-term EQ searched (copies the recording channel)
@@ -280,6 +311,31 @@ def fit_conversion(
     return best
 
 
+def rank_sources(
+    synthesisers: list,
+    target_envelope: np.ndarray,
+    target_aperiodicity: np.ndarray,
+    target_pitch: tuple[float, float],
+    target_embedding: np.ndarray,
+    policy: MatchingPolicy = MatchingPolicy(),
+) -> tuple[list[tuple[object, Conversion]], dict[str, float]]:
+    """The ``policy.source_finalists`` best sources, fitted, most similar first; and every source's
+    similarity after its acoustic start (see ``choose_source``)."""
+    from avatarv.voice.embedding import cosine, speaker_embedding
+
+    starts = {}
+    for synth in synthesisers:
+        source = source_voice(synth)
+        start = fit_conversion(source, target_envelope, target_aperiodicity, target_pitch, None, policy)
+        wave = convert(source.analysis, source, target_envelope, target_aperiodicity, target_pitch, start)
+        starts[synth.name] = (cosine(speaker_embedding(wave), target_embedding), synth)
+    ranked = sorted(starts.values(), key=lambda item: -item[0])[: max(policy.source_finalists, 1)]
+    fitted = [(synth, fit_conversion(source_voice(synth), target_envelope, target_aperiodicity, target_pitch,
+                                     target_embedding, policy)) for _, synth in ranked]
+    fitted.sort(key=lambda item: -item[1].similarity)
+    return fitted, {name: round(sim, 4) for name, (sim, _) in starts.items()}
+
+
 def choose_source(
     synthesisers: list,
     target_envelope: np.ndarray,
@@ -296,20 +352,51 @@ def choose_source(
     woman's voice instead of F0 × 1.6 and formants × 1.18 on a man's. Without an embedding the source
     whose median F0 is nearest (in log) is taken.
     """
-    from avatarv.voice.embedding import cosine, speaker_embedding
-
     if target_embedding is None:
         best = min(synthesisers, key=lambda s: abs(np.log(source_voice(s).f0_median_hz / target_pitch[0])))
         return best, fit_conversion(source_voice(best), target_envelope, target_aperiodicity, target_pitch, None, policy), {}
-    starts = {}
-    for synth in synthesisers:
-        source = source_voice(synth)
-        start = fit_conversion(source, target_envelope, target_aperiodicity, target_pitch, None, policy)
-        wave = convert(source.analysis, source, target_envelope, target_aperiodicity, target_pitch, start)
-        starts[synth.name] = (cosine(speaker_embedding(wave), target_embedding), synth)
-    ranked = sorted(starts.values(), key=lambda item: -item[0])[: max(policy.source_finalists, 1)]
-    fitted = [(synth, fit_conversion(source_voice(synth), target_envelope, target_aperiodicity, target_pitch,
-                                     target_embedding, policy)) for _, synth in ranked]
-    synth, conversion = max(fitted, key=lambda item: item[1].similarity)
-    scores = {name: round(sim, 4) for name, (sim, _) in starts.items()}
-    return synth, conversion, scores
+    fitted, scores = rank_sources(synthesisers, target_envelope, target_aperiodicity, target_pitch,
+                                  target_embedding, policy)
+    return (*fitted[0], scores)
+
+
+def blend_source(
+    synth,
+    conversion: Conversion,
+    target_envelope: np.ndarray,
+    target_aperiodicity: np.ndarray,
+    target_pitch: tuple[float, float],
+    target_embedding: np.ndarray,
+    policy: MatchingPolicy,
+) -> tuple[object, Conversion]:
+    """A Kokoro voice's timbre moved toward (or away from) each other Kokoro voice by
+    ``policy.blend_weights``, scored with the fitted ``conversion``; the best blend is refitted and kept
+    only if it ends more similar than ``conversion``. Other sources come back unchanged."""
+    from avatarv.voice.embedding import cosine, speaker_embedding
+
+    if not policy.blend_weights or not getattr(synth, "name", "").startswith("kokoro:"):
+        return synth, conversion
+    from avatarv.voice.kokoro import KOKORO_VOICES, KokoroSynthesiser, parse_voice
+
+    base, other, _ = parse_voice(synth.voice)
+    if other is not None:
+        return synth, conversion
+    best = (conversion.similarity, None, None)
+    for other in (v for v in KOKORO_VOICES if v != base):
+        for weight in policy.blend_weights:
+            candidate = KokoroSynthesiser(f"{base}+{other}@{weight:g}")
+            measured = measure_source(candidate)
+            wave = convert(measured.analysis, measured, target_envelope, target_aperiodicity, target_pitch, conversion)
+            similarity = cosine(speaker_embedding(wave), target_embedding)
+            if similarity > best[0]:
+                best = (similarity, candidate, measured)
+    if best[1] is None:
+        return synth, conversion
+    refit = fit_conversion(best[2], target_envelope, target_aperiodicity, target_pitch, target_embedding, policy)
+    if refit.similarity <= conversion.similarity:
+        return synth, conversion
+    from avatarv.voice.synth import get_synthesiser
+
+    chosen = get_synthesiser(best[1].name)
+    source_voice(chosen, best[2])
+    return chosen, refit

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,14 @@ import numpy as np
 from avatarv.errors import InputError
 from avatarv.voice.audio import SAMPLE_RATE, SILENCE_LUFS, load_audio, loudness, normalise_loudness
 from avatarv.voice.match import (
+    CALIBRATION_TEXT,
     DEFAULT_POLICY,
     Conversion,
     MatchingPolicy,
+    blend_source,
     choose_source,
     fit_conversion,
+    rank_sources,
     source_voice,
 )
 from avatarv.voice.measure import mean_envelopes, pitch_stats, speaking_rate
@@ -110,7 +113,6 @@ def profile(
     (``match.choose_source``) and saved with the profile.
     """
     from avatarv.voice.embedding import speaker_embedding
-    from avatarv.voice.synth import available_sources, get_synthesiser
 
     path = Path(sample) if isinstance(sample, (str, Path)) else None
     wave = load_audio(path) if path is not None else np.asarray(sample, np.float32)
@@ -131,15 +133,7 @@ def profile(
     envelope, aperiodicity = mean_envelopes(analysis)
     embedding = speaker_embedding(wave)
 
-    policy = policy or DEFAULT_POLICY
-    target = (envelope, aperiodicity, (pitch.median_hz, pitch.log_std), embedding if tune else None)
-    sources = available_sources(policy.sources) if synthesiser is None and policy.sources else []
-    if len(sources) > 1:
-        synth, conversion, _ = choose_source(sources, *target, policy)
-    else:
-        synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
-        conversion = fit_conversion(source_voice(synth), *target, policy)
-    return VoiceProfile(
+    measured = VoiceProfile(
         source=path.name if path is not None else "<array>",
         duration_s=round(duration, 3),
         speech_s=round(rate.speech_s, 3),
@@ -154,7 +148,60 @@ def profile(
         envelope=[round(float(v), 3) for v in envelope],
         aperiodicity=[round(float(v), 3) for v in aperiodicity],
         embedding=[round(float(v), 6) for v in embedding],
-        conversions={synth.name: conversion.to_dict()},
         pause_median_s=round(rate.pause_median_s, 3) if np.isfinite(rate.pause_median_s) else None,
-        source_synthesiser=synth.name if len(sources) > 1 or synthesiser is not None else None,
     )
+    return match_voice(measured, synthesiser, tune, policy)[0]
+
+
+def check_intelligibility(voice: VoiceProfile, text: str = CALIBRATION_TEXT) -> float:
+    """Whisper tiny.en word error rate of ``text`` spoken in ``voice`` (its source, conversion, rate)."""
+    from avatarv.voice.asr import transcribe, word_error_rate
+    from avatarv.voice.engine import speak
+
+    return word_error_rate(text, transcribe(speak(text, voice)).text)
+
+
+def match_voice(
+    measured: VoiceProfile, synthesiser=None, tune: bool = True, policy: MatchingPolicy | None = None, check=None
+) -> tuple[VoiceProfile, dict]:
+    """``measured`` with its source voice and fitted conversion (see ``profile``), and what was tried:
+    ``{"scores": each source's starting similarity, "check_wer": each checked source's word error}``.
+
+    With ``tune`` and a policy with ``blend_weights``, a chosen Kokoro voice is refined by timbre blends
+    (``match.blend_source``); with ``max_check_wer`` the chosen source must stay intelligible at the
+    sample's rate (``check``, default ``check_intelligibility``), else the next candidate is taken (the
+    blend's own voice, then the next finalist), and when none passes the one with the lowest word error.
+    """
+    from avatarv.voice.synth import available_sources, get_synthesiser
+
+    policy = policy or DEFAULT_POLICY
+    embedding = measured.embedding_array if tune else None
+    target = (np.asarray(measured.envelope), np.asarray(measured.aperiodicity),
+              (measured.f0_median_hz, measured.f0_log_std))
+    sources = available_sources(policy.sources) if synthesiser is None and policy.sources else []
+    info: dict = {"scores": {}, "check_wer": {}}
+    if len(sources) > 1 and embedding is not None:
+        ranked, info["scores"] = rank_sources(sources, *target, embedding, policy)
+        blended = blend_source(*ranked[0], *target, embedding, policy)
+        if blended[0] is not ranked[0][0]:  # a blend first; its plain voice next, should the blend not be clear
+            ranked.insert(0, blended)
+    elif len(sources) > 1:
+        ranked = [choose_source(sources, *target, None, policy)[:2]]
+    else:
+        synth = synthesiser if synthesiser is not None and not isinstance(synthesiser, str) else get_synthesiser(synthesiser)
+        ranked = [(synth, fit_conversion(source_voice(synth), *target, embedding, policy))]
+
+    def with_source(synth, conversion) -> VoiceProfile:
+        return replace(measured, conversions={synth.name: conversion.to_dict()},
+                       source_synthesiser=synth.name if len(sources) > 1 or synthesiser is not None else None)
+
+    if embedding is None or policy.max_check_wer is None or len(sources) < 2:
+        return with_source(*ranked[0]), info
+    check = check or check_intelligibility
+    for synth, conversion in ranked:
+        voice = with_source(synth, conversion)
+        info["check_wer"][synth.name] = round(check(voice), 4)
+        if info["check_wer"][synth.name] <= policy.max_check_wer:
+            return voice, info
+    synth, conversion = min(ranked, key=lambda item: info["check_wer"][item[0].name])
+    return with_source(synth, conversion), info

@@ -127,7 +127,7 @@ def available_sources(names=SOURCE_SYNTHESISERS) -> list[Synthesiser]:
     return out
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)  # one object per name: ``match.source_voice`` caches per object
 def get_synthesiser(name: str | None = None) -> Synthesiser:
     """``"piper"``, ``"espeak"``, ``"kokoro:<voice>"`` or None (piper, else espeak-ng named as the fallback).
     A synthesiser's own ``name`` (``"piper:en_US-joe-medium"``) gives the same object as its engine's."""
