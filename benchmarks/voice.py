@@ -86,7 +86,7 @@ def probe() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--speakers", choices=("held-out", "tuning"), default="held-out")
-    parser.add_argument("--policy", default="sources+residual", help=f"comma-separated, of {', '.join(POLICIES)}")
+    parser.add_argument("--policy", default="sources+check", help=f"comma-separated, of {', '.join(POLICIES)}")
     parser.add_argument("--texts", type=int, default=len(TEST_TEXTS))
     parser.add_argument("--no-wer", action="store_true", help="skip Whisper (design loops)")
     parser.add_argument("--no-tune", action="store_true", help="acoustic estimates only (no embedding search)")

@@ -99,7 +99,7 @@ def evaluate(
     from avatarv.voice.profile import match_voice, profile
     from avatarv.voice.synth import available_sources, get_synthesiser
 
-    policies = policies or {"sources+residual": POLICIES["sources+residual"]}
+    policies = policies or {"sources+check": POLICIES["sources+check"]}
     groups = groups or {}
     names = list(samples)
     sample_emb = np.stack([speaker_embedding(samples[n]) for n in names])  # [K, 256]
