@@ -129,7 +129,8 @@ def main() -> None:
         notes = ""  # hand-written analysis below NOTES_MARKER survives a re-run
         if out.is_file() and NOTES_MARKER in out.read_text():
             notes = out.read_text()[out.read_text().index(NOTES_MARKER):]
-        header = f"# Voice matching, held-out protocol\n\n`python benchmarks/voice.py {' '.join(sys.argv[1:])}`\n"
+        header = (f"# Voice matching, held-out protocol ({args.speakers} speakers)\n\n"
+                  f"`python benchmarks/voice.py {' '.join(sys.argv[1:])}`\n")
         out.write_text(header + "\n".join(sets) + "\n" + text + ("\n" + notes if notes else ""))
     for summary in summaries:
         print(json.dumps(summary))

@@ -157,3 +157,36 @@ def test_the_intelligibility_guard_takes_the_next_finalist_or_the_clearest(monke
     assert chosen.source_synthesiser == "tone:a" and list(info["check_wer"]) == ["tone:a+blend", "tone:a"]
     wer["tone:a+blend"] = 0.0
     assert match_voice(voice, policy=policy, check=lambda v: wer[v.source_synthesiser])[0].source_synthesiser == "tone:a+blend"
+
+
+def test_a_blend_is_kept_only_when_it_ends_more_similar(monkeypatch):
+    import importlib
+
+    from avatarv.voice.match import Conversion, MatchingPolicy, SourceVoice, blend_source
+
+    match = importlib.import_module("avatarv.voice.match")
+    kokoro = importlib.import_module("avatarv.voice.kokoro")
+
+    class FakeKokoro:
+        def __init__(self, spec):
+            self.voice, self.name = spec, f"kokoro:{spec}"
+
+    # each blend's similarity with the fitted conversion: only "away from jm_kumo" beats the plain voice
+    similarity = {"jf_alpha+jm_kumo@-0.4": 0.9}
+    monkeypatch.setattr(kokoro, "KokoroSynthesiser", FakeKokoro)
+    monkeypatch.setattr(match, "measure_source", lambda s: SourceVoice(s.voice, np.zeros(513), np.zeros(513)))
+    monkeypatch.setattr(match, "convert", lambda analysis, *args: np.array([similarity.get(analysis, 0.1)]))
+    monkeypatch.setattr(importlib.import_module("avatarv.voice.embedding"), "speaker_embedding",
+                        lambda wave: np.array([wave[0], np.sqrt(1 - wave[0] ** 2)]))
+    monkeypatch.setattr(importlib.import_module("avatarv.voice.synth"), "get_synthesiser",
+                        lambda name: FakeKokoro(name.split(":", 1)[1]))
+    target = (np.zeros(513), np.zeros(513), (150.0, 0.1), np.array([1.0, 0.0]))
+    plain, fitted = FakeKokoro("jf_alpha"), Conversion(warp=1.1, similarity=0.8)
+    policy = MatchingPolicy(blend_weights=(-0.4,))
+    for refit, kept in ((0.85, True), (0.75, False)):  # the refit must beat the plain voice's fit too
+        monkeypatch.setattr(match, "fit_conversion", lambda *args, r=refit: Conversion(warp=1.0, similarity=r))
+        synth, conversion = blend_source(plain, fitted, *target, policy)
+        assert (synth.name, conversion.similarity) == (("kokoro:jf_alpha+jm_kumo@-0.4", 0.85) if kept else ("kokoro:jf_alpha", 0.8))
+    assert blend_source(plain, fitted, *target, MatchingPolicy()) == (plain, fitted)  # no weights: no blends
+    piper = _ToneSynth("piper:joe", 100.0)
+    assert blend_source(piper, fitted, *target, policy) == (piper, fitted)  # not a Kokoro voice

@@ -3,7 +3,8 @@
 A profile holds the targets of matching (F0 median/range, speaking rate, loudness, mean spectral
 envelope and aperiodicity), the resemblyzer speaker embedding (256-d) in the same file, and the
 tuned timbre settings of the chosen source voice, so a voice is profiled once (≈ 1 min of compute on 2 cores
-with six source voices, the first time also ≈ 1 min to measure the sources) and reused.
+with six source voices and the intelligibility check, the first time also ≈ 1 min to measure the sources) and
+reused.
 """
 
 from __future__ import annotations
