@@ -5,7 +5,9 @@ On held-out world identities (10000+, scenes 100+: the clips of vae_roundtrip.py
 
 * decode wall time per chunk (median of ``--repeats``, full and tiny alternating, same thread count, one run:
   the ratio is the figure; the load average is printed beside it, other processes share the CPU);
-* PSNR of tiny vs full, and of each vs the original frames (clips' mean MSE, in dB);
+* PSNR of tiny vs full, and of each vs the original frames (clips' mean MSE, in dB), also over the last third
+  of each chunk's frames alone (where a decoder with a short memory loses the colour latent 0 carries);
+* ``--baseline DIR``: a second tiny decoder in the same run (e.g. the previous weights), same figures;
 * the world analyzer's mouth opening vs the labels after a round trip through each
   (vae_roundtrip.py ``mouth_readability``: Pearson r, std ratio, mouth-box PSNR);
 * a PNG (``--png``): rows of frames, columns original | full decoder | tiny decoder.
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=33, help="frames per clip (4k+1)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3, help="timed decodes per decoder (median)")
+    ap.add_argument("--baseline", default=None, help="a second tiny decoder folder, compared in the same run")
     ap.add_argument("--png", default=None, help="original | full | tiny frames of one held-out clip")
     args = ap.parse_args()
 
@@ -92,6 +95,7 @@ def main() -> None:
     torch.manual_seed(0)
     full = VideoVAE.from_pretrained(args.vae)
     fast = FastDecodeVAE.from_folder(full, args.tiny)
+    base = FastDecodeVAE.from_folder(full, args.baseline) if args.baseline else None
     threads = torch.get_num_threads()
     made = [make_clip(i, 100 + s, seconds=args.chunk / 25, size=args.size, seed=1)
             for i in range(10_000, 10_000 + args.ids) for s in range(2)]
@@ -101,17 +105,21 @@ def main() -> None:
     memo_full, memo_fast = MemoEncode(full, cache), MemoEncode(fast, cache)
 
     # fidelity: every clip through both decoders (latents encoded once)
-    sq = {"tiny vs full": [], "full vs original": [], "tiny vs original": []}
+    sq: dict[str, list[float]] = {}
+    late = slice(args.chunk - args.chunk // 3, None)  # the last third of a chunk's frames
     png_rows = []
     for k, (frames, _, _) in enumerate(labelled):
         z = memo_full.encode(frames)
-        out_full, out_tiny = full.decode(z), fast.decode(z)
-        assert out_full.shape == out_tiny.shape == frames.shape and out_tiny.dtype == np.uint8
-        sq["tiny vs full"].append(mse(out_tiny, out_full))
-        sq["full vs original"].append(mse(out_full, frames))
-        sq["tiny vs original"].append(mse(out_tiny, frames))
+        outs = {"full": full.decode(z), "tiny": fast.decode(z)}
+        if base is not None:
+            outs["baseline"] = base.decode(z)
+        assert all(o.shape == frames.shape and o.dtype == np.uint8 for o in outs.values())
+        sq.setdefault("tiny vs full", []).append(mse(outs["tiny"], outs["full"]))
+        for name, out in outs.items():
+            sq.setdefault(f"{name} vs original", []).append(mse(out, frames))
+            sq.setdefault(f"{name} vs original, last third", []).append(mse(out[late], frames[late]))
         if k == 0:
-            png_rows = [[frames[t], out_full[t], out_tiny[t]] for t in (0, 4, 12, 20, args.chunk - 1)]
+            png_rows = [[frames[t], outs["full"][t], outs["tiny"][t]] for t in (0, 4, 12, 20, args.chunk - 1)]
     psnr = {name: float(db(np.mean(v))) for name, v in sq.items()}
 
     # speed: one chunk's latents, decoders alternating, same threads, same run
@@ -137,12 +145,16 @@ def main() -> None:
     print(f"CPU: {cpu}, {threads} thread(s), load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
     print(f"held-out clips: {len(labelled)} × {args.chunk} frames at {args.size}², latents {tuple(z.shape)}; "
           f"tiny decoder {params / 1e6:.2f} M parameters ({args.tiny})\n")
-    print(f"{'decoder':<8} {'decode s/chunk':>14} {'PSNR vs original dB':>20} {'mouth r orig':>12} "
-          f"{'mouth r trip':>12} {'std ratio':>9} {'mouth PSNR dB':>13}")
+    print(f"{'decoder':<8} {'decode s/chunk':>14} {'PSNR vs original dB':>20} {'last third dB':>13} "
+          f"{'mouth r orig':>12} {'mouth r trip':>12} {'std ratio':>9} {'mouth PSNR dB':>13}")
     for name, sec in (("full", sec_full), ("tiny", sec_tiny)):
         m = mouth[name]
-        print(f"{name:<8} {sec:14.3f} {psnr[f'{name} vs original']:20.2f} {m['r_orig']:12.3f} "
+        print(f"{name:<8} {sec:14.3f} {psnr[f'{name} vs original']:20.2f} "
+              f"{psnr[f'{name} vs original, last third']:13.2f} {m['r_orig']:12.3f} "
               f"{m['r_recon']:12.3f} {m['std_ratio']:9.3f} {m['mouth_psnr']:13.2f}")
+    if base is not None:
+        print(f"{'baseline':<8} {'':>14} {psnr['baseline vs original']:20.2f} "
+              f"{psnr['baseline vs original, last third']:13.2f}  ({args.baseline})")
     speedup = sec_full / sec_tiny
     gap = psnr["full vs original"] - psnr["tiny vs original"]
     print(f"\nspeed-up full / tiny: {speedup:.1f}× (target ≥ 5×); PSNR tiny vs full decoder: "
@@ -155,6 +167,8 @@ def main() -> None:
               "speedup": round(speedup, 2), "psnr_tiny_vs_full": round(psnr["tiny vs full"], 2),
               "psnr_full_vs_orig": round(psnr["full vs original"], 2),
               "psnr_tiny_vs_orig": round(psnr["tiny vs original"], 2), "psnr_gap_db": round(gap, 2),
+              "psnr_last_third": {k.split(" vs ")[0]: round(v, 2) for k, v in psnr.items() if "last third" in k},
+              "psnr_baseline_vs_orig": round(psnr["baseline vs original"], 2) if base is not None else None,
               "mouth": {k: {kk: round(vv, 3) for kk, vv in v.items()} for k, v in mouth.items()},
               "targets_met": bool(speedup >= 5 and gap <= 0.5)}
     print(json.dumps(record))
