@@ -33,6 +33,8 @@ CHUNK_TOKENS = 160  # a longer sentence is cut at its clauses, so that two chunk
 # on one thread; its 87 ``ConvInteger`` nodes are 67 % of that and ONNX Runtime runs them on one thread
 # only. Rewritten as float ``Conv`` (weights dequantised once) it threads, but costs 0.95 CPU s/s. So
 # the int8 graph runs one chunk per core: sentences (clauses of long ones) in parallel, two at a time.
+# Its ``ConvInteger`` weights are uint8 and ORT's u8·u8 kernel is the fast one here: the same weights as
+# int8 (zero point − 128, bit-identical audio) cost 2.2–2.5 CPU s/s (issue #34, third pass).
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="kokoro")
 # espeak-ng IPA (``--ipa=1``: phonemes separated by "_") → Kokoro/misaki symbols; longest first.
 ESPEAK_TO_KOKORO = (
