@@ -250,7 +250,7 @@ POLICIES = {
     "sources+check": MatchingPolicy(sources=_SOURCES_ALL, max_check_wer=0.15),
     # and the chosen Kokoro voice's timbre pushed 40 % away from each other Kokoro voice in turn, the best
     # kept if it ends more similar (on two tuning speakers interpolating toward a voice lowered the
-    # similarity, extrapolating away raised it). Not the default: on the tuning set 3 of 4 blends that
+    # similarity, extrapolating away raised it). Not the default: on the tuning set the 3 blends that
     # won on similarity were less intelligible (calibration word error 0.19, 0.16; one passed at 0.09
     # and then read the test texts at 0.23), ``benchmarks/results/voice-tuning.md``.
     "sources+blend+check": MatchingPolicy(sources=_SOURCES_ALL, max_check_wer=0.15, blend_weights=(-0.4,)),
