@@ -327,8 +327,9 @@ class AvatarPipeline:
                 frames, lr_frames = self._decode(job, latents, tokens, preview is not None, clock)
                 if opts.colour_correction > 0:
                     with clock.phase("colour"):
-                        frames, lr_frames = (colour_anchor(f, job.scene, opts.colour_correction)
-                                             for f in (frames, lr_frames))
+                        same = lr_frames is frames  # no refiner: one array written twice, corrected once
+                        frames = colour_anchor(frames, job.scene, opts.colour_correction)
+                        lr_frames = frames if same else colour_anchor(lr_frames, job.scene, opts.colour_correction)
                 last = chunk.index == len(chunks) - 1
                 with clock.phase("write"):
                     n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)
