@@ -19,9 +19,7 @@ install: sysdeps
 	$(PIP) install -q --no-deps scenedetect==0.7.2  # curation: its opencv-python dep would fight opencv-contrib-python over cv2
 
 test: install
-	# two workers, one torch thread each (1 thread per core: no oversubscription; a test file stays on one worker,
-	# tests/conftest.py); the 30 slowest tests in the log
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=30 tests
+	$(PY) -m pytest -q tests
 
 demo: install
 	$(PY) -m avatarv.cli demo

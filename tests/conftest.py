@@ -62,21 +62,3 @@ def _restore_torch_threads():
     yield
     if torch.get_num_threads() != before:
         torch.set_num_threads(before)
-
-
-# Under pytest-xdist (``make test`` runs two workers with one torch thread each): every test file is one group,
-# so a module's fixtures are built once, on one worker; the files that start Ray share a group (two local Ray
-# clusters on one machine connect to each other), and so do the torch.distributed ones (free ports).
-XDIST_GROUPS = {
-    "test_curation_ray.py": "ray", "test_curation_kill.py": "ray", "test_curation_kill_cluster.py": "ray",
-    "test_serve_ray.py": "ray", "test_distributed.py": "dist", "test_distributed_infinitetalk.py": "dist",
-}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS.get(name, str(item.path.relative_to(config.rootpath)))))
