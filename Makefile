@@ -19,7 +19,7 @@ install: sysdeps
 	$(PIP) install -q --no-deps scenedetect==0.7.2  # curation: its opencv-python dep would fight opencv-contrib-python over cv2
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests  # the 30 slowest tests in the log: where the time goes
 
 demo: install
 	$(PY) -m avatarv.cli demo
