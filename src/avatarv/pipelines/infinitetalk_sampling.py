@@ -137,7 +137,7 @@ def match_colors(frames: np.ndarray, reference: np.ndarray, strength: float) -> 
     t, h, w, _ = frames.shape
     clipped = np.clip(frames, 0, 1).astype(np.float32)
     # all frames in one conversion each way (a [T·H, W, 3] image; OpenCV converts pixel by pixel), per-frame
-    # statistics from the [T, H·W, 3] view: ~8× faster than a loop over frames, same arithmetic
+    # statistics from the [T, H·W, 3] view: the same arithmetic as a loop over frames (bit-identical), ~10 % faster
     lab = cv2.cvtColor(clipped.reshape(t * h, w, 3), cv2.COLOR_RGB2Lab).reshape(t, h * w, 3)
     mean, std = lab.mean(1, keepdims=True), lab.std(1, keepdims=True)  # [T, 1, 3]
     safe = np.where(std == 0, 1.0, std)
