@@ -111,12 +111,15 @@ class MemBlock(nn.Module):
         self.convs = nn.Sequential(conv3x3(2 * width, width), nn.ReLU(), conv3x3(width, width), nn.ReLU(),
                                    conv3x3(width, width))
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """``x`` ``[B·T, C, H, W]`` (frames of each clip consecutive, ``frames`` = T)."""
+    def inputs(self, x: torch.Tensor, frames: int) -> list[torch.Tensor]:
+        """What the first convolution reads, each ``[B·T, C, H, W]``: x_t and x_{t−1} (zeros at t = 0)."""
         bt, c, h, w = x.shape
         seq = x.view(bt // frames, frames, c, h, w)  # [B, T, C, H, W]
-        past = F.pad(seq, (0, 0, 0, 0, 0, 0, 1, 0))[:, :frames].reshape(bt, c, h, w)  # x_{t−1}; zeros at t = 0
-        return F.relu(self.convs(torch.cat([x, past], 1)) + x)
+        return [x, F.pad(seq, (0, 0, 0, 0, 0, 0, 1, 0))[:, :frames].reshape(bt, c, h, w)]
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """``x`` ``[B·T, C, H, W]`` (frames of each clip consecutive, ``frames`` = T)."""
+        return F.relu(self.convs(torch.cat(self.inputs(x, frames), 1)) + x)
 
 
 class AnchorMemBlock(MemBlock):
@@ -126,12 +129,10 @@ class AnchorMemBlock(MemBlock):
         super().__init__(width)
         self.convs[0] = conv3x3(3 * width, width)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+    def inputs(self, x: torch.Tensor, frames: int) -> list[torch.Tensor]:
         bt, c, h, w = x.shape
-        seq = x.view(bt // frames, frames, c, h, w)  # [B, T, C, H, W]
-        past = F.pad(seq, (0, 0, 0, 0, 0, 0, 1, 0))[:, :frames].reshape(bt, c, h, w)  # x_{t−1}; zeros at t = 0
-        first = seq[:, :1].expand(-1, frames, -1, -1, -1).reshape(bt, c, h, w)  # x_0 for every t
-        return F.relu(self.convs(torch.cat([x, past, first], 1)) + x)
+        first = x.view(bt // frames, frames, c, h, w)[:, :1].expand(-1, frames, -1, -1, -1)  # x_0 for every t
+        return [*super().inputs(x, frames), first.reshape(bt, c, h, w)]
 
 
 class TimeGrow(nn.Module):
