@@ -51,6 +51,37 @@ def test_generate_is_deterministic(tmp_path, real_inputs):
     assert np.array_equal(frames[0], frames[1])
 
 
+def test_write_behind_same_bytes_as_inline_and_errors_surface(tmp_path, real_inputs):
+    """Writing chunk i on the worker while chunk i + 1 samples changes nothing in the file (mp4 bytes, motion
+    track); an error in a write (here the frame filter) reaches the caller, and the output path is never written."""
+    ref_path, speech_path = real_inputs
+    ref, speech = read_video(ref_path), read_audio(speech_path)
+    data = {}
+    for behind in (False, True):
+        out = tmp_path / f"b{int(behind)}.mp4"
+        summary = AvatarPipeline.random("tiny", seed=0).generate(
+            ref, speech, out, GenerationOptions(seconds=1.4, steps=2, seed=3, write_behind=behind,
+                                                motion_path=str(tmp_path / f"m{int(behind)}.json")))
+        assert summary["chunks"] >= 2 and ("write_behind" in summary["seconds_by_phase"])
+        data[behind] = (out.read_bytes(), (tmp_path / f"m{int(behind)}.json").read_bytes())
+    assert data[True] == data[False]
+
+    calls = []
+
+    def failing(frames):
+        calls.append(len(frames))
+        if len(calls) == 2:
+            raise RuntimeError("filter broke on chunk 2")
+        return frames
+
+    out = tmp_path / "fail.mp4"
+    with pytest.raises(RuntimeError, match="chunk 2"):
+        AvatarPipeline.random("tiny", seed=0).generate(ref, speech, out, GenerationOptions(
+            seconds=1.4, steps=2, seed=3, frame_filter=failing))
+    assert not out.exists()  # the streamed part is kept as fail.partial.mp4 (StreamingMp4Writer.abort), never as the output
+    assert calls[0] > 0 and len(calls) == 2
+
+
 def test_generate_cli_errors(tmp_path, real_inputs, capsys):
     ref_path, speech_path = real_inputs
     out = tmp_path / "x.mp4"

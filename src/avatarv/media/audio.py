@@ -11,7 +11,6 @@ from fractions import Fraction
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
 
 # The rate every avatarv audio path uses: Wav2Vec2, SyncNet MFCCs and VAD all expect 16 kHz mono.
 SAMPLE_RATE = 16000
@@ -65,6 +64,8 @@ def resample(wave: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     if src_rate == dst_rate or wave.size == 0:
         return wave.astype(np.float32, copy=False)
     ratio = Fraction(dst_rate, src_rate)
+    from scipy.signal import resample_poly  # here, not at import: scipy.signal alone costs ~0.7 s to import
+
     out = resample_poly(wave.astype(np.float64), ratio.numerator, ratio.denominator)
     # A clipped recording rings past ±1 after band-limiting (Gibbs); keep the [-1, 1] contract.
     return np.clip(out, -1.0, 1.0).astype(np.float32)

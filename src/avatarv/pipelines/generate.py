@@ -10,6 +10,7 @@ chunk's exact audio samples.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -30,13 +31,14 @@ from avatarv.models.dit.motion_codec import MotionCodec
 from avatarv.models.encoders.wav2vec import make_audio_features
 from avatarv.models.vae import VideoVAE
 from avatarv.pipelines.chunks import Chunk, ChunkPlan
-from avatarv.pipelines.infinitetalk_sampling import match_colors
+from avatarv.pipelines.colour_anchor import colour_anchor
 from avatarv.pipelines.job import Job, prepare_job
 from avatarv.pipelines.motion_track import save_motion_track
 from avatarv.pipelines.reference import resize_square
 from avatarv.pipelines.refiner import SRRefiner
 from avatarv.pipelines.sampling import SamplingOptions, sample_chunk
 from avatarv.pipelines.step_cache import StepCacheStats
+from avatarv.pipelines.write_behind import WriteBehind
 from avatarv.precision import autocast, compute_dtype, parse_dtype, requested
 
 
@@ -72,6 +74,9 @@ class GenerationOptions:
     # 0 here as in InfiniteTalk's API; their command line, like ``avatarv generate`` and ``demo``, defaults to 1
     # (the world model at 20 s: ΔE between the last and the first chunk 15.7 → 0.8, benchmarks/longform.py)
     colour_correction: float = 0.0
+    # write chunk i (cross-fade, filter, mp4, motion track) on a worker thread while chunk i + 1 samples
+    # (pipelines/write_behind.py; same bytes either way); False: inline
+    write_behind: bool = True
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
@@ -80,17 +85,6 @@ class GenerationOptions:
 
 
 DECODERS = ("auto", "full", "tiny")
-
-
-def colour_anchor(frames: np.ndarray | None, scene: np.ndarray, strength: float) -> np.ndarray | None:
-    """``frames`` ``[T, R, R, 3]`` uint8 with their Lab statistics moved towards ``scene``'s (``[S, S, 3]`` uint8,
-    resized to R when it differs; ``match_colors``). None passes through (a job without that stream)."""
-    if frames is None:
-        return None
-    if scene.shape[:2] != frames.shape[1:3]:
-        scene = resize_square(scene[None], frames.shape[1])[0]
-    out = match_colors(frames.astype(np.float32) / 255.0, scene.astype(np.float32) / 255.0, strength)
-    return np.round(out * 255.0).astype(np.uint8)
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -268,19 +262,36 @@ class AvatarPipeline:
         return latents, motion
 
     @staticmethod
-    def _emit(writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
+    def _new_frames(num_frames: int, last: bool, plan: ChunkPlan, written: int) -> int:
+        """How many of a chunk's ``num_frames`` frames are appended now: all but its own tail (the next chunk
+        blends it), at most what the plan still lacks."""
+        tail = 0 if last else plan.overlap_frames
+        return max(0, min(num_frames - tail, plan.total_frames - written))
+
+    @classmethod
+    def _emit(cls, writer, frames: np.ndarray, pending: np.ndarray | None, last: bool, plan: ChunkPlan, written: int,
               speech: np.ndarray, frame_filter: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
         """Cross-fade the seam with the previous chunk's tail, append everything but this chunk's own tail
         (the next chunk blends it), with the exact audio samples of those frames. Returns frames appended."""
         frames = frames.copy()
         if pending is not None:
             frames[: len(pending)] = crossfade(pending, frames[: len(pending)])
-        tail = 0 if last else plan.overlap_frames
-        new = frames[: len(frames) - tail][: max(0, plan.total_frames - written)]
+        new = frames[: cls._new_frames(len(frames), last, plan, written)]
         if len(new):
             a, b = plan.sample_range(written, len(new))
             writer.append(new if frame_filter is None else frame_filter(new), speech[a:b].astype(np.float32))
         return len(new)
+
+    def _write_chunk(self, clock: PhaseClock, writer, preview, job: Job, frames: np.ndarray,
+                     lr_frames: np.ndarray | None, pending: np.ndarray | None, pending_lr: np.ndarray | None,
+                     last: bool, written: int, signals, frame_filter) -> None:
+        """One chunk's output (on the write-behind worker): the mp4 (and preview) appends and the motion track."""
+        with clock.phase("write_behind"):
+            self._emit(writer, frames, pending, last, job.plan, written, job.speech, frame_filter)
+            if signals is not None:
+                job.track.add(signals[0], last, known=signals[1])
+            if preview is not None:
+                self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech, frame_filter)
 
     # ------------------------------------------------------------------ the job
     def generate(
@@ -305,6 +316,7 @@ class AvatarPipeline:
             writer = stack.enter_context(StreamingMp4Writer(out_path, cfg.fps, job.out_res, job.out_res, sample_rate=sr))
             preview = None if not opts.preview_path else stack.enter_context(
                 StreamingMp4Writer(opts.preview_path, cfg.fps, cfg.resolution, cfg.resolution, sample_rate=sr))
+            behind = stack.enter_context(WriteBehind(opts.write_behind))  # exits first: drains before the writers
             for chunk in chunks:
                 with clock.phase("encode"):
                     known = job.scene_latent if chunk.index == 0 else self.vae.encode(
@@ -331,17 +343,20 @@ class AvatarPipeline:
                         frames = colour_anchor(frames, job.scene, opts.colour_correction)
                         lr_frames = frames if same else colour_anchor(lr_frames, job.scene, opts.colour_correction)
                 last = chunk.index == len(chunks) - 1
-                with clock.phase("write"):
-                    n_new = self._emit(writer, frames, pending, last, job.plan, written, job.speech, opts.frame_filter)
-                    if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
-                        job.track.add(job.codec.signals(motion, len(frames)), last, known=4 * (known.shape[2] - 1) + 1)
-                    if preview is not None:
-                        self._emit(preview, lr_frames, pending_lr, last, job.plan, written, job.speech, opts.frame_filter)
-                        pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
-                written += n_new
+                signals = None
+                if job.track is not None:  # latent frames given, not generated: 4(k − 1) + 1 video frames
+                    signals = (job.codec.signals(motion, len(frames)), 4 * (known.shape[2] - 1) + 1)
+                with clock.phase("write"):  # the loop's wait for the previous chunk's write (write_behind.py)
+                    behind.submit(functools.partial(
+                        self._write_chunk, clock, writer, preview, job, frames, lr_frames, pending, pending_lr, last,
+                        written, signals, opts.frame_filter))
+                written += self._new_frames(len(frames), last, job.plan, written)
                 pending = None if last else frames[len(frames) - job.plan.overlap_frames :]
+                if preview is not None:
+                    pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
                 del latents, lr_frames, frames
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
+            behind.close()  # every chunk on disk before the writers close
         if job.track is not None:
             save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
         summary = self._summary(job, out_path, written, len(chunks))

@@ -7,6 +7,7 @@ diffusers' Wan pipelines, so the DiT sees roughly unit-variance inputs.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 from avatarv.config import VAEConfig
 from avatarv.errors import CheckpointError
+from avatarv.models.vae.channel_norm import FastChannelNorm
 from avatarv.models.vae.onednn_conv import OneDnnConv3d, onednn_available
 from avatarv.precision import autocast
 
@@ -42,9 +44,13 @@ class VideoVAE(nn.Module):
         self.onednn_conv = True
 
     def _compute_context(self):
-        """The compute context of encode/decode: bf16 autocast, or fp32 with oneDNN's 3-D convolutions."""
+        """The compute context of encode/decode: bf16 autocast, or fp32 with oneDNN's 3-D convolutions and the
+        channel norm as a sum of squares (channel_norm.py: the VAE's encode 1.25-1.4× faster)."""
         if self.compute_dtype == torch.float32 and self.onednn_conv and self.device.type == "cpu" and onednn_available():
-            return OneDnnConv3d()
+            stack = ExitStack()
+            stack.enter_context(OneDnnConv3d())
+            stack.enter_context(FastChannelNorm())
+            return stack
         return autocast(self.device, self.compute_dtype)
 
     @classmethod
