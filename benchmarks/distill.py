@@ -9,6 +9,8 @@ Systems (each an eval run on held-out world cases, resumable under ``--out/<syst
 - ``cfg-student``: the CFG-distilled DiT (stage 4a alone) at the teacher's 50 steps, one pass per step;
 - ``student``: the distilled pipeline (CFG distillation + DMD) at its own steps (``x0`` sampler, 4);
 - ``student+cache``: the student with step caching;
+- ``teacher@N``: the teacher at the student's N steps with the ``x0`` sampler and its 3-pass CFG: what DMD must
+  beat (few steps without distillation);
 - ``student@N``: the student at N < its own steps (``--fewer-steps``), for the speed its quality allows;
 - ``dmd-no-stability``: DMD without its stability measures (one critic update per generator update, no gradient
   normalisation, no ODE-pair regression), when its pipeline exists (``--unstable``).
@@ -47,6 +49,9 @@ def systems(args) -> dict[str, tuple[Path, dict]]:
         "student": (args.student, student_opts),
         "student+cache": (args.student, {**student_opts, "step_cache": args.cache}),
     }
+    if args.teacher_at_student_steps:  # the baseline DMD must beat: the teacher itself, few x0 steps, 3-pass CFG
+        out[f"teacher@{student_opts['steps']}"] = (args.teacher, {"steps": student_opts["steps"], "sampler": "x0",
+                                                                  "guidance": g})
     for n in (int(x) for x in args.fewer_steps.split(",") if x.strip()):  # the student below its trained steps
         out[f"student@{n}"] = (args.student, {**student_opts, "steps": n})
     if args.unstable is not None:
@@ -162,6 +167,8 @@ def main() -> None:
     ap.add_argument("--unstable", type=Path, default=None, help="a DMD-without-stability pipeline (ablation)")
     ap.add_argument("--guidance", default="ref=1.5,audio=2.5,text=2.5", help="the teacher's 3-pass CFG")
     ap.add_argument("--cache", type=float, default=0.1, help="step caching threshold of the +cache rows")
+    ap.add_argument("--no-teacher-at-student-steps", dest="teacher_at_student_steps", action="store_false",
+                    help="skip the teacher@N row (the teacher at the student's steps with the x0 sampler)")
     ap.add_argument("--fewer-steps", default="3,2", help="also the student at these steps (rows student@N)")
     ap.add_argument("--only", default=None, help="comma-separated systems to run now (the table reads all)")
     ap.add_argument("--speed-only", action="store_true")

@@ -26,7 +26,7 @@ def read_log(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for key in SERIES:
         pts = [(r["step"], r[key]) for r in rows if key in r and np.isfinite(r[key])]
         if pts:
-            s, v = zip(*pts)
+            s, v = zip(*pts, strict=True)
             out[key] = (np.asarray(s), np.asarray(v, dtype=float))
     return out
 
@@ -56,7 +56,7 @@ def main() -> None:
         runs[name] = read_log(Path(folder))
     fig, axes = plt.subplots(1, len(SERIES), figsize=(4.2 * len(SERIES), 3.4))
     summary = {}
-    for ax, key in zip(axes, SERIES):
+    for ax, key in zip(axes, SERIES, strict=True):
         for name, series in runs.items():
             if key not in series:
                 continue
