@@ -189,9 +189,11 @@ def main() -> None:
     manifest = Manifest.load(bench)
     sys_map = systems(args)
     if args.speed_only:
-        rates = speed_only(sys_map, manifest, args.rounds)
+        picked = {n: v for n, v in sys_map.items() if not args.only or n in args.only.split(",")}
+        rates = speed_only(picked, manifest, args.rounds)
         t = rates.get("teacher")
-        doc = {"cpu": capability(), "seconds_per_output_second": rates,
+        doc = {"cpu": capability(), "case": manifest.cases[0].case_id, "rounds": args.rounds,
+               "seconds_per_output_second": rates,
                "speedup_vs_teacher": {n: t / r for n, r in rates.items()} if t else {}}
         print(json.dumps(doc))
         return
