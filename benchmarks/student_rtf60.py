@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--decoder", default="auto")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--step-cache", type=float, default=0.0)
+    ap.add_argument("--steps", type=int, default=None, help="override the checkpoint's sampling steps")
     ap.add_argument("--inline-write", action="store_true", help="write each chunk inline (no write-behind worker)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/student-rtf60.mp4"))
     args = ap.parse_args()
@@ -51,7 +52,7 @@ def main() -> None:
     def on_phase(name):
         marks["prepared"] = time.perf_counter()
 
-    opts = GenerationOptions(seconds=args.seconds, steps=int(sampling.get("steps", 4)),
+    opts = GenerationOptions(seconds=args.seconds, steps=args.steps or int(sampling.get("steps", 4)),
                              sampler=sampling.get("sampler", "x0"), colour_correction=1.0, step_cache=args.step_cache,
                              write_behind=not args.inline_write, frame_filter=first_frames,
                              **({"guidance": GuidanceScales.parse(sampling["guidance"])} if sampling.get("guidance")
@@ -60,7 +61,7 @@ def main() -> None:
     s = pipe.generate(ref, speech, args.out, opts, on_phase=on_phase)
     wall = time.perf_counter() - T0
     print(json.dumps({"bench": "student_rtf60", "cpu": cpu_model(), "threads": torch.get_num_threads(),
-                      "checkpoint": str(args.checkpoint), "decoder": s["decoder"], "step_cache": args.step_cache,
+                      "checkpoint": str(args.checkpoint), "steps": opts.steps, "decoder": s["decoder"], "step_cache": args.step_cache,
                       "write_behind": not args.inline_write,
                       "seconds": s["seconds"], "wall_s": round(wall, 1), "rtf": round(wall / s["seconds"], 3),
                       "phases": s["seconds_by_phase"],

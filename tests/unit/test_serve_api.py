@@ -421,3 +421,27 @@ def test_job_runs_the_pipeline_and_serves_a_marked_signed_video(harness, tmp_pat
     con = sqlite3.connect(h.config.data / "avatarv.sqlite3")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("SELECT COUNT(*) FROM audit WHERE action = 'job.finish'").fetchone()[0] == 1
+
+
+def test_world_jobs_sample_as_their_checkpoint_says(tmp_path):
+    """A distilled checkpoint's sampling (pipeline.json: steps, sampler, guidance) reaches the server's jobs
+    unless the request names the steps; a checkpoint without one gets the teacher's 24 overshoot steps."""
+    import json
+
+    from avatarv.diffusion import GuidanceScales
+    from avatarv.serve.jobs import JobSpec, world_options
+
+    student, teacher = tmp_path / "student", tmp_path / "teacher"
+    for folder, meta in ((student, {"sampling": {"steps": 4, "sampler": "x0", "guidance": "ref=1.5,audio=2.5"}}),
+                         (teacher, {})):
+        folder.mkdir()
+        (folder / "pipeline.json").write_text(json.dumps({"preset": "tiny", **meta}))
+    base = dict(job_id="j", attempt=0, work_dir=str(tmp_path), reference="r.mp4", watermark="0" * 16, key_dir="k")
+    o = world_options(JobSpec(**base, checkpoint=str(student)))
+    assert (o.steps, o.sampler) == (4, "x0") and o.guidance == GuidanceScales.parse("ref=1.5,audio=2.5")
+    o = world_options(JobSpec(**base, checkpoint=str(student), steps=2))
+    assert (o.steps, o.sampler) == (2, "x0")  # the request's steps, the checkpoint's sampler
+    o = world_options(JobSpec(**base, checkpoint=str(teacher)))
+    assert (o.steps, o.sampler) == (24, "overshoot")
+    o = world_options(JobSpec(**base, preset="tiny", steps=1))
+    assert (o.steps, o.sampler) == (1, "overshoot")

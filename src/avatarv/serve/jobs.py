@@ -85,13 +85,22 @@ def _pipeline(spec: JobSpec):
     return _PIPELINES[key]
 
 
+def world_options(spec: JobSpec, frame_filter=None):
+    """A job's ``GenerationOptions``: the checkpoint's own sampling (a distilled student: its steps, sampler and
+    guidance scales from ``pipeline.json``) unless the request names the steps, as ``avatarv generate`` does."""
+    from avatarv.pipelines.cli import PipelineSource, sampling_options
+    from avatarv.pipelines.generate import GenerationOptions
+
+    source = PipelineSource(None if spec.checkpoint is None else Path(spec.checkpoint), spec.preset)
+    return GenerationOptions(seconds=spec.seconds, seed=spec.seed, prompt=spec.prompt, frame_filter=frame_filter,
+                             **sampling_options(source.sampling_defaults(), spec.steps, None, None))
+
+
 def _generate_world(spec: JobSpec, speech, live: Path, progress: Progress, frame_filter=None) -> dict:
     """What ``avatarv generate`` does (``pipelines.cli.run_generation``), with progress to a file."""
     from avatarv.media import read_video
-    from avatarv.pipelines.generate import GenerationOptions
 
-    opts = GenerationOptions(seconds=spec.seconds, steps=spec.steps or 24, seed=spec.seed, prompt=spec.prompt,
-                             frame_filter=frame_filter)
+    opts = world_options(spec, frame_filter)
     reference = read_video(spec.reference)
     progress(phase="loading the model", force=True)
     pipe = _pipeline(spec)
