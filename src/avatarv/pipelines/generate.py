@@ -316,7 +316,7 @@ class AvatarPipeline:
             writer = stack.enter_context(StreamingMp4Writer(out_path, cfg.fps, job.out_res, job.out_res, sample_rate=sr))
             preview = None if not opts.preview_path else stack.enter_context(
                 StreamingMp4Writer(opts.preview_path, cfg.fps, cfg.resolution, cfg.resolution, sample_rate=sr))
-            behind = stack.enter_context(WriteBehind(opts.write_behind))  # exits first: drains before the writers
+            behind = stack.enter_context(WriteBehind(opts.write_behind))  # exits first: drains (re-raising a failed write) before the writers close
             for chunk in chunks:
                 with clock.phase("encode"):
                     known = job.scene_latent if chunk.index == 0 else self.vae.encode(
@@ -356,7 +356,6 @@ class AvatarPipeline:
                     pending_lr = None if last else lr_frames[len(lr_frames) - job.plan.overlap_frames :]
                 del latents, lr_frames, frames
                 release_memory()  # a chunk's buffers go back to the OS: memory stays flat over hours
-            behind.close()  # every chunk on disk before the writers close
         if job.track is not None:
             save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
         summary = self._summary(job, out_path, written, len(chunks))
