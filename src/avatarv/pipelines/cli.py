@@ -164,6 +164,9 @@ def generate(
                                      "relative L1; e.g. 0.1). 0 (default): off."),
     decoder: str = typer.Option("auto", "--decoder", help="auto (the checkpoint's tiny fast decoder when it has "
                                 "one) | full (the VAE's own decoder) | tiny."),
+    tail_encoder: str = typer.Option("auto", "--tail-encoder", help="What re-encodes each chunk's tail as the next "
+                                     "chunk's prefix: auto (the checkpoint's tiny tail encoder when it has one) | "
+                                     "full (the VAE's encoder) | tiny."),
     colour_correction: float = typer.Option(1.0, "--colour-correction", min=0.0, max=1.0, help="Colour anchor: "
                                             "move each frame's Lab mean/std towards the scene image's by this "
                                             "fraction (InfiniteTalk's color correction, whose command line also "
@@ -234,7 +237,7 @@ def generate(
                              prompt=prompt or "", scene_prompt=scene_prompt,
                              motion_path=None if motion_out is None else str(motion_out),
                              motion_continuity=motion_continuity, step_cache=step_cache,
-                             colour_correction=colour_correction,
+                             colour_correction=colour_correction, tail_encoder=tail_encoder,
                              **sampling_options(source.sampling_defaults(), steps, sampler, guidance))
     speech = _speech_from_args(audio, text, voice)
     summary = run_generation(ref, out, speech, opts, source)
@@ -267,6 +270,7 @@ def demo(
                                  "distilled one."),
     step_cache: float = typer.Option(0.0, "--step-cache", min=0.0, help="Step caching threshold (0: off)."),
     decoder: str = typer.Option("auto", "--decoder", help="auto | full | tiny; see generate --help."),
+    tail_encoder: str = typer.Option("auto", "--tail-encoder", help="auto | full | tiny; see generate --help."),
     colour_correction: float = typer.Option(1.0, "--colour-correction", min=0.0, max=1.0,
                                             help="Colour anchor strength (0: off); see generate --help."),
 ) -> None:
@@ -286,8 +290,9 @@ def demo(
     except CheckpointError as err:
         typer.echo(f"avatarv demo: {err}; using tiny RANDOM weights", err=True)
         source = PipelineSource(preset="tiny", dtype=None if dtype is None else _dtype(dtype))
-    opts = GenerationOptions(step_cache=step_cache, colour_correction=colour_correction, **sampling_options(
-        source.sampling_defaults(), steps, None, None, fallback_steps=4 if source.preset else 24))
+    opts = GenerationOptions(step_cache=step_cache, colour_correction=colour_correction, tail_encoder=tail_encoder,
+                             **sampling_options(source.sampling_defaults(), steps, None, None,
+                                                fallback_steps=4 if source.preset else 24))
     summary = run_generation(ref, out, read_audio(speech), opts, source)
     typer.echo(json.dumps(summary))
     typer.echo(f"avatarv demo: wrote {summary['out']} ({summary['seconds']:.2f} s, {summary['chunks']} chunks)")

@@ -77,6 +77,10 @@ class GenerationOptions:
     # write chunk i (cross-fade, filter, mp4, motion track) on a worker thread while chunk i + 1 samples
     # (pipelines/write_behind.py; same bytes either way); False: inline
     write_behind: bool = True
+    # what re-encodes each chunk's tail as the next chunk's prefix: ``auto`` (the checkpoint's tiny tail encoder,
+    # models/vae/tiny_encoder.py, when it has one; ~8× cheaper), ``full`` (the VAE's encoder) or ``tiny`` (required).
+    # The reference and the scene image are always encoded by the full VAE.
+    tail_encoder: str = "auto"
 
     def sampling(self) -> SamplingOptions:
         return SamplingOptions(steps=self.steps, sampler=self.sampler, overshoot=self.overshoot, shift=self.shift,
@@ -85,6 +89,7 @@ class GenerationOptions:
 
 
 DECODERS = ("auto", "full", "tiny")
+TAIL_ENCODERS = ("auto", "full", "tiny")
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -127,7 +132,7 @@ def release_memory() -> None:
 class AvatarPipeline:
     def __init__(self, cfg: ModelConfig, dit: VideoRefDiT, vae: VideoVAE, random_weights: bool = False,
                  refiner: SRRefiner | None = None, text_encoder=None, audio_encoder: str | Path | None = None,
-                 dtype: str | None = None):
+                 dtype: str | None = None, tail_encoder=None):
         """``dtype``: what the DiT, the refiner and the VAE compute in (``auto`` | ``fp32`` | ``bf16``; None:
         ``auto``): the precision policy (``avatarv.precision``) picks bf16 only where the hardware computes it.
         Random weights compute in exact fp32 unless a dtype is asked for (argument or ``AVATARV_DTYPE``)."""
@@ -146,6 +151,8 @@ class AvatarPipeline:
         self.audio_encoder = Path(audio_encoder) if audio_encoder is not None else None
         self.audio_features = make_audio_features(cfg.dit.audio_dim, cfg.fps, self.audio_encoder)
         self.random_weights = random_weights
+        # a TinyVideoEncoder for the chunk loop's prefix re-encode (GenerationOptions.tail_encoder), or None
+        self.tail_encoder = tail_encoder.eval() if tail_encoder is not None else None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -190,8 +197,16 @@ class AvatarPipeline:
             text_encoder = TextEncoder.from_pretrained(directory / "text_encoder", max_length=meta.get("text_max_length", 64))
         cfg = replace(base, dit=dit.cfg, vae=vae.cfg, **meta.get("overrides", {}))
         audio_encoder = directory / "audio_encoder" if (directory / "audio_encoder").is_dir() else None
+        tail_encoder = None
+        if (directory / "tiny_encoder").is_dir():
+            from avatarv.models.vae.tiny_encoder import TinyVideoEncoder
+
+            tail_encoder = TinyVideoEncoder.from_pretrained(directory / "tiny_encoder")
+            if tail_encoder.cfg.latent_channels != vae.cfg.z_dim:
+                raise CheckpointError(f"tiny encoder writes {tail_encoder.cfg.latent_channels} latent channels, the "
+                                      f"VAE has {vae.cfg.z_dim}", directory / "tiny_encoder")
         return cls(cfg, dit, vae, refiner=refiner, text_encoder=text_encoder, audio_encoder=audio_encoder,
-                   dtype=dtype)
+                   dtype=dtype, tail_encoder=tail_encoder)
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -200,6 +215,8 @@ class AvatarPipeline:
         self.vae.save_pretrained(directory / "vae")
         if self.refiner is not None:
             self.refiner.dit.save_pretrained(directory / "refiner")
+        if self.tail_encoder is not None:
+            self.tail_encoder.save_pretrained(directory / "tiny_encoder")
         geometry = ("resolution", "chunk_latent_frames", "overlap_latent_frames", "max_ref_latent_frames",
                     "ref_frame_stride", "ref_motion")  # everything a checkpoint may set beside its preset (from_checkpoint)
         meta = {"preset": self.cfg.name, "overrides": {k: getattr(self.cfg, k) for k in geometry}}
@@ -304,6 +321,7 @@ class AvatarPipeline:
         (raw motion features: the carried ``[k, dim]`` or None, the chunk's ``[c, dim]`` or None)."""
         opts = opts or GenerationOptions()
         cfg, sr = self.cfg, self.audio_features.sample_rate
+        encode_tail = self._tail_encode(opts.tail_encoder)
         if speech.ndim != 1 or len(speech) < sr // cfg.fps:
             raise InputError("speech is empty or too short (need at least one video frame of audio)")
         job = prepare_job(self, reference, speech, opts, plan or self.plan(len(speech), opts), on_phase or print_nothing)
@@ -319,7 +337,7 @@ class AvatarPipeline:
             behind = stack.enter_context(WriteBehind(opts.write_behind))  # exits first: drains (re-raising a failed write) before the writers close
             for chunk in chunks:
                 with clock.phase("encode"):
-                    known = job.scene_latent if chunk.index == 0 else self.vae.encode(
+                    known = job.scene_latent if chunk.index == 0 else encode_tail(
                         pending if not job.refine else resize_square(pending, cfg.resolution))  # the previous tail
                 tokens = job.speech_tokens.latent_tokens(chunk.start_frame, chunk.num_latents)
                 carried = job.codec.carry(motion, known.shape[2]) if opts.motion_continuity and motion is not None else None
@@ -360,9 +378,20 @@ class AvatarPipeline:
             save_motion_track(opts.motion_path, job.track.signals(), cfg.fps)
         summary = self._summary(job, out_path, written, len(chunks))
         summary["seconds_by_phase"] = clock.totals()
+        summary["tail_encoder"] = "full" if encode_tail == self.vae.encode else "tiny"
         if opts.step_cache > 0:
             summary.update(step_cache_computed=cache_stats.computed, step_cache_skipped=cache_stats.skipped)
         return summary
+
+    def _tail_encode(self, choice: str) -> Callable[[np.ndarray], torch.Tensor]:
+        """What encodes a chunk's tail (uint8 ``[T, H, W, 3]`` → normalised latents ``[1, z, F, h, w]``)."""
+        if choice not in TAIL_ENCODERS:
+            raise InputError(f"tail_encoder {choice!r}: expected one of {', '.join(TAIL_ENCODERS)}")
+        if choice == "tiny" and self.tail_encoder is None:
+            raise InputError("tail_encoder tiny: this checkpoint has no tiny_encoder/ folder")
+        if choice == "full" or self.tail_encoder is None:
+            return self.vae.encode
+        return self.tail_encoder.encode
 
     def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool, clock: PhaseClock):
         """A chunk's frames ``[4(c−1)+1, R, R, 3]`` (through the SR refiner when the job refines) and its
