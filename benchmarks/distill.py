@@ -14,6 +14,8 @@ Systems (each an eval run on held-out world cases, resumable under ``--out/<syst
 - ``student@N``: the student at N < its own steps (``--fewer-steps``), for the speed its quality allows;
 - ``dmd-no-stability``: DMD without its stability measures (one critic update per generator update, no gradient
   normalisation, no ODE-pair regression), when its pipeline exists (``--unstable``).
+- ``student/full-tail-enc``: the student re-encoding each chunk's tail with the full VAE encoder instead of its
+  tiny tail encoder (models/vae/tiny_encoder.py), when it has one: what the tiny encoder costs in quality.
 
 Each row: Sync-C (world SyncNet), identity (world embedder, face_sim), behaviour similarity, quality, each with a
 95 % bootstrap CI over cases and its paired relative difference to the teacher (CI); end-to-end wall seconds per
@@ -56,6 +58,8 @@ def systems(args) -> dict[str, tuple[Path, dict]]:
         out[f"student@{n}"] = (args.student, {**student_opts, "steps": n})
     if args.unstable is not None:
         out["dmd-no-stability"] = (args.unstable, student_opts)
+    if (args.student / "tiny_encoder").is_dir():  # the student re-encodes chunk tails with its tiny encoder
+        out["student/full-tail-enc"] = (args.student, {**student_opts, "tail_encoder": "full"})
     return {k: v for k, v in out.items() if (v[0] / "pipeline.json").is_file()}
 
 

@@ -22,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, default=Path("checkpoints/world-small-distilled"))
     ap.add_argument("--decoder", default="auto")
+    ap.add_argument("--tail-encoder", default="auto", help="auto | full | tiny (GenerationOptions.tail_encoder)")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--step-cache", type=float, default=0.0)
     ap.add_argument("--steps", type=int, default=None, help="override the checkpoint's sampling steps")
@@ -55,13 +56,15 @@ def main() -> None:
     opts = GenerationOptions(seconds=args.seconds, steps=args.steps or int(sampling.get("steps", 4)),
                              sampler=sampling.get("sampler", "x0"), colour_correction=1.0, step_cache=args.step_cache,
                              write_behind=not args.inline_write, frame_filter=first_frames,
+                             tail_encoder=args.tail_encoder,
                              **({"guidance": GuidanceScales.parse(sampling["guidance"])} if sampling.get("guidance")
                                 else {}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     s = pipe.generate(ref, speech, args.out, opts, on_phase=on_phase)
     wall = time.perf_counter() - T0
     print(json.dumps({"bench": "student_rtf60", "cpu": cpu_model(), "threads": torch.get_num_threads(),
-                      "checkpoint": str(args.checkpoint), "steps": opts.steps, "decoder": s["decoder"], "step_cache": args.step_cache,
+                      "checkpoint": str(args.checkpoint), "steps": opts.steps, "decoder": s["decoder"],
+                      "tail_encoder": s["tail_encoder"], "step_cache": args.step_cache,
                       "write_behind": not args.inline_write,
                       "seconds": s["seconds"], "wall_s": round(wall, 1), "rtf": round(wall / s["seconds"], 3),
                       "phases": s["seconds_by_phase"],
