@@ -75,11 +75,11 @@ def world_metrics(manifest):
             behaviour_metric()]
 
 
-def run_system(name: str, checkpoint: Path, options: dict, manifest, out: Path, metrics) -> None:
+def run_system(name: str, checkpoint: Path, options: dict, manifest, out: Path, metrics, reference_mode: str) -> None:
     from avatarv.eval.benchmark import run_benchmark
     from avatarv.eval.systems import PipelineSystem
 
-    system = PipelineSystem(checkpoint, options=options, name=name)
+    system = PipelineSystem(checkpoint, options=options, name=name, reference_mode=reference_mode)
     run_benchmark(manifest, system, out / name, metrics, report=False)
 
 
@@ -143,14 +143,14 @@ def table(out: Path, names: list[str]) -> tuple[str, dict]:
     return "\n".join(rows) + "\n", doc
 
 
-def speed_only(sys_map: dict, manifest, rounds: int) -> dict:
+def speed_only(sys_map: dict, manifest, rounds: int, reference_mode: str) -> dict:
     """One case per system, ``rounds`` alternating rounds, in this process: wall s per output s."""
     import tempfile
 
     from avatarv.eval.systems import PipelineSystem
 
     case = manifest.cases[0]
-    loaded = {n: PipelineSystem(ck, options=o, name=n) for n, (ck, o) in sys_map.items()}
+    loaded = {n: PipelineSystem(ck, options=o, name=n, reference_mode=reference_mode) for n, (ck, o) in sys_map.items()}
     times: dict[str, list[float]] = {n: [] for n in loaded}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
@@ -176,6 +176,8 @@ def main() -> None:
     ap.add_argument("--fewer-steps", default="3,2", help="also the student at these steps (rows student@N)")
     ap.add_argument("--only", default=None, help="comma-separated systems to run now (the table reads all)")
     ap.add_argument("--speed-only", action="store_true")
+    ap.add_argument("--reference-mode", choices=("video", "image"), default="video",
+                    help="image: every system gets one reference frame (the image-reference variant and its teacher)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "distill")
     args = ap.parse_args()
@@ -194,7 +196,7 @@ def main() -> None:
     sys_map = systems(args)
     if args.speed_only:
         picked = {n: v for n, v in sys_map.items() if not args.only or n in args.only.split(",")}
-        rates = speed_only(picked, manifest, args.rounds)
+        rates = speed_only(picked, manifest, args.rounds, args.reference_mode)
         t = rates.get("teacher")
         doc = {"cpu": capability(), "case": manifest.cases[0].case_id, "rounds": args.rounds,
                "seconds_per_output_second": rates,
@@ -208,15 +210,17 @@ def main() -> None:
     metrics = world_metrics(manifest)
     for name in chosen:
         start = time.perf_counter()
-        run_system(name, *sys_map[name], manifest, args.out, metrics)
+        run_system(name, *sys_map[name], manifest, args.out, metrics, args.reference_mode)
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     text, doc = table(args.out, list(sys_map))
     cpu = capability()
     md = f"# Stage 4: distilled world model vs teacher\n\nCPU: {cpu['cpu_model']} ({cpu['cpu_capability']}, bf16 native: {cpu['bf16_native']}, {cpu['threads']} threads); {args.cases} held-out world cases of " \
-         f"{args.seconds:g} s; teacher guidance {args.guidance}; step cache threshold {args.cache}.\n\n{text}"
+         f"{args.seconds:g} s; {args.reference_mode} reference; teacher guidance {args.guidance}; step cache threshold " \
+         f"{args.cache}.\n\n{text}"
     (args.out / "distill.md").write_text(md)
     print(md)
-    print(json.dumps({"cpu": cpu, "cases": args.cases, "seconds": args.seconds, "systems": doc}))
+    print(json.dumps({"cpu": cpu, "cases": args.cases, "seconds": args.seconds, "reference_mode": args.reference_mode,
+                      "systems": doc}))
 
 
 if __name__ == "__main__":
