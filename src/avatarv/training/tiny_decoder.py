@@ -21,11 +21,8 @@ latest decoder folder is ``out_dir/decoder``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +31,7 @@ import torch.nn.functional as F
 
 from avatarv.errors import ConfigError
 from avatarv.models.vae.tiny_decoder import TinyVideoDecoder, tiny_decoder_config
-from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
+from avatarv.training.simple_trainer import SimpleTrainer, parse_trainer_args
 
 
 @dataclass
@@ -122,7 +119,10 @@ class TeacherPool:
         return len(self.keys)
 
 
-class TinyDecoderTrainer:
+class TinyDecoderTrainer(SimpleTrainer):
+    export_name = "decoder"
+    desc = "train tiny decoder"
+
     def __init__(self, cfg: TinyDecoderTrainConfig, vae=None, progress: bool = True):
         from avatarv.models.vae import VideoVAE
 
@@ -187,59 +187,12 @@ class TinyDecoderTrainer:
         self.step += 1
         return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"], **logs}
 
-    def save(self) -> None:
-        save_simple_trainer(self.out / "checkpoints", self.step, self.model, self.optim, self.generator,
-                            asdict(self.cfg), keep=2)
-        self.model.save_pretrained(self.out / "decoder")
-
-    def resume(self) -> bool:
-        step = resume_simple_trainer(self.out / "checkpoints", self.model, self.optim, self.generator)
-        if step is None:
-            return False
-        self.step = step
-        truncate_log(self.out / "log.jsonl", step)  # the steps after the checkpoint are trained (and logged) again
-        return True
-
-    def fit(self, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> list[dict]:
-        """Train to ``cfg.steps`` (or stop, checkpointed, after step ``stop_at``: an interruption, for tests)."""
-        from tqdm import tqdm
-
-        if resume:
-            self.resume()
-        self.out.mkdir(parents=True, exist_ok=True)
-        end = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-        records, last_save = [], time.monotonic()
-        with open(self.out / "log.jsonl", "a", buffering=1) as log, tqdm(total=self.cfg.steps, initial=self.step,
-                                                            desc="train tiny decoder", disable=not progress) as bar:
-            while self.step < end:
-                rec = self.train_step()
-                records.append(rec)
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-                bar.update(1)
-                bar.set_postfix(l1=f"{rec['l1_orig']:.4f}", teacher=f"{rec['l1_teacher']:.4f}")
-                if time.monotonic() - last_save > 60 * self.cfg.ckpt_minutes:
-                    self.save()
-                    last_save = time.monotonic()
-        self.save()
-        return records
+    def postfix(self, rec: dict) -> dict[str, str]:
+        return {"l1": f"{rec['l1_orig']:.4f}", "teacher": f"{rec['l1_teacher']:.4f}"}
 
 
-def parse_args(argv: list[str] | None = None) -> TinyDecoderTrainConfig:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", dest="out_dir", default=TinyDecoderTrainConfig.out_dir)
-    ap.add_argument("--resume", action="store_true", help="continue from out/checkpoints/latest")
-    ap.add_argument("--no-progress", action="store_true")
-    for f in fields(TinyDecoderTrainConfig):
-        if f.name == "out_dir":
-            continue
-        if isinstance(f.default, bool):  # argparse's type=bool reads any non-empty string as True
-            ap.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", default=f.default)
-        else:
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = vars(ap.parse_args(argv))
-    flags = {k: args.pop(k) for k in ("resume", "no_progress")}
-    return TinyDecoderTrainConfig(**args), flags
+def parse_args(argv: list[str] | None = None) -> tuple[TinyDecoderTrainConfig, dict]:
+    return parse_trainer_args(TinyDecoderTrainConfig, __doc__.splitlines()[0], argv)
 
 
 def main(argv: list[str] | None = None) -> None:

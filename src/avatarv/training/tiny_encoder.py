@@ -20,11 +20,9 @@ the latest encoder folder is ``out_dir/encoder``; ``out_dir/metrics.json`` has t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ import torch
 
 from avatarv.errors import ConfigError
 from avatarv.models.vae.tiny_encoder import TinyVideoEncoder, tiny_encoder_config
-from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
+from avatarv.training.simple_trainer import SimpleTrainer, parse_trainer_args
 from avatarv.training.tiny_decoder import to_signed
 
 
@@ -142,7 +140,10 @@ def heldout_metrics(model: TinyVideoEncoder, pool: WindowPool, decoder=None) -> 
     return out
 
 
-class TinyEncoderTrainer:
+class TinyEncoderTrainer(SimpleTrainer):
+    export_name = "encoder"
+    desc = "train tiny encoder"
+
     def __init__(self, cfg: TinyEncoderTrainConfig, vae=None, decoder=None, progress: bool = True):
         from avatarv.models.vae import VideoVAE
         from avatarv.models.vae.tiny_decoder import FastDecodeVAE
@@ -206,59 +207,15 @@ class TinyEncoderTrainer:
         self.step += 1
         return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"]}
 
-    def save(self) -> None:
-        save_simple_trainer(self.out / "checkpoints", self.step, self.model, self.optim, self.generator,
-                            asdict(self.cfg), keep=2)
-        self.model.save_pretrained(self.out / "encoder")
-
-    def resume(self) -> bool:
-        step = resume_simple_trainer(self.out / "checkpoints", self.model, self.optim, self.generator)
-        if step is None:
-            return False
-        self.step = step
-        truncate_log(self.out / "log.jsonl", step)
-        return True
-
-    def fit(self, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> list[dict]:
-        """Train to ``cfg.steps`` (or stop, checkpointed, after step ``stop_at``: an interruption, for tests);
-        at the end, score the held-out windows into ``out_dir/metrics.json``."""
-        from tqdm import tqdm
-
-        if resume:
-            self.resume()
-        self.out.mkdir(parents=True, exist_ok=True)
-        end = self.cfg.steps if stop_at is None else min(stop_at, self.cfg.steps)
-        records, last_save = [], time.monotonic()
-        with open(self.out / "log.jsonl", "a", buffering=1) as log, tqdm(total=self.cfg.steps, initial=self.step,
-                                                            desc="train tiny encoder", disable=not progress) as bar:
-            while self.step < end:
-                rec = self.train_step()
-                records.append(rec)
-                log.write(json.dumps(rec) + "\n")
-                bar.update(1)
-                bar.set_postfix(mse=f"{rec['loss']:.4f}")
-                if time.monotonic() - last_save > 60 * self.cfg.ckpt_minutes:
-                    self.save()
-                    last_save = time.monotonic()
-        self.save()
-        if self.step >= self.cfg.steps:
-            metrics = {"steps": self.step, **heldout_metrics(self.model, self.heldout, self.decoder)}
-            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-            self.model.train()
-        return records
+    def finish(self) -> None:
+        """Score the held-out windows into ``out_dir/metrics.json``."""
+        metrics = {"steps": self.step, **heldout_metrics(self.model, self.heldout, self.decoder)}
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        self.model.train()
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TinyEncoderTrainConfig, dict]:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", dest="out_dir", default=TinyEncoderTrainConfig.out_dir)
-    ap.add_argument("--resume", action="store_true", help="continue from out/checkpoints/latest")
-    ap.add_argument("--no-progress", action="store_true")
-    for f in fields(TinyEncoderTrainConfig):
-        if f.name != "out_dir":
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    args = vars(ap.parse_args(argv))
-    flags = {k: args.pop(k) for k in ("resume", "no_progress")}
-    return TinyEncoderTrainConfig(**args), flags
+    return parse_trainer_args(TinyEncoderTrainConfig, __doc__.splitlines()[0], argv)
 
 
 def main(argv: list[str] | None = None) -> None:

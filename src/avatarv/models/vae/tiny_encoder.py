@@ -22,8 +22,7 @@ sampling), from RGB in [−1, 1]. Saved as ``config.json`` + ``model.safetensors
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarv.errors import CheckpointError
 from avatarv.models.vae.tiny_decoder import MemBlock, conv3x3
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+from avatarv.models.vae.tiny_folder import load_folder, save_folder
 
 
 @dataclass(frozen=True)
@@ -145,44 +141,12 @@ class TinyVideoEncoder(nn.Module):
 
     # ------------------------------------------------------------------ folder I/O
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps({"class": "TinyVideoEncoder", **asdict(self.cfg)}, indent=2))
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  str(directory / WEIGHTS_NAME))
+        save_folder(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> TinyVideoEncoder:
         """A folder written by ``save_pretrained``; a missing or corrupt one is a ``CheckpointError``."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).is_file() or not (directory / WEIGHTS_NAME).is_file():
-            raise CheckpointError(f"not a tiny encoder folder (needs {CONFIG_NAME} and {WEIGHTS_NAME})", directory)
-        try:
-            raw = json.loads((directory / CONFIG_NAME).read_text())
-            if raw.get("class", "TinyVideoEncoder") != "TinyVideoEncoder":
-                raise ValueError(f"class {raw.get('class')!r}, expected TinyVideoEncoder")
-            known = {f.name for f in fields(TinyEncoderConfig)}
-            cfg = TinyEncoderConfig(**{k: v for k, v in raw.items() if k in known})
-        except (ValueError, TypeError) as err:
-            raise CheckpointError(f"bad tiny encoder {CONFIG_NAME}: {err}", directory) from None
-        try:
-            state = load_file(str(directory / WEIGHTS_NAME))
-        except Exception as err:  # safetensors raises its own error types for truncated / foreign files
-            raise CheckpointError(f"cannot read {WEIGHTS_NAME}: {err}", directory) from None
-        model = cls(cfg)
-        own = model.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        misshaped = [k for k in own if k in state and state[k].shape != own[k].shape]
-        if missing or unexpected or misshaped:
-            raise CheckpointError(f"tiny encoder weights do not match its config: missing {missing[:4]}, "
-                                  f"unexpected {unexpected[:4]}, misshaped {misshaped[:4]}", directory)
-        model.load_state_dict(state)
-        return model.eval()
+        return load_folder(cls, TinyEncoderConfig, directory, "tiny encoder")
 
     @torch.no_grad()
     def encode(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
