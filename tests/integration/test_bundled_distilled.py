@@ -15,6 +15,7 @@ from avatarv.models.dit import VideoRefDiT
 
 ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
 STUDENT, TEACHER = ROOT / "world-small-distilled", ROOT / "world-small"
+IMAGE_STUDENT, IMAGE_TEACHER = ROOT / "world-small-imageref-distilled", ROOT / "world-small-imageref"
 
 
 def test_bundle_layout_and_metadata():
@@ -83,3 +84,36 @@ def test_bundled_tail_encoder_matches_the_full_encoder_on_held_out_prefixes():
         a, b = fast.decode(small).astype(np.float64), fast.decode(full).astype(np.float64)
         psnr = 10 * np.log10(255.0**2 / np.mean((a - b) ** 2))
         assert rel <= 0.05 and psnr >= 30.0, (rel, psnr)
+
+
+def test_image_reference_student_bundle(tmp_path):
+    """The image-reference variant's student: distilled from ``world-small-imageref`` (CFG, then DMD), its VAE and
+    text encoder the image teacher's and its tiny decoder / tail encoder the video bundles' (links: one copy in the
+    tree), and one chunk from a single reference image of a held-out identity in its own steps, one pass each."""
+    from avatarv.diffusion import GuidanceScales
+    from avatarv.eval.systems import image_reference
+    from avatarv.media import Video
+    from avatarv.pipelines.generate import AvatarPipeline, GenerationOptions
+    from avatarv.world import make_clip
+
+    meta = json.loads((IMAGE_STUDENT / "pipeline.json").read_text())
+    assert meta["distilled"]["teacher"] == "checkpoints/world-small-imageref"
+    assert meta["distilled"]["recipe"]["variant"] == "image"
+    assert set(meta["distilled"]["stages"]) == {"cfg-image", "dmd-image"}
+    student = VideoRefDiT.from_pretrained(IMAGE_STUDENT / "dit")
+    assert student.cfg == replace(VideoRefDiT.from_pretrained(IMAGE_TEACHER / "dit").cfg, num_guidance_scales=3)
+    assert not any(p.isnan().any() for p in student.parameters())
+    for folder, source in (("vae", IMAGE_TEACHER), ("text_encoder", IMAGE_TEACHER), ("tiny_decoder", TEACHER),
+                           ("tiny_encoder", STUDENT)):
+        for f in (source / folder).iterdir():
+            assert (IMAGE_STUDENT / folder / f.name).read_bytes() == f.read_bytes(), f"{folder}/{f.name}"
+    clip = make_clip(10_003, 103, seconds=2.0, size=128, seed=1)
+    sampling = meta["sampling"]
+    opts = GenerationOptions(seconds=1.0, steps=sampling["steps"], sampler=sampling["sampler"], colour_correction=1.0,
+                             guidance=GuidanceScales.parse(sampling["guidance"]))
+    steps = []
+    summary = AvatarPipeline.from_checkpoint(IMAGE_STUDENT).generate(
+        image_reference(Video(clip.frames, 25.0, clip.audio)), clip.audio, tmp_path / "o.mp4", opts,
+        progress=lambda chunk, i: steps.append(i))
+    assert summary["decoder"] == "tiny" and summary["ref_latent_frames"] == 1 and summary["chunks"] == 1
+    assert len(steps) == sampling["steps"]  # one DiT pass per step
