@@ -391,7 +391,8 @@ class AvatarPipeline:
             raise InputError("tail_encoder tiny: this checkpoint has no tiny_encoder/ folder")
         if choice == "full" or self.tail_encoder is None:
             return self.vae.encode
-        return self.tail_encoder.encode
+        device = self.vae.device
+        return lambda frames: self.tail_encoder.encode(frames).to(device)  # where the VAE's latents would be
 
     def _decode(self, job: Job, latents: torch.Tensor, tokens: torch.Tensor, preview: bool, clock: PhaseClock):
         """A chunk's frames ``[4(c−1)+1, R, R, 3]`` (through the SR refiner when the job refines) and its
