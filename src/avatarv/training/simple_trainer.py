@@ -6,21 +6,55 @@ no random numbers, so when it happens does not change the run) and at the end; e
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
+
+import torch
 
 from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
 
 
+def cosine_lr(cfg, step: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based): cosine from ``cfg.lr`` to ``cfg.lr·cfg.min_lr_ratio`` over
+    ``cfg.steps`` (constant when ``min_lr_ratio`` ≥ 1)."""
+    if cfg.min_lr_ratio >= 1.0:
+        return cfg.lr
+    frac = min(step / max(1, cfg.steps - 1), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 class SimpleTrainer:
-    """Subclasses set ``cfg`` (a dataclass with ``steps`` and ``ckpt_minutes``), ``out``, ``model``, ``optim``,
-    ``generator`` and ``step`` and define ``train_step() -> dict`` (a record with ``step`` and ``loss``)."""
+    """Subclasses set ``cfg`` (a dataclass with ``steps``, ``lr``, ``min_lr_ratio``, ``ckpt_minutes`` and ``seed``) and
+    ``out``, call ``start(model)``, and define ``batch_loss() -> (loss, logs)`` (a batch drawn with ``_randint``)."""
 
     export_name = "model"  # the weights' folder under ``out``
     desc = "train"  # the progress bar's label
 
-    def train_step(self) -> dict:
+    def start(self, model: torch.nn.Module) -> None:
+        """The model to train, its AdamW (cosine learning rate, no weight decay) and the data generator."""
+        self.model = model.train()
+        self.optim = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed + 1)
+        self.step = 0
+
+    def _randint(self, n: int) -> int:
+        return int(torch.randint(n, (1,), generator=self.generator))
+
+    def batch_loss(self) -> tuple[torch.Tensor, dict]:
+        """One batch's loss and what to log of it."""
         raise NotImplementedError
+
+    def train_step(self) -> dict:
+        for group in self.optim.param_groups:
+            group["lr"] = cosine_lr(self.cfg, self.step)
+        self.optim.zero_grad(set_to_none=True)
+        loss, logs = self.batch_loss()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optim.step()
+        self.step += 1
+        return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"], **logs}
 
     def postfix(self, rec: dict) -> dict[str, str]:
         """What the progress bar shows of a step's record."""

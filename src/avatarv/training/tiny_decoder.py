@@ -21,7 +21,6 @@ latest decoder folder is ``out_dir/decoder``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -73,11 +72,6 @@ class TinyDecoderTrainConfig:
 def to_signed(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``[T, H, W, 3]`` → ``[3, T, H, W]`` float in [−1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
-
-
-def lr_at(cfg: TinyDecoderTrainConfig, step: int) -> float:
-    frac = min(step / max(1, cfg.steps - 1), 1.0)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 class TeacherPool:
@@ -132,19 +126,14 @@ class TinyDecoderTrainer(SimpleTrainer):
         self.pool = TeacherPool(self.vae, cfg, Path(cfg.teacher_dir or self.out / "teacher"), progress)
         torch.manual_seed(cfg.seed)
         if cfg.init:
-            self.model = TinyVideoDecoder.from_pretrained(cfg.init).train()
+            model = TinyVideoDecoder.from_pretrained(cfg.init)
             if cfg.anchor:
-                self.model = self.model.with_anchor()
+                model = model.with_anchor()
         else:
             model_cfg = replace(tiny_decoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim,
                                 **({"anchor": True} if cfg.anchor else {}))
-            self.model = TinyVideoDecoder(model_cfg).train()
-        self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1)
-        self.step = 0
-
-    def _randint(self, n: int) -> int:
-        return int(torch.randint(n, (1,), generator=self.generator))
+            model = TinyVideoDecoder(model_cfg)
+        self.start(model)
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ latents ``[B, z, W, c, c]``, originals and teacher frames ``[B, 3, 4(W−1)+1, 8c, 8c]`` in [−1, 1]."""
@@ -175,17 +164,8 @@ class TinyDecoderTrainer(SimpleTrainer):
         loss = cfg.teacher_weight * l1_teacher + cfg.original_weight * l1_orig + cfg.mse_weight * mse_orig
         return loss, {"l1_teacher": l1_teacher.item(), "l1_orig": l1_orig.item(), "mse_orig": mse_orig.item()}
 
-    def train_step(self) -> dict:
-        z, original, teacher = self.next_batch()
-        for group in self.optim.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step)
-        self.optim.zero_grad(set_to_none=True)
-        loss, logs = self.loss(z, original, teacher)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optim.step()
-        self.step += 1
-        return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"], **logs}
+    def batch_loss(self) -> tuple[torch.Tensor, dict]:
+        return self.loss(*self.next_batch())
 
     def postfix(self, rec: dict) -> dict[str, str]:
         return {"l1": f"{rec['l1_orig']:.4f}", "teacher": f"{rec['l1_teacher']:.4f}"}

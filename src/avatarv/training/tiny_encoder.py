@@ -21,7 +21,6 @@ the latest encoder folder is ``out_dir/encoder``; ``out_dir/metrics.json`` has t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -63,11 +62,6 @@ class TinyEncoderTrainConfig:
             raise ConfigError(f"tiny encoder: window_frames must be 4k + 1, got {self.window_frames}")
         if self.window_frames > self.clip_frames:
             raise ConfigError(f"tiny encoder: window_frames {self.window_frames} > clip_frames {self.clip_frames}")
-
-
-def lr_at(cfg: TinyEncoderTrainConfig, step: int) -> float:
-    frac = min(step / max(1, cfg.steps - 1), 1.0)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 class WindowPool:
@@ -158,14 +152,7 @@ class TinyEncoderTrainer(SimpleTrainer):
         self.pool = WindowPool(self.vae, decoder, cfg, train_keys, self.out / "pool", "window pool", progress)
         self.heldout = WindowPool(self.vae, decoder, cfg, heldout_keys, self.out / "pool", "held-out pool", progress)
         torch.manual_seed(cfg.seed)
-        model_cfg = replace(tiny_encoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim)
-        self.model = TinyVideoEncoder(model_cfg).train()
-        self.optim = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.generator = torch.Generator().manual_seed(cfg.seed + 1)
-        self.step = 0
-
-    def _randint(self, n: int) -> int:
-        return int(torch.randint(n, (1,), generator=self.generator))
+        self.start(TinyVideoEncoder(replace(tiny_encoder_config(cfg.preset), latent_channels=self.vae.cfg.z_dim)))
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ frames ``[B, 3, T, 8c', 8c']`` in [−1, 1], target latents ``[B, z, F, c', c']`` and the loss mask
@@ -194,18 +181,11 @@ class TinyEncoderTrainer(SimpleTrainer):
             ms.append(mask)
         return torch.stack(xs), torch.stack(zs), torch.stack(ms)[:, None, None]
 
-    def train_step(self) -> dict:
+    def batch_loss(self) -> tuple[torch.Tensor, dict]:
+        """MSE to the full encoder's latents on each crop's scored square."""
         frames, target, mask = self.next_batch()
-        for group in self.optim.param_groups:
-            group["lr"] = lr_at(self.cfg, self.step)
-        self.optim.zero_grad(set_to_none=True)
         err = (self.model(frames) - target) ** 2 * mask  # [B, z, F, c, c]
-        loss = err.sum() / (mask.sum() * target.shape[1] * target.shape[2])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optim.step()
-        self.step += 1
-        return {"step": self.step, "loss": loss.item(), "lr": self.optim.param_groups[0]["lr"]}
+        return err.sum() / (mask.sum() * target.shape[1] * target.shape[2]), {}
 
     def finish(self) -> None:
         """Score the held-out windows into ``out_dir/metrics.json``."""

@@ -22,6 +22,7 @@ from avatarv.models.vae import VideoVAE
 from avatarv.precision import autocast, compute_dtype, parse_dtype
 from avatarv.training.analyzer_loss import face_squares
 from avatarv.training.checkpoint import resume_simple_trainer, save_simple_trainer, truncate_log
+from avatarv.training.simple_trainer import cosine_lr
 
 
 @dataclass
@@ -122,12 +123,7 @@ def to_input(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float() / 127.5 - 1
 
 
-def lr_at(cfg: VAETrainConfig, step: int) -> float:
-    """Learning rate of optimiser step ``step`` (0-based): cosine from ``lr`` to ``lr·min_lr_ratio``."""
-    if cfg.min_lr_ratio >= 1.0:
-        return cfg.lr
-    frac = min(step / max(1, cfg.steps - 1), 1.0)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+lr_at = cosine_lr  # the learning rate of optimiser step ``step``: cosine from ``lr`` to ``lr·min_lr_ratio``
 
 
 MOUTH_POINTS = slice(48, 68)  # iBUG-68: outer lip contour 48–59, inner 60–67
