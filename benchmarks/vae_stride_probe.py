@@ -33,6 +33,20 @@ def build_vae(base_dim: int = 16, z_dim: int = 16):
     return VideoVAE(replace(VAEConfig(base_dim=base_dim, z_dim=z_dim), spatial_stride=4), model=model)
 
 
+def decoder_phase(vae, out: Path, steps: int, frames: int, args) -> None:
+    """The decoder alone on ``frames``-frame clips (the encoder, so the latents, stay), focused latent crops;
+    resumable in ``out``."""
+    from avatarv.training.vae import VAETrainConfig, VAETrainer
+
+    cfg = VAETrainConfig(preset="small", steps=steps, frames=frames, lr=args.lr * 0.5, min_lr_ratio=0.1,
+                         out_dir=str(out), ckpt_every=25, train_identities=args.identities, seed=1,
+                         train_encoder=False, crop_latents=args.crop, crop_focus=args.focus,
+                         face_weight=args.face_weight, mouth_weight=args.mouth_weight, batch_size=2)
+    trainer = VAETrainer(cfg, vae=vae)
+    trainer.resume()
+    trainer.fit(resume=False)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/vae-s4"))
@@ -40,6 +54,15 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=3000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--min-lr-ratio", type=float, default=1.0, help="cosine decay to lr·ratio over --max-steps")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--identities", type=int, default=64)
+    p.add_argument("--crop", type=int, default=0, help="train on crop² latent windows (0: whole frames)")
+    p.add_argument("--focus", action="store_true", help="crops hold the mouth (needs --mouth-weight > 0)")
+    p.add_argument("--face-weight", type=float, default=0.0)
+    p.add_argument("--mouth-weight", type=float, default=0.0)
+    p.add_argument("--decoder-phase", action="append", default=[], metavar="STEPS:FRAMES",
+                   help="then the decoder alone on longer clips (repeatable, in order)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from tqdm import tqdm
@@ -49,7 +72,9 @@ def main() -> None:
     from avatarv.training.world_recipe import calibrate_latents
 
     cfg = VAETrainConfig(preset="small", steps=args.max_steps, lr=args.lr, out_dir=str(args.out), ckpt_every=50,
-                         train_identities=64, seed=0)
+                         train_identities=args.identities, seed=0, batch_size=args.batch,
+                         min_lr_ratio=args.min_lr_ratio, crop_latents=args.crop, crop_focus=args.focus,
+                         face_weight=args.face_weight, mouth_weight=args.mouth_weight)
     trainer = VAETrainer(cfg, vae=build_vae())
     trainer.resume()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -59,17 +84,22 @@ def main() -> None:
             rec = trainer.train_step()
             l1 = rec["l1"]
             log.write(json.dumps(rec) + "\n")
+            log.flush()
             bar.update(1)
             bar.set_postfix(l1=f"{l1:.4f}")
             if trainer.step % cfg.ckpt_every == 0:
                 trainer.save()
     wall = time.perf_counter() - start
     trainer.save()
-    calibrate_latents(trainer.vae, trainer.source, n=16, seed=0)
-    trainer.vae.save_pretrained(args.out / "vae")
+    vae = trainer.vae
+    for k, phase in enumerate(args.decoder_phase):
+        steps, frames = (int(v) for v in phase.split(":"))
+        decoder_phase(vae, args.out / f"decoder{k}", steps, frames, args)
+    calibrate_latents(vae, trainer.source, n=16, seed=0)
+    vae.save_pretrained(args.out / "vae")
     psnr = trainer.heldout_psnr(range(10_000, 10_008))
     print(json.dumps({"bench": "vae_stride_probe", "spatial_stride": 4, "steps": trainer.step, "wall_s": round(wall),
-                      "last_l1": round(l1, 4),
+                      "last_l1": round(l1, 4), "decoder_phases": args.decoder_phase,
                       "heldout_psnr_db": round(psnr, 2), "machine": capability()}))
 
 

@@ -4,7 +4,7 @@ bf16 is only a speed-up where the processor multiplies bf16 natively. Measured w
 
 - Intel with AMX (``amx_bf16``): fp32 149 GFLOP/s, bf16 413 GFLOP/s;
 - AMD EPYC with AVX2 only: fp32 94 GFLOP/s, bf16 **0.3** GFLOP/s (oneDNN has no bf16 kernel and ATen
-  falls back to a scalar loop; ``torch.ops.mkldnn._ismkldnn_bf16_supported()`` is False there).
+  falls back to a scalar loop; ``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` is False there).
 
 So every part of avatarv that picks a dtype asks :func:`compute_dtype`, and nothing else hard-codes bf16:
 the VAE at inference, the DiT at inference, the attention backend rule (``tiled`` is a bf16 kernel), the
@@ -46,8 +46,11 @@ def cpu_flags() -> frozenset[str]:
 
 
 def mkldnn_bf16() -> bool:
+    """Whether oneDNN says it can run bf16 on this CPU (``torch.ops.mkldnn._is_mkldnn_bf16_supported``; until
+    2026-12-08 this called a misspelt ``_ismkldnn_bf16_supported``, which no torch has, so it was always False and
+    ``auto`` chose fp32 even on AMX and AVX512-BF16 machines)."""
     try:
-        return bool(torch.ops.mkldnn._ismkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

@@ -162,3 +162,18 @@ def test_world_shards_encode_in_the_policy_dtype(cpu, monkeypatch):
     world_shards._encode_frames(vae, None)
     assert seen == [torch.float32, torch.bfloat16]
     assert vae.compute_dtype == torch.float32  # restored
+
+
+def test_the_onednn_probe_exists_in_this_torch():
+    """The probe must name an operator this torch has: a misspelt name fell into the ``except`` and made every
+    CPU "not native" (auto chose fp32 on AMX and AVX512-BF16 machines alike)."""
+    probe = torch.ops.mkldnn._is_mkldnn_bf16_supported
+    assert precision.mkldnn_bf16() == bool(probe())
+    if {"amx_bf16", "avx512_bf16"} & precision.cpu_flags() and platform_is_x86():
+        assert precision.mkldnn_bf16() and precision.cpu_bf16_native()
+
+
+def platform_is_x86() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64")

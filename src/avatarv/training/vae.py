@@ -58,9 +58,10 @@ class VAETrainConfig:
     # 33 frames, decoder only: 8.6 s/step whole, 3.7 s with 8² crops). Decoder-only runs crop the latents of
     # the whole frame (the frozen encoder's real latents); full runs crop the pixels before encoding
     crop_latents: int = 0
-    # decoder-only crops: draw each sample's window among those that hold the centre of its most-weighted pixels
-    # (the mouth with mouth_weight > 0), so every step decodes what the loss weighs most. A random 8² window of
-    # a 16² latent frame misses a ~20-px mouth on most draws
+    # crops: draw each sample's window among those that hold the centre of its most-weighted pixels (the mouth
+    # with mouth_weight > 0), so every step decodes what the loss weighs most (decoder-only runs: a window of the
+    # latents; full runs: a window of the pixels, before encoding). A random 8² window of a 16² latent frame
+    # misses a ~20-px mouth on most draws
     crop_focus: bool = False
     # cosine decay of the learning rate from ``lr`` to ``lr * min_lr_ratio`` over ``steps`` (1 = constant)
     min_lr_ratio: float = 1.0
@@ -195,9 +196,13 @@ class VAETrainer:
         frame is decoded then, no crop)."""
         crop = 0 if self.analyzer_loss is not None else self.cfg.crop_latents
         if crop and self.cfg.train_encoder:  # the whole autoencoder learns: it sees only the pixel window
-            window = self._window(batch.shape[-2:], self.vae.cfg.spatial_stride)
-            if window is not None:
-                batch, weights = batch[window[1]], None if weights is None else weights[window[1]]
+            stride = self.vae.cfg.spatial_stride
+            if self.cfg.crop_focus and weights is not None:  # one window per sample, over its mouth
+                batch, weights = self._focused_pixels(batch, weights, stride)
+            else:
+                window = self._window(batch.shape[-2:], stride)
+                if window is not None:
+                    batch, weights = batch[window[1]], None if weights is None else weights[window[1]]
         with torch.set_grad_enabled(self.cfg.train_encoder):
             posterior = self.model.encode(batch).latent_dist
         z = posterior.sample(generator=self.generator) if self.cfg.sample_posterior else posterior.mode()
@@ -251,15 +256,32 @@ class VAETrainer:
         lat, px = window
         return z[lat], batch[px], None if weights is None else weights[px]
 
+    @staticmethod
+    def _focus_centre(w: torch.Tensor, stride: int) -> tuple[int, int]:
+        """``w`` ``[T, H, W]`` one sample's pixel weights → the latent (row, column) of the centroid of its
+        most-weighted pixels over all frames."""
+        ys, xs = torch.nonzero(w.amax(0) == w.max(), as_tuple=True)
+        return int(ys.float().mean()) // stride, int(xs.float().mean()) // stride
+
+    def _focused_pixels(self, batch: torch.Tensor, weights: torch.Tensor, stride: int):
+        """Full-autoencoder crops with ``crop_focus``: per sample a random ``crop_latents``² window (in pixels,
+        ``stride`` px per latent) holding the centroid of its most-weighted pixels (the mouth). → the cropped
+        ``batch`` ``[B, 3, T, c·stride, c·stride]`` and ``weights``."""
+        parts = []
+        for b in range(batch.shape[0]):
+            window = self._window(batch.shape[-2:], stride, self._focus_centre(weights[b, 0], stride))
+            if window is None:
+                return batch, weights
+            px = window[1]
+            parts.append((batch[b : b + 1][px], weights[b : b + 1][px]))
+        return tuple(torch.cat(t) for t in zip(*parts, strict=True))
+
     def _focused_crop(self, z: torch.Tensor, batch: torch.Tensor, weights: torch.Tensor, stride: int):
         """``crop`` with one window per sample, each holding the centroid of that sample's most-weighted pixels
         (over all frames; ``crop_focus``)."""
         parts = []
         for b in range(z.shape[0]):
-            w = weights[b, 0]  # [T, H, W]
-            ys, xs = torch.nonzero(w.amax(0) == w.max(), as_tuple=True)
-            centre = (int(ys.float().mean()) // stride, int(xs.float().mean()) // stride)
-            window = self._window(batch.shape[-2:], stride, centre)
+            window = self._window(batch.shape[-2:], stride, self._focus_centre(weights[b, 0], stride))
             if window is None:
                 return z, batch, weights
             lat, px = window
