@@ -33,6 +33,18 @@ PRESETS: dict[str, ModelConfig] = {
         vae=VAEConfig(base_dim=16, z_dim=16),
         resolution=128, chunk_latent_frames=21, overlap_latent_frames=2, max_ref_latent_frames=6,
     ),
+    # World model v2 (issue #30): the small DiT on a 4×-spatial VAE (a ~20-px mouth spans 5 latent pixels instead
+    # of 2.5) with 4×4 patches, so a 128² frame is still 8² = 64 tokens and a step costs what the small one does
+    "small-s4": ModelConfig(
+        name="small-s4",
+        dit=DiTConfig(
+            dim=256, num_heads=4, num_layers=8, ffn_dim=1024, latent_channels=16, cond_channels=20,
+            text_dim=256, freq_dim=128, audio_dim=128, audio_window=1, audio_positions=True, motion_dim=16,
+            patch_size=(1, 4, 4),
+        ),
+        vae=VAEConfig(base_dim=16, z_dim=16, spatial_stride=4),
+        resolution=128, chunk_latent_frames=21, overlap_latent_frames=2, max_ref_latent_frames=6,
+    ),
     "wan-1.3b": ModelConfig(
         name="wan-1.3b",
         dit=DiTConfig(

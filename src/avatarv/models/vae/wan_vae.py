@@ -15,10 +15,23 @@ import torch
 from torch import nn
 
 from avatarv.config import VAEConfig
-from avatarv.errors import CheckpointError
+from avatarv.errors import CheckpointError, ConfigError
 from avatarv.models.vae.channel_norm import FastChannelNorm
 from avatarv.models.vae.onednn_conv import OneDnnConv3d, onednn_available
 from avatarv.precision import autocast
+
+
+def wan_layout(spatial_stride: int, temporal_stride: int = 4) -> dict[str, list]:
+    """``AutoencoderKLWan``'s ``dim_mult`` / ``temperal_downsample`` for the strides: Wan2.1's layout
+    (``[1, 2, 4, 4]``, time halved at the last two levels) for 8× space, one level fewer for 4× (the world
+    model v2's VAE: a ~20-px mouth spans 5 latent pixels instead of 2.5). Inverse of ``from_pretrained``'s
+    reading of a config."""
+    layouts = {(8, 4): ([1, 2, 4, 4], [False, True, True]), (4, 4): ([1, 2, 4], [True, True])}
+    if (spatial_stride, temporal_stride) not in layouts:
+        raise ConfigError(f"VAE strides {spatial_stride}× space / {temporal_stride}× time: expected one of "
+                          + ", ".join(f"{s}×/{t}×" for s, t in layouts))
+    dim_mult, temporal = layouts[spatial_stride, temporal_stride]
+    return {"dim_mult": dim_mult, "temperal_downsample": temporal}
 
 
 class VideoVAE(nn.Module):
@@ -28,7 +41,8 @@ class VideoVAE(nn.Module):
 
         self.cfg = cfg
         self.model = model or AutoencoderKLWan(
-            base_dim=cfg.base_dim, z_dim=cfg.z_dim, latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim
+            base_dim=cfg.base_dim, z_dim=cfg.z_dim, latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim,
+            **wan_layout(cfg.spatial_stride, cfg.temporal_stride),
         )
         self.model.eval()
         mean = torch.tensor(self.model.config.latents_mean, dtype=torch.float32)
