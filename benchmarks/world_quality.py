@@ -3,6 +3,7 @@ behaviour carried from the reference, stable colour over a minute, and a fast de
 
     python benchmarks/world_quality.py                       # 16 cases × 12 s, longform at 60 s, the demo
     python benchmarks/world_quality.py --quick               # 4 cases × 4 s, longform at 20 s (a smoke run)
+    python benchmarks/world_quality.py --vae-only runs/vae4/vae   # a candidate VAE's rows (no DiT needed)
 
 Every part is an existing tool, run as a subprocess in this order and resumable (the eval runs keep finished
 cases; a finished part's JSON is kept in ``--work`` and not run again unless ``--restart``):
@@ -103,6 +104,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="4 cases × 4 s, longform 20 s (a smoke run)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: longform, demo, mouth")
     ap.add_argument("--restart", action="store_true", help="run every part again")
+    ap.add_argument("--vae-only", default=None, metavar="VAE_DIR",
+                    help="only the VAE rows (round-trip Sync-C, identity, mouth r) of a VAE folder, beside the "
+                         "ground truth: a candidate VAE measured before any DiT is trained on it")
     a = ap.parse_args()
     if a.quick:
         a.cases, a.seconds, a.long_seconds = 4, 4.0, 20
@@ -117,18 +121,27 @@ def main() -> None:
         run(cli + ["eval", "make-bench", "--out", str(bench), "--cases", str(a.cases), "--seconds", str(a.seconds)],
             work / "logs" / "make-bench.log")
     systems = {"gt": ["--system", "passthrough"],
-               "vae": ["--system", "vae-roundtrip", "--checkpoint", a.checkpoint],
+               "vae": ["--system", "vae-roundtrip", "--checkpoint", a.vae_only or a.checkpoint],
                "video": ["--system", "avatarv", "--checkpoint", a.checkpoint],
                "image": ["--system", "avatarv-image-ref", "--checkpoint", a.image_checkpoint]}
+    vae_dir = a.vae_only or str(Path(a.checkpoint) / "vae")
+    if a.vae_only:  # the VAE's own rows: no DiT, no long runs, no demo
+        systems = {k: systems[k] for k in ("gt", "vae")}
+        skip |= {"longform", "demo"}
+    # each run's folder; a candidate VAE gets its own (the ground truth and the bench are shared)
+    outs = {n: work / n for n in systems}
+    if a.vae_only:
+        outs["vae"] = work / ("vae-" + "-".join(Path(a.vae_only).resolve().parts[-2:]))
     for name, spec in systems.items():
         steps = ["--steps", str(a.steps)] if a.steps and name in ("video", "image") else []
-        run(cli + ["eval", "run", "--bench", str(bench), "--out", str(work / name), *spec, *steps,
+        run(cli + ["eval", "run", "--bench", str(bench), "--out", str(outs[name]), *spec, *steps,
                    *(["--restart"] if a.restart else [])], work / "logs" / f"eval-{name}.log")
-    thesis_out = work / "thesis"
-    run([py, str(BENCH / "thesis.py"), "--bench", str(bench), *(f"--run={n}={work / n}" for n in systems),
-         "--pair", "video,image", "--out", str(thesis_out)], work / "logs" / "thesis.log")
+    thesis_out = work / ("thesis" if not a.vae_only else outs["vae"].name + "-thesis")
+    pairs = [] if a.vae_only else ["--pair", "video,image"]
+    run([py, str(BENCH / "thesis.py"), "--bench", str(bench), *(f"--run={n}={outs[n]}" for n in systems),
+         *pairs, "--out", str(thesis_out)], work / "logs" / "thesis.log")
     thesis = json.loads(thesis_out.with_suffix(".json").read_text())
-    table, pair = thesis["table"], thesis["pairs"]["video,image"]
+    table = thesis["table"]
     k = min(a.cases, len({c["reference"] for c in json.loads((bench / "manifest.json").read_text())["cases"]}))
 
     def cell(system: str, metric: str) -> dict:
@@ -136,21 +149,23 @@ def main() -> None:
         return {"value": t["mean"], "lo": t["lo"], "hi": t["hi"], "n": t["n"]}
 
     now = {"vae_sync_c": cell("vae", "sync_c"), "vae_identity": cell("vae", "face_sim"),
-           "sync_c": cell("video", "sync_c"), "identity": cell("video", "face_sim"),
            "gt_sync_c": cell("gt", "sync_c"), "gt_identity": cell("gt", "face_sim"),
-           "behaviour_top1_video": cell("video", "hit"), "behaviour_top1_image": cell("image", "hit"),
-           "behaviour_top1_gt": cell("gt", "hit"),
-           "behaviour_top1_video_minus_image": {"value": pair["hit"]["mean_diff"], "lo": pair["hit"]["lo"],
-                                                "hi": pair["hit"]["hi"], "n": pair["hit"]["n"]}}
-    span = a.seconds
-    drift = late_over_early(work / "video", (0.0, min(2.0, span / 6)), (span * 10 / 12, span))
-    now["identity_late_over_early"] = {"value": drift["ratio"], "early": drift["early"], "late": drift["late"]}
+           "behaviour_top1_gt": cell("gt", "hit")}
+    if not a.vae_only:
+        pair = thesis["pairs"]["video,image"]
+        now.update({"sync_c": cell("video", "sync_c"), "identity": cell("video", "face_sim"),
+                    "behaviour_top1_video": cell("video", "hit"), "behaviour_top1_image": cell("image", "hit"),
+                    "behaviour_top1_video_minus_image": {"value": pair["hit"]["mean_diff"], "lo": pair["hit"]["lo"],
+                                                         "hi": pair["hit"]["hi"], "n": pair["hit"]["n"]}})
+        span = a.seconds
+        drift = late_over_early(work / "video", (0.0, min(2.0, span / 6)), (span * 10 / 12, span))
+        now["identity_late_over_early"] = {"value": drift["ratio"], "early": drift["early"], "late": drift["late"]}
 
     if "mouth" not in skip:
-        vae_dir = str(Path(a.checkpoint) / "vae")
-        rt = cached(work, "mouth", a.restart, lambda: last_json(run(
+        mouth = "mouth" if not a.vae_only else outs["vae"].name + "-mouth"
+        rt = cached(work, mouth, a.restart, lambda: last_json(run(
             [py, str(BENCH / "vae_roundtrip.py"), "--vae", vae_dir, "--n", "1", "--trips", "1", "--chunk", "33",
-             "--mouth-ids", "8"], work / "logs" / "vae-roundtrip.log")))
+             "--mouth-ids", "8"], work / "logs" / f"{mouth}.log")))
         now["vae_mouth_r"] = {"value": rt["vaes"][vae_dir]["mouth"]["r_recon"],
                               "original": rt["vaes"][vae_dir]["mouth"]["r_orig"]}
     if "longform" not in skip:
@@ -191,7 +206,8 @@ def main() -> None:
               f"{'yes' if ok else 'no'} |")
     from avatarv.precision import capability
 
-    print(json.dumps({"bench": "world_quality", "cases": a.cases, "seconds": a.seconds, "checkpoint": a.checkpoint,
+    print(json.dumps({"bench": "world_quality", "cases": a.cases, "seconds": a.seconds,
+                      "checkpoint": a.vae_only or a.checkpoint,
                       "now": now, "met": met, "machine": capability(), "wall_s": round(time.time() - start, 1)},
                      default=float))
 

@@ -55,3 +55,17 @@ def test_generate_writes_the_roundtrip_with_the_driving_audio(checkpoint, tmp_pa
 def test_needs_a_checkpoint():
     with pytest.raises(InputError, match="--checkpoint"):
         get_system("vae-roundtrip", checkpoint=None)
+
+
+def test_a_vae_folder_alone_is_measured_with_the_small_geometry(checkpoint):
+    """A candidate VAE (no DiT yet) is a system too: its folder's strides, the small preset's chunk and size."""
+    from avatarv.config.presets import get_preset
+
+    system = get_system("vae-roundtrip", checkpoint=checkpoint / "vae")
+    small = get_preset("small")
+    assert system.vae_path == checkpoint / "vae"
+    assert system.cfg.vae == system.vae.cfg and system.cfg.resolution == small.resolution
+    assert system.chunk_frames() == 4 * (small.chunk_latent_frames - 1) + 1
+    frames = np.random.default_rng(2).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    out = system.roundtrip(frames)  # resized to the preset's square, encoded and decoded
+    assert out.shape == (5, small.resolution, small.resolution, 3)

@@ -125,7 +125,8 @@ class PipelineSystem:
 
 
 class VAERoundTripSystem:
-    """The driving clip through a pipeline checkpoint's VAE, in chunks of the pipeline's chunk length."""
+    """The driving clip through a pipeline checkpoint's VAE (or a VAE folder alone: ``config.json`` +
+    weights, with the ``small`` preset's geometry), in chunks of the pipeline's chunk length."""
 
     name = "vae-roundtrip"
 
@@ -135,9 +136,22 @@ class VAERoundTripSystem:
         if checkpoint is None:
             from avatarv.errors import InputError
 
-            raise InputError("the vae-roundtrip system needs --checkpoint (a pipeline with a VAE)")
-        pipe = AvatarPipeline.from_checkpoint(checkpoint)
-        self.vae, self.cfg, self.vae_path = pipe.vae, pipe.cfg, Path(checkpoint) / "vae"
+            raise InputError("the vae-roundtrip system needs --checkpoint (a pipeline with a VAE, or a VAE folder)")
+        if not (Path(checkpoint) / "pipeline.json").is_file() and (Path(checkpoint) / "config.json").is_file():
+            from dataclasses import replace
+
+            from avatarv.config.presets import get_preset
+            from avatarv.models.vae import VideoVAE
+            from avatarv.precision import compute_dtype
+
+            self.vae, self.vae_path = VideoVAE.from_pretrained(checkpoint), Path(checkpoint)
+            self.vae.compute_dtype = compute_dtype("cpu")
+            small = get_preset("small")  # its geometry (size, chunk); no DiT runs here
+            self.cfg = replace(small, vae=self.vae.cfg, dit=replace(small.dit, latent_channels=self.vae.cfg.z_dim,
+                                                                        cond_channels=self.vae.cfg.z_dim + 4))
+        else:
+            pipe = AvatarPipeline.from_checkpoint(checkpoint)
+            self.vae, self.cfg, self.vae_path = pipe.vae, pipe.cfg, Path(checkpoint) / "vae"
         # pipe.vae computes in the precision policy's dtype, as the pipeline decodes trained weights
         self.fingerprint = json.dumps({"system": self.name, "vae_sha256": weights_digest(self.vae_path),
                                        "chunk_latent_frames": self.cfg.chunk_latent_frames}, sort_keys=True)
