@@ -204,6 +204,9 @@ def train_world(
     smoke: bool = typer.Option(False, "--smoke", help="The same recipe on the tiny preset, in minutes."),
     v2: bool = typer.Option(False, "--v2", help="World model v2 (WorldRecipe.v2): the bundled pipelines' VAE "
                             "trained further with the analyzer-space loss, then stage 3 of both variants on it."),
+    v3: Path = typer.Option(None, "--v3", help="World model v2 on a 4×-spatial VAE (WorldRecipe.v3): the DiT "
+                            "from scratch (preset small-s4) on this finished VAE folder, lip-sync and identity "
+                            "losses in stage 3."),
     out: Path = typer.Option(None, "--out", help="Work directory (default runs/world or runs/world-smoke)."),
     variant: list[str] = typer.Option(None, "--variant", help="video and/or image (default both)."),
     checkpoints: Path = typer.Option(None, "--checkpoints", help="Where the pipeline checkpoints go."),
@@ -245,9 +248,12 @@ def train_world(
     from avatarv.precision import parse_dtype
     from avatarv.training.world_recipe import WorldRecipe, run
 
-    if smoke and v2:
-        raise ConfigError("--smoke and --v2 are two different recipes: give one")
-    recipe = WorldRecipe.smoke() if smoke else WorldRecipe.v2() if v2 else WorldRecipe()
+    if sum((smoke, v2, v3 is not None)) > 1:
+        raise ConfigError("--smoke, --v2 and --v3 are different recipes: give one")
+    if v3 is not None and not (v3 / "config.json").is_file():
+        raise ConfigError(f"--v3 {v3}: not a VAE folder (no config.json)")
+    recipe = (WorldRecipe.smoke() if smoke else WorldRecipe.v2() if v2
+              else WorldRecipe.v3(vae=str(v3)) if v3 is not None else WorldRecipe())
     if out is not None:
         recipe = replace(recipe, out=str(out))
     if checkpoints is not None:

@@ -68,6 +68,9 @@ class WorldRecipe:
     # start the autoencoder from this VAE folder instead of random weights; with ``init`` (a continued recipe)
     # the init pipelines' VAE is then trained further instead of adopted as it is (the DiT continues on it)
     vae_init: str | None = None
+    # use this finished VAE folder as it is (no VAE steps, no decoder phases or refinement): the shards and the
+    # DiT (stages 1–3) are trained on it. Its strides must be the preset's (world model v2: ``small-s4``)
+    vae_adopt: str | None = None
     # then the decoder alone on longer clips, (steps, frames) per phase, up to the chunk length (the encoder,
     # so the latents, stay): 5-frame windows teach the causal caches only latent frames 0–1 and later frames
     # decoded to noise (8–12 dB); a decoder trained on 17 frames holds ~19 dB to frame 17 and falls after it
@@ -92,6 +95,9 @@ class WorldRecipe:
     ema_decay: float = 0.995
     ckpt_every: int = 50
     identity_aux_weight: float = 0.1  # stage 3: identity-embedder feature matching, ramped in over its 2nd half
+    # stage 3: the world SyncNet's lip-window embeddings of the decoded estimate vs the decoded target
+    # (aux_losses.LipSyncLoss), on the identity loss's schedule; 0 = off (as the bundled pair was trained)
+    lip_sync_aux_weight: float = 0.0
     # its schedule: switched on at this stage-3 step, full weight after ``ramp`` more (None: steps // 2 and
     # steps // 4); fixed values let a run stopped early keep the schedule it was started with
     identity_aux_start: int | None = None
@@ -138,6 +144,17 @@ class WorldRecipe:
                    # stage 3 as the bundled pair's last continuation ran it (their pipeline.json's recipe)
                    ref_stride=4, known_noise=0.3, lr=7.5e-4, identity_aux_start=0, identity_aux_ramp=1,
                    audio_positions=True, ref_behaviour=True)
+
+    @classmethod
+    def v3(cls, vae: str = "checkpoints/world-vae-s4", out: str = "runs/world-v3") -> WorldRecipe:
+        """World model v2, second design (issue #30): the DiT from scratch on a 4×-spatial VAE (preset
+        ``small-s4``: 4×4 patches, so a 128² frame is still 64 tokens) trained first on its own
+        (``benchmarks/vae_stride_probe.py``) and adopted as it is; stage 3 configured as the bundled pair's last
+        continuation (noised known prefixes, every 4th reference frame, the reference's motion and behaviour),
+        with the identity and lip-sync losses switched on at its midpoint. Both variants, equal budget."""
+        return cls(preset="small-s4", out=out, vae_adopt=vae, checkpoints=f"{out}/checkpoints",
+                   stage_steps=(300, 600, 600), ref_stride=4, known_noise=0.3, ref_motion=True, ref_behaviour=True,
+                   lip_sync_aux_weight=0.1)
 
     @classmethod
     def smoke(cls, out: str = "runs/world-smoke") -> WorldRecipe:
@@ -357,6 +374,21 @@ def adopt_init(r: WorldRecipe) -> Path:
     return first / "vae"
 
 
+def adopt_vae(r: WorldRecipe) -> Path:
+    """``vae_adopt``: a finished VAE folder, checked against the preset (strides, channels). → its directory."""
+    from avatarv.errors import ConfigError
+    from avatarv.models.vae import VideoVAE
+
+    if r.init:
+        raise ConfigError("vae_adopt starts a DiT from scratch on a given VAE: it cannot be combined with init")
+    want = get_preset(r.preset).vae
+    got = VideoVAE.from_pretrained(r.vae_adopt).cfg
+    if (got.spatial_stride, got.temporal_stride, got.z_dim) != (want.spatial_stride, want.temporal_stride, want.z_dim):
+        raise ConfigError(f"{r.vae_adopt}: a {got.spatial_stride}×/{got.temporal_stride}× VAE with z_dim {got.z_dim}; "
+                          f"preset {r.preset!r} needs {want.spatial_stride}×/{want.temporal_stride}× with z_dim {want.z_dim}")
+    return Path(r.vae_adopt)
+
+
 def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards: Path | None = None
                   ) -> list[TrainConfig]:
     """The three stages' configs (stage 3 depends on the variant). A continued recipe (``init``) has stage 3
@@ -369,10 +401,12 @@ def stage_configs(r: WorldRecipe, shards: Path | None, variant: str, ref_shards:
                        optim=OptimConfig(lr=r.lr), precision=r.precision)
     # known leading latent frames: 1 = the scene image (first chunk), 2 = the previous chunk's overlap
     known = (1, 2)
-    hw = get_preset(r.preset).resolution // 8  # latent side: the curriculum is on duration (faces fill the frame)
+    preset = get_preset(r.preset)
+    hw = preset.resolution // preset.vae.spatial_stride  # latent side: the curriculum is on duration only
     start = s3 // 2 if r.identity_aux_start is None else r.identity_aux_start
     ramp = max(1, s3 // 4) if r.identity_aux_ramp is None else r.identity_aux_ramp
-    aux = ((("identity", r.identity_aux_weight, start, ramp),) if r.identity_aux_weight else ())
+    aux = tuple((name, weight, start, ramp) for name, weight in
+                (("identity", r.identity_aux_weight), ("lip_sync", r.lip_sync_aux_weight)) if weight)
     stage3 = replace(base, steps=s3, out_dir=str(r.root / stage3_name(r, variant)), motion_norm=r.motion_norm,
                      audio_positions=r.audio_positions, ref_behaviour=r.ref_behaviour,
                      data=DataConfig(kind="shards", path=str(ref_shards or shards)),
@@ -471,6 +505,8 @@ def run(r: WorldRecipe, progress: bool = True, variants: tuple[str, ...] | None 
         vae_dir = adopt_init(r)
     if r.init and r.vae_init:  # continued on a VAE trained further (the DiT adapts to its latents in stage 3)
         vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
+    elif r.vae_adopt:
+        vae_dir = adopt_vae(r)
     elif not r.init:
         vae_dir = finetune_vae_decoder(r, train_vae(r, progress), progress)
         if r.vae_decoder_refine is not None:
