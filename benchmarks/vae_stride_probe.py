@@ -41,7 +41,8 @@ def decoder_phase(vae, out: Path, steps: int, frames: int, args) -> None:
     cfg = VAETrainConfig(preset="small", steps=steps, frames=frames, lr=args.lr * 0.5, min_lr_ratio=0.1,
                          out_dir=str(out), ckpt_every=25, train_identities=args.identities, seed=1,
                          train_encoder=False, crop_latents=args.crop, crop_focus=args.focus,
-                         face_weight=args.face_weight, mouth_weight=args.mouth_weight, batch_size=2)
+                         face_weight=args.face_weight, mouth_weight=args.mouth_weight, batch_size=2,
+                         lowpass_weight=args.lowpass_weight)
     trainer = VAETrainer(cfg, vae=vae)
     trainer.resume()
     trainer.fit(resume=False)
@@ -61,6 +62,7 @@ def main() -> None:
     p.add_argument("--focus", action="store_true", help="crops hold the mouth (needs --mouth-weight > 0)")
     p.add_argument("--face-weight", type=float, default=0.0)
     p.add_argument("--mouth-weight", type=float, default=0.0)
+    p.add_argument("--lowpass-weight", type=float, default=0.0, help="L1 of 8×8 block means (colour), added")
     p.add_argument("--decoder-phase", action="append", default=[], metavar="STEPS:FRAMES",
                    help="then the decoder alone on longer clips (repeatable, in order)")
     args = p.parse_args()
@@ -74,7 +76,8 @@ def main() -> None:
     cfg = VAETrainConfig(preset="small", steps=args.max_steps, lr=args.lr, out_dir=str(args.out), ckpt_every=50,
                          train_identities=args.identities, seed=0, batch_size=args.batch,
                          min_lr_ratio=args.min_lr_ratio, crop_latents=args.crop, crop_focus=args.focus,
-                         face_weight=args.face_weight, mouth_weight=args.mouth_weight)
+                         face_weight=args.face_weight, mouth_weight=args.mouth_weight,
+                         lowpass_weight=args.lowpass_weight)
     trainer = VAETrainer(cfg, vae=build_vae())
     trainer.resume()
     args.out.mkdir(parents=True, exist_ok=True)
