@@ -39,24 +39,34 @@ def frames_of(first: int, n: int, size: int) -> list[np.ndarray]:
     return [make_clip(i, i * 10, 0.2, size, 0, clip_index=0).frames[0] for i in range(first, first + n)]
 
 
+def mean_lab(frame: np.ndarray) -> np.ndarray:
+    """Mean CIE L*a*b* colour of an RGB uint8 frame (as benchmarks/longform.py measures colour drift)."""
+    import cv2
+
+    return cv2.cvtColor(frame.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB).reshape(-1, 3).mean(0)
+
+
 def measure(vae, detector, frames: list[np.ndarray], trips: int) -> tuple[dict, list[np.ndarray]]:
-    """One VAE on ``frames``: mean PSNR, worst channel-mean shift, faces kept, PSNR after 1..trips trips."""
-    ps, shifts, kept, faces, curves, recons = [], [], 0, 0, [], []
+    """One VAE on ``frames``: mean PSNR, worst channel-mean shift, faces kept, PSNR and colour ΔE (CIE76 of the
+    mean L*a*b*) after 1..trips trips: the colour drift re-encoding alone adds, chunk after chunk."""
+    ps, shifts, kept, faces, curves, des, recons = [], [], 0, 0, [], [], []
     for frame in frames:
         has_face = bool(detector.detect(frame))
         faces += has_face
-        x, curve = frame, []
+        x, curve, de, lab0 = frame, [], [], mean_lab(frame)
         for _ in range(trips):
             x = vae.decode(vae.encode(x[None]))[0]
             curve.append(psnr(x, frame))
+            de.append(float(np.linalg.norm(mean_lab(x) - lab0)))
             if len(curve) == 1:
                 recons.append(x)
                 ps.append(curve[0])
                 shifts.append(np.abs(x.reshape(-1, 3).mean(0) - frame.reshape(-1, 3).mean(0).astype(float)).max())
                 kept += has_face and bool(detector.detect(x))
         curves.append(curve)
+        des.append(de)
     return {"psnr": float(np.mean(ps)), "shift": float(np.mean(shifts)), "kept": f"{kept}/{faces}",
-            "trips": np.mean(curves, 0)}, recons
+            "trips": np.mean(curves, 0), "trips_de": np.mean(des, 0)}, recons
 
 
 def chunk_mse(vae, clips: list[np.ndarray]) -> np.ndarray:
@@ -118,15 +128,17 @@ def main() -> None:
     heldout_recons = {}
     record: dict[str, dict] = {p: {} for p in paths}  # the closing JSON line
     print(f"{'VAE':<40} {'identities':<14} {'PSNR dB':>8} {'max |Δ channel mean|':>21} {'faces kept':>11}  "
-          f"PSNR after 1..{args.trips} trips")
+          f"PSNR after 1..{args.trips} trips | colour ΔE after 1..{args.trips} trips")
     for path, vae in vaes.items():
         for name, fs in frames.items():
             m, recons = measure(vae, detector, fs, args.trips)
             if name == "held-out ids":
                 heldout_recons[path] = recons
-            record[path][name] = {"psnr": round(m["psnr"], 2), "shift": round(m["shift"], 1), "kept": m["kept"]}
+            record[path][name] = {"psnr": round(m["psnr"], 2), "shift": round(m["shift"], 1), "kept": m["kept"],
+                                  "trips_psnr": [round(float(v), 2) for v in m["trips"]],
+                                  "trips_de": [round(float(v), 2) for v in m["trips_de"]]}
             print(f"{path[-40:]:<40} {name:<14} {m['psnr']:8.2f} {m['shift']:21.1f} {m['kept']:>11}  "
-                  + " ".join(f"{v:.1f}" for v in m["trips"]))
+                  + " ".join(f"{v:.1f}" for v in m["trips"]) + " | " + " ".join(f"{v:.1f}" for v in m["trips_de"]))
     if args.chunk:
         from avatarv.world.analyzer import WorldAnalyzer
 
