@@ -40,7 +40,8 @@ def decoder_phase(vae, out: Path, steps: int, frames: int, args) -> None:
 
     cfg = VAETrainConfig(preset="small", steps=steps, frames=frames, lr=args.lr * 0.5, min_lr_ratio=0.1,
                          out_dir=str(out), ckpt_every=25, train_identities=args.identities, seed=1,
-                         train_encoder=False, crop_latents=args.crop, crop_focus=args.focus,
+                         train_encoder=False, crop_latents=args.crop if args.decoder_crop is None else args.decoder_crop,
+                         crop_focus=args.focus,
                          face_weight=args.face_weight, mouth_weight=args.mouth_weight, batch_size=2,
                          lowpass_weight=args.lowpass_weight)
     trainer = VAETrainer(cfg, vae=vae)
@@ -63,6 +64,8 @@ def main() -> None:
     p.add_argument("--face-weight", type=float, default=0.0)
     p.add_argument("--mouth-weight", type=float, default=0.0)
     p.add_argument("--lowpass-weight", type=float, default=0.0, help="L1 of 8×8 block means (colour), added")
+    p.add_argument("--decoder-crop", type=int, default=None, help="crop of the decoder phases (default --crop; "
+                   "0: whole frames, which the background's colours need)")
     p.add_argument("--decoder-phase", action="append", default=[], metavar="STEPS:FRAMES",
                    help="then the decoder alone on longer clips (repeatable, in order)")
     args = p.parse_args()
