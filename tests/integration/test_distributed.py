@@ -268,6 +268,30 @@ def _trainer_worker(rank: int, port: int, out_dir: str, method: str = "personali
         _finish()
 
 
+TRAINER_METHODS = ("personality", "cfg_distill", "dmd")
+
+
+def _trainer_runs_worker(rank: int, ports: list[int], out_root: str):
+    """The three trainer runs of the tests below, one after the other in the same two rank processes (one
+    spawn instead of three: each spawn imports torch and avatarv again in both ranks); a fresh process group
+    on its own port for each."""
+    for port, method in zip(ports, TRAINER_METHODS, strict=True):
+        _trainer_worker(rank, port, str(Path(out_root) / method), method)
+
+
+@pytest.fixture(scope="module")
+def fsdp_runs(tmp_path_factory) -> dict[str, str]:
+    """``{method: out_dir}`` of the FSDP2 trainer runs on 2 ranks (``_trainer_cfg``)."""
+    root = tmp_path_factory.mktemp("fsdp_runs")
+    ports: list[int] = []
+    while len(ports) < len(TRAINER_METHODS):
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    mp.spawn(_trainer_runs_worker, args=(ports, str(root)), nprocs=WORLD, join=True)
+    return {method: str(root / method) for method in TRAINER_METHODS}
+
+
 def _final_state(out_dir):
     from avatarv.training.checkpoint import latest_checkpoint, load_checkpoint
 
@@ -296,14 +320,13 @@ def _assert_same_training(got: dict, want: dict, init: dict, muon: set[str], par
             assert err < 0.05 * lr, (part, name, err)
 
 
-def test_trainer_fsdp2_equals_single_process(tmp_path):
+def test_trainer_fsdp2_equals_single_process(tmp_path, fsdp_runs):
     """``torchrun``-style training (FSDP2 over the Muon + AdamW trainer, micro-batches dealt to 2 ranks) equals
     one process accumulating the same micro-batches; its full-state checkpoint resumes in one process."""
     from avatarv.training.optim import split_parameters
     from avatarv.training.trainer import Trainer
 
-    dist_dir, single_dir = str(tmp_path / "dist"), str(tmp_path / "single")
-    mp.spawn(_trainer_worker, args=(free_port(), dist_dir), nprocs=WORLD, join=True)
+    dist_dir, single_dir = fsdp_runs["personality"], str(tmp_path / "single")
     single = Trainer(_trainer_cfg(single_dir))
     single.fit(progress=False)
 
@@ -327,14 +350,13 @@ def test_trainer_fsdp2_equals_single_process(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["cfg_distill", "dmd"])
-def test_stage4_under_fsdp2_equals_single_process(tmp_path, method):
+def test_stage4_under_fsdp2_equals_single_process(tmp_path, method, fsdp_runs):
     """Stage 4 under ``torchrun``-style FSDP2 (the student, and DMD's critic, each sharded; the frozen teacher
     replicated) gives the single process's losses and weights; the exported model is the student."""
     from avatarv.models.dit import VideoRefDiT
     from avatarv.training.trainer import Trainer
 
-    dist_dir, single_dir = str(tmp_path / "dist"), str(tmp_path / "single")
-    mp.spawn(_trainer_worker, args=(free_port(), dist_dir, method), nprocs=WORLD, join=True)
+    dist_dir, single_dir = fsdp_runs[method], str(tmp_path / "single")
     single = Trainer(_trainer_cfg(single_dir, method))
     single.fit(progress=False)
     np.testing.assert_allclose(_losses(dist_dir), _losses(single_dir), rtol=1e-4)
