@@ -29,6 +29,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` different free ports: one process group each, for runs made one after the other in one spawn."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def build_model() -> VideoRefDiT:
     torch.manual_seed(0)
     model = VideoRefDiT(CFG)
@@ -126,11 +136,30 @@ def _fsdp_worker(rank: int, port: int, steps: int, out_path: str):
         _finish()
 
 
+FSDP_STEPS = 3
+
+
+def _model_runs_worker(rank: int, ports: list[int], out_root: str):
+    """The model-level runs of the tests below, one after the other in the same two rank processes (one spawn
+    instead of four: each spawn imports torch and avatarv again in both ranks), each on its own process group."""
+    _ulysses_worker(rank, ports[0], 3, str(Path(out_root) / "sp3.pt"))
+    _ulysses_worker(rank, ports[1], 4, str(Path(out_root) / "sp4.pt"))
+    _fsdp_worker(rank, ports[2], FSDP_STEPS, str(Path(out_root) / "fsdp.pt"))
+    _ulysses_fsdp_worker(rank, ports[3], 3, str(Path(out_root) / "sp_fsdp.pt"))
+
+
+@pytest.fixture(scope="module")
+def model_runs(tmp_path_factory) -> Path:
+    """The folder of the 2-rank results: ``sp3.pt``/``sp4.pt`` (Ulysses, 3 and 4 latent frames), ``fsdp.pt``
+    (FSDP2, ``FSDP_STEPS`` SGD steps), ``sp_fsdp.pt`` (Ulysses under FSDP2, 3 frames)."""
+    root = tmp_path_factory.mktemp("model_runs")
+    mp.spawn(_model_runs_worker, args=(free_ports(4), str(root)), nprocs=WORLD, join=True)
+    return root
+
+
 @pytest.mark.parametrize("frames", [3, 4])  # 3 latent frames do not divide 2 ranks: padded and cut
-def test_ulysses_equals_single_process(tmp_path, frames):
-    out_path = str(tmp_path / "sp.pt")
-    mp.spawn(_ulysses_worker, args=(free_port(), frames, out_path), nprocs=WORLD, join=True)
-    got = torch.load(out_path)
+def test_ulysses_equals_single_process(model_runs, frames):
+    got = torch.load(model_runs / f"sp{frames}.pt")
     first, out, grads = run_single(frames)
     assert got["builds"] == 1
     torch.testing.assert_close(got["first"], first, atol=1e-5, rtol=1e-5)
@@ -142,11 +171,9 @@ def test_ulysses_equals_single_process(tmp_path, frames):
         torch.testing.assert_close(got["grads"][name], g, atol=1e-5, rtol=1e-4, msg=name)
 
 
-def test_fsdp2_steps_equal_single_process(tmp_path):
-    steps = 3
-    out_path = str(tmp_path / "fsdp.pt")
-    mp.spawn(_fsdp_worker, args=(free_port(), steps, out_path), nprocs=WORLD, join=True)
-    got = torch.load(out_path)["params"]
+def test_fsdp2_steps_equal_single_process(model_runs):
+    steps = FSDP_STEPS
+    got = torch.load(model_runs / "fsdp.pt")["params"]
     model = build_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     kw, ref = inputs(batch=2)
@@ -187,12 +214,10 @@ def _ulysses_fsdp_worker(rank: int, port: int, frames: int, out_path: str):
         _finish()
 
 
-def test_ulysses_hooks_compose_with_fsdp2(tmp_path):
+def test_ulysses_hooks_compose_with_fsdp2(model_runs):
     """Ulysses hooks under FSDP2 on the same 2 ranks, 3 latent frames (padded to 4, cut): the outputs and one
     SGD step equal one process."""
-    out_path = str(tmp_path / "sp_fsdp.pt")
-    mp.spawn(_ulysses_fsdp_worker, args=(free_port(), 3, out_path), nprocs=WORLD, join=True)
-    got = torch.load(out_path)
+    got = torch.load(model_runs / "sp_fsdp.pt")
     model = build_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     kw, ref = inputs(3)
@@ -283,12 +308,7 @@ def _trainer_runs_worker(rank: int, ports: list[int], out_root: str):
 def fsdp_runs(tmp_path_factory) -> dict[str, str]:
     """``{method: out_dir}`` of the FSDP2 trainer runs on 2 ranks (``_trainer_cfg``)."""
     root = tmp_path_factory.mktemp("fsdp_runs")
-    ports: list[int] = []
-    while len(ports) < len(TRAINER_METHODS):
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    mp.spawn(_trainer_runs_worker, args=(ports, str(root)), nprocs=WORLD, join=True)
+    mp.spawn(_trainer_runs_worker, args=(free_ports(len(TRAINER_METHODS)), str(root)), nprocs=WORLD, join=True)
     return {method: str(root / method) for method in TRAINER_METHODS}
 
 
