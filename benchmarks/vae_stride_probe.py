@@ -33,14 +33,14 @@ def build_vae(base_dim: int = 16, z_dim: int = 16):
     return VideoVAE(replace(VAEConfig(base_dim=base_dim, z_dim=z_dim), spatial_stride=4), model=model)
 
 
-def decoder_phase(vae, out: Path, steps: int, frames: int, args) -> None:
-    """The decoder alone on ``frames``-frame clips (the encoder, so the latents, stay), focused latent crops;
-    resumable in ``out``."""
+def decoder_phase(vae, out: Path, steps: int, frames: int, args, encoder: bool = False) -> None:
+    """The decoder alone (``encoder``: the whole autoencoder) on ``frames``-frame clips, focused crops;
+    resumable in ``out``. Clips longer than 5 frames teach the causal caches of latent frames ≥ 2."""
     from avatarv.training.vae import VAETrainConfig, VAETrainer
 
     cfg = VAETrainConfig(preset="small", steps=steps, frames=frames, lr=args.lr * 0.5, min_lr_ratio=0.1,
-                         out_dir=str(out), ckpt_every=25, train_identities=args.identities, seed=1,
-                         train_encoder=False, crop_latents=args.crop if args.decoder_crop is None else args.decoder_crop,
+                         out_dir=str(out), ckpt_every=25, train_identities=args.identities, seed=1 + encoder,
+                         train_encoder=encoder, crop_latents=args.crop if args.decoder_crop is None else args.decoder_crop,
                          crop_focus=args.focus,
                          face_weight=args.face_weight, mouth_weight=args.mouth_weight, batch_size=2,
                          lowpass_weight=args.lowpass_weight)
@@ -64,6 +64,8 @@ def main() -> None:
     p.add_argument("--face-weight", type=float, default=0.0)
     p.add_argument("--mouth-weight", type=float, default=0.0)
     p.add_argument("--lowpass-weight", type=float, default=0.0, help="L1 of 8×8 block means (colour), added")
+    p.add_argument("--full-phase", action="append", default=[], metavar="STEPS:FRAMES",
+                   help="then the whole autoencoder on longer clips (repeatable, before the decoder phases)")
     p.add_argument("--decoder-crop", type=int, default=None, help="crop of the decoder phases (default --crop; "
                    "0: whole frames, which the background's colours need)")
     p.add_argument("--decoder-phase", action="append", default=[], metavar="STEPS:FRAMES",
@@ -98,6 +100,9 @@ def main() -> None:
     wall = time.perf_counter() - start
     trainer.save()
     vae = trainer.vae
+    for k, phase in enumerate(args.full_phase):
+        steps, frames = (int(v) for v in phase.split(":"))
+        decoder_phase(vae, args.out / f"full{k}", steps, frames, args, encoder=True)
     for k, phase in enumerate(args.decoder_phase):
         steps, frames = (int(v) for v in phase.split(":"))
         decoder_phase(vae, args.out / f"decoder{k}", steps, frames, args)
