@@ -84,10 +84,10 @@ train-world-v2: install
 	$(PY) -m avatarv.cli train world --v2
 
 # World model v2 on a 4×-spatial VAE (issue #30, WorldRecipe.v3): the DiT from scratch (preset small-s4) on the
-# VAE folder VAE= (default checkpoints/world-vae-s4), lip-sync + identity losses in stage 3. Resumable; several CPU
-# hours on 2 cores; work and checkpoints in runs/world-v3.
+# VAE folder VAE= (default runs/vae4/vae: benchmarks/vae_stride_probe.py --out runs/vae4 writes it; see README),
+# lip-sync + identity losses in stage 3. Resumable; several CPU hours on 2 cores; work in runs/world-v3.
 .PHONY: train-world-v3
-VAE ?= checkpoints/world-vae-s4
+VAE ?= runs/vae4/vae
 train-world-v3: install
 	$(PY) -m avatarv.cli train world --v3 $(VAE)
 

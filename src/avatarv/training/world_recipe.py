@@ -146,7 +146,7 @@ class WorldRecipe:
                    audio_positions=True, ref_behaviour=True)
 
     @classmethod
-    def v3(cls, vae: str = "checkpoints/world-vae-s4", out: str = "runs/world-v3") -> WorldRecipe:
+    def v3(cls, vae: str = "runs/vae4/vae", out: str = "runs/world-v3") -> WorldRecipe:
         """World model v2, second design (issue #30): the DiT from scratch on a 4×-spatial VAE (preset
         ``small-s4``: 4×4 patches, so a 128² frame is still 64 tokens) trained first on its own
         (``benchmarks/vae_stride_probe.py``) and adopted as it is; stage 3 configured as the bundled pair's last
