@@ -1,14 +1,16 @@
-"""Auxiliary-loss pieces: the differentiable face crop equals the identity embedder's crop; the identity loss
-is zero on a perfect estimate, positive otherwise, and sends gradients to the estimate."""
+"""Auxiliary-loss pieces: the differentiable face crop equals the identity embedder's crop; the identity and
+lip-sync losses are zero on a perfect estimate, positive otherwise, and send gradients to the estimate."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from avatarv.eval.world_identity import IdentityNet, face_crop
+from avatarv.eval.world_syncnet import WorldSyncNet
 from avatarv.training.batch import Batch
-from avatarv.training.methods.aux_losses import IdentityLoss, crop_faces
+from avatarv.training.methods.aux_losses import IdentityLoss, LipSyncLoss, crop_faces
 
 
 def test_crop_faces_matches_the_embedders_crop():
@@ -25,15 +27,24 @@ def test_crop_faces_matches_the_embedders_crop():
     assert np.abs(ours - ref).mean() < 0.5 * np.abs(shifted - ref).mean()
 
 
-def test_identity_loss_zero_at_target_and_differentiable():
+def decode_stub(z: torch.Tensor) -> torch.Tensor:
+    """A differentiable stand-in decoder: F latent frames → 4(F − 1) + 1 frames, 8× space, 3 channels."""
+    return torch.tanh(z.repeat_interleave(8, -1).repeat_interleave(8, -2)[:, :3]).repeat_interleave(4, 2)[:, :, 3:]
+
+
+@pytest.mark.parametrize("make", [lambda: IdentityLoss(decode_stub, IdentityNet().eval(), max_frames=2),
+                                  lambda: LipSyncLoss(decode_stub, WorldSyncNet().eval(), latent_frames=2)],
+                         ids=["identity", "lip_sync"])
+def test_loss_zero_at_target_and_differentiable(make):
+    """Both feature-space losses: zero on a perfect estimate, positive otherwise, gradients only into the last
+    two latent frames (the ones they decode)."""
     torch.manual_seed(0)
-    decode = lambda z: torch.tanh(z.repeat_interleave(8, -1).repeat_interleave(8, -2)[:, :3])  # noqa: E731
-    loss = IdentityLoss(decode, IdentityNet().eval(), max_frames=2)
+    loss = make()
     x0 = torch.randn(2, 4, 3, 8, 8)
-    batch = Batch(latents=x0, face_box=torch.tensor([[[8.0, 8.0, 40.0, 48.0]] * 3] * 2))
+    batch = Batch(latents=x0, face_box=torch.tensor([[[10.0, 8.0, 40.0, 44.0]] * 3] * 2))
     assert float(loss(x0, x0, batch)) < 1e-5
     est = (x0 + torch.randn_like(x0)).requires_grad_(True)
     value = loss(est, x0, batch)
     value.backward()
     assert float(value) > 1e-4 and est.grad.abs().sum() > 0
-    assert est.grad[:, :, 0].abs().sum() == 0  # only the last max_frames latent frames are decoded
+    assert est.grad[:, :, 0].abs().sum() == 0  # only the last two latent frames are decoded

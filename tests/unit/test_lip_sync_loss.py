@@ -1,6 +1,6 @@
 """The lip-sync auxiliary loss (training/methods/aux_losses.LipSyncLoss, #30 item 2): its differentiable crop is
 the SyncNet crop the Sync-C metric reads (face_tracks.crop_face → lip_input → the world SyncNet's 4×4 pooling);
-the loss is zero on a perfect estimate, positive otherwise, and sends gradients only to the decoded frames."""
+its contract with the identity loss (zero at the target, gradients into the decoded frames) is in test_aux_losses."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from avatarv.errors import ConfigError
 from avatarv.eval.face_tracks import crop_face
 from avatarv.eval.syncnet import lip_input
 from avatarv.eval.world_syncnet import WorldSyncNet
-from avatarv.training.batch import Batch
 from avatarv.training.methods.aux_losses import LipSyncLoss, make_aux_losses, syncnet_crops
 
 
@@ -36,21 +35,9 @@ def test_crop_is_the_metric_s_syncnet_crop():
     assert err < 0.5 * (off - ref).abs().mean()
 
 
-def test_loss_zero_at_target_positive_elsewhere_and_differentiable():
-    torch.manual_seed(0)
-    decode = lambda z: torch.tanh(z.repeat_interleave(8, -1).repeat_interleave(8, -2)[:, :3]  # noqa: E731
-                                   ).repeat_interleave(4, 2)[:, :, 3:]  # F latents → 4(F − 1) + 1 frames
-    loss = LipSyncLoss(decode, WorldSyncNet().eval(), latent_frames=2)
-    x0 = torch.randn(2, 4, 3, 8, 8)
-    batch = Batch(latents=x0, face_box=torch.tensor([[[10.0, 8.0, 40.0, 40.0]] * 3] * 2))
-    assert float(loss(x0, x0, batch)) < 1e-5
-    est = (x0 + torch.randn_like(x0)).requires_grad_(True)
-    value = loss(est, x0, batch)
-    value.backward()
-    assert float(value) > 1e-4 and est.grad.abs().sum() > 0
-    assert est.grad[:, :, 0].abs().sum() == 0  # only the last two latent frames are decoded
+def test_needs_a_whole_lip_window():
     with pytest.raises(ValueError, match="5-frame"):
-        LipSyncLoss(decode, WorldSyncNet(), latent_frames=1)
+        LipSyncLoss(lambda z: z, WorldSyncNet(), latent_frames=1)
 
 
 def test_make_aux_losses_knows_lip_sync(tmp_path):
