@@ -16,21 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 
 def build_vae(base_dim: int = 16, z_dim: int = 16):
-    from diffusers import AutoencoderKLWan
-
+    """A fresh 4×-spatial VAE: ``AutoencoderKLWan`` with ``dim_mult [1, 2, 4]``, time halved twice (``wan_layout``)."""
     from avatarv.config.dit import VAEConfig
     from avatarv.models.vae import VideoVAE
 
-    model = AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 4], temperal_downsample=[True, True],
-                             latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
-    return VideoVAE(replace(VAEConfig(base_dim=base_dim, z_dim=z_dim), spatial_stride=4), model=model)
+    return VideoVAE(VAEConfig(base_dim=base_dim, z_dim=z_dim, spatial_stride=4))
 
 
 def decoder_phase(vae, out: Path, steps: int, frames: int, args, encoder: bool = False) -> None:
