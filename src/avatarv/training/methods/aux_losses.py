@@ -35,23 +35,33 @@ class FeatureMatchingLoss:
         return (1 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
 
 
+def crop_windows(frames: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, w: torch.Tensor, h: torch.Tensor,
+                 size: int) -> torch.Tensor:
+    """Differentiable crops of the pixel windows ``[x0, x0 + w) × [y0, y0 + h)`` (first pixel index, lengths; each
+    ``[N]``) of frames ``[N, 3, H, W]``, resized to ``size``² as ``cv2.resize`` maps them (output pixel o samples
+    index x0 + (o + ½)·w/size − ½), bilinearly, so gradients reach the frames."""
+    n, _, fh, fw = frames.shape
+    theta = torch.zeros(n, 2, 3, device=frames.device)
+    # affine_grid (align_corners=False): output o ↦ normalised (2o + 1)/size − 1 ↦ theta ↦ input index p at
+    # normalised (2p + 1)/W − 1; solving for p = x0 + (o + ½)·w/size − ½ gives the entries below
+    theta[:, 0, 0] = w / fw
+    theta[:, 1, 1] = h / fh
+    theta[:, 0, 2] = (2 * x0 + w) / fw - 1
+    theta[:, 1, 2] = (2 * y0 + h) / fh - 1
+    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return F.grid_sample(frames.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def crop_faces(frames: torch.Tensor, boxes: torch.Tensor, size: int = 64, scale: float = 1.3) -> torch.Tensor:
     """Differentiable square face crops. frames ``[N, 3, H, W]`` in [−1, 1], boxes ``[N, 4]`` (x0, y0, x1, y1 px)
     → ``[N, 3, size, size]`` in [0, 1]: side ``scale · max(w, h)`` around the box centre (as the identity
     embedder's ``face_crop``), sampled bilinearly so gradients reach the frames."""
-    n, _, h, w = frames.shape
     x0, y0, x1, y1 = boxes.float().unbind(-1)
     side = torch.maximum(x1 - x0, y1 - y0) * scale
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    theta = torch.zeros(n, 2, 3, device=frames.device)
-    # affine_grid maps output [−1, 1] to input [−1, 1] (align_corners=False: pixel edges at ±1, so pixel index p
-    # is at (2p + 1)/w − 1); output pixel o samples index side·(o + ½)/size − side/2 + cx, as face_crop's warp does
-    theta[:, 0, 0] = side / w
-    theta[:, 1, 1] = side / h
-    theta[:, 0, 2] = (2 * cx + 1) / w - 1
-    theta[:, 1, 2] = (2 * cy + 1) / h - 1
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-    crops = F.grid_sample(frames.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # output pixel o samples index side·(o + ½)/size − side/2 + cx, as face_crop's warp does: crop_windows' window
+    # starting at cx − side/2 + ½
+    crops = crop_windows(frames, cx - side / 2 + 0.5, cy - side / 2 + 0.5, side, side, size)
     return (crops + 1) / 2
 
 
@@ -76,23 +86,6 @@ class IdentityLoss:
         with torch.no_grad():
             target = self.embed(faces(x0))
         return (1 - F.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
-
-
-def crop_windows(frames: torch.Tensor, x0: torch.Tensor, y0: torch.Tensor, w: torch.Tensor, h: torch.Tensor,
-                 size: int) -> torch.Tensor:
-    """Differentiable crops of the pixel windows ``[x0, x0 + w) × [y0, y0 + h)`` (first pixel index, lengths; each
-    ``[N]``) of frames ``[N, 3, H, W]``, resized to ``size``² as ``cv2.resize`` maps them (output pixel o samples
-    index x0 + (o + ½)·w/size − ½), bilinearly, so gradients reach the frames."""
-    n, _, fh, fw = frames.shape
-    theta = torch.zeros(n, 2, 3, device=frames.device)
-    # affine_grid (align_corners=False): output o ↦ normalised (2o + 1)/size − 1 ↦ theta ↦ input index p at
-    # normalised (2p + 1)/W − 1; solving for p = x0 + (o + ½)·w/size − ½ gives the entries below
-    theta[:, 0, 0] = w / fw
-    theta[:, 1, 1] = h / fh
-    theta[:, 0, 2] = (2 * x0 + w) / fw - 1
-    theta[:, 1, 2] = (2 * y0 + h) / fh - 1
-    grid = F.affine_grid(theta, [n, 3, size, size], align_corners=False)
-    return F.grid_sample(frames.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def syncnet_crops(frames: torch.Tensor, boxes: torch.Tensor, size: int = 56) -> torch.Tensor:
